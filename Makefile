@@ -1,0 +1,44 @@
+# mlfep — two commands set everything up: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mlfep-installed
+SHARED ?= $(abspath ../shared)
+export PATH := $(abspath $(BIN)):$(PATH)
+# Model weights come from a local folder (no network at run time); users may point this elsewhere.
+export TORCHANI_DATA_DIR ?= $(SHARED)/models/torchani
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all lint format clean browser-deps bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@# torch first, pinned, so that nothing pulls a multi-GB CUDA build as a side effect
+	$(BIN)/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check ligand_prep fep analysis app gpu_kernels tests benchmarks
+	$(BIN)/ruff format --check ligand_prep fep analysis app gpu_kernels tests benchmarks
+
+format: install
+	$(BIN)/ruff check --fix ligand_prep fep analysis app gpu_kernels tests benchmarks
+	$(BIN)/ruff format ligand_prep fep analysis app gpu_kernels tests benchmarks
+
+test: install lint
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-all: install
+	MLFEP_RUN_SLOW=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: install
+	bash examples/demo.sh
+
+browser-deps:
+	apt-get update && apt-get install -y chromium
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo_run
