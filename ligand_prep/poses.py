@@ -1,0 +1,329 @@
+"""3D poses for ligands given as SMILES, placed on a reference ligand's pose by their common core.
+
+:func:`generate_pose` finds the maximum common substructure (MCS) of heavy atoms between the new molecule
+and the reference, embeds several ETKDG conformers with the core atoms' coordinates as constraints, aligns
+each on the core, copies the reference core coordinates onto it, relaxes the rest with a short MMFF
+minimisation (core atoms restrained), and keeps the conformer with the best score: core RMSD + a penalty for
+heavy-atom clashes with the protein (when a PDB is given) + a small strain term. :func:`embed_free` embeds a
+molecule without any reference (the first ligand of a series without ``--reference``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from ligand_prep.base import InputError
+from ligand_prep.models import Ligand
+
+__all__ = ["CLASH_DISTANCE_ANGSTROM", "PoseError", "embed_free", "generate_pose", "protein_heavy_atoms"]
+
+log = logging.getLogger(__name__)
+
+#: Ligand-protein heavy-atom distance (Å) under which a contact counts as a clash.
+CLASH_DISTANCE_ANGSTROM = 2.2
+#: Smallest MCS (heavy atoms) accepted as a core to place a ligand on.
+MIN_CORE_ATOMS = 3
+#: rdFMCS timeout per ligand, seconds.
+MCS_TIMEOUT_S = 5
+#: Weight of the MMFF strain (kcal/mol above the best conformer) in the score, Å per kcal/mol.
+STRAIN_WEIGHT = 0.005
+_WATER = {"HOH", "WAT", "H2O", "TIP", "TIP3", "SOL", "DOD"}
+
+
+class PoseError(InputError):
+    """No acceptable pose could be generated for a ligand (names the ligand and what to do)."""
+
+
+# ------------------------------------------------------------------------------------------ protein
+def protein_heavy_atoms(protein_pdb: str | os.PathLike[str]):
+    """Coordinates of the protein's heavy atoms (waters excluded), shape (n_atoms, 3), in Å."""
+    path = Path(protein_pdb)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: protein PDB file not found") from None
+    return _protein_heavy_atoms(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=4)
+def _protein_heavy_atoms(path: str, _mtime_ns: int, _size: int):
+    import numpy as np
+
+    coords = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            if not line.startswith(("ATOM", "HETATM")):
+                continue
+            if line[17:21].strip().upper() in _WATER:
+                continue
+            element = line[76:78].strip().upper() if len(line) >= 78 else ""
+            if not element:
+                element = "".join(ch for ch in line[12:16] if ch.isalpha())[:1].upper()
+            if element in {"H", "D"}:
+                continue
+            try:
+                coords.append((float(line[30:38]), float(line[38:46]), float(line[46:54])))
+            except ValueError:
+                raise InputError(f"{path}: unreadable coordinates in line '{line.rstrip()[:60]}'") from None
+    if not coords:
+        raise InputError(f"{path}: no protein atoms found (expected ATOM/HETATM records)")
+    return np.asarray(coords, dtype=float)
+
+
+def _clash_penalty(positions, tree) -> float:
+    """Penalty for ligand heavy atoms (positions, shape (n, 3)) closer than the clash distance to the protein."""
+    if tree is None or len(positions) == 0:
+        return 0.0
+    dist, _ = tree.query(positions, k=1, distance_upper_bound=CLASH_DISTANCE_ANGSTROM)
+    close = dist[dist < CLASH_DISTANCE_ANGSTROM]
+    return float(len(close) * 0.5 + 2.0 * (CLASH_DISTANCE_ANGSTROM - close).sum())
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _heavy_view(mol):
+    """(heavy-atom-only copy, list mapping its atom index -> index in ``mol``)."""
+    from rdkit import Chem
+
+    heavy_idx = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    heavy = Chem.RemoveAllHs(mol, sanitize=False)
+    if heavy.GetNumAtoms() != len(heavy_idx):  # pragma: no cover - RemoveAllHs keeps heavy-atom order
+        raise PoseError("internal error: hydrogen removal changed the heavy atom count")
+    heavy.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(heavy)
+    return heavy, heavy_idx
+
+
+def _find_core(mol, ref, name: str, ref_name: str) -> list[tuple[int, int]]:
+    """MCS core as (index in mol, index in ref) pairs of heavy atoms."""
+    from rdkit import Chem
+    from rdkit.Chem import rdFMCS
+
+    mol_heavy, mol_idx = _heavy_view(mol)
+    ref_heavy, ref_idx = _heavy_view(ref)
+    result = rdFMCS.FindMCS(
+        [mol_heavy, ref_heavy],
+        atomCompare=rdFMCS.AtomCompare.CompareElements,
+        bondCompare=rdFMCS.BondCompare.CompareOrder,
+        ringMatchesRingOnly=True,
+        completeRingsOnly=True,
+        timeout=MCS_TIMEOUT_S,
+    )
+    if result.canceled:
+        log.warning(
+            "%s: MCS search with %s timed out after %d s; using the best core found", name, ref_name, MCS_TIMEOUT_S
+        )
+    if result.numAtoms < MIN_CORE_ATOMS:
+        raise PoseError(
+            f"ligand {name}: shares only {result.numAtoms} heavy atoms (complete rings) with reference {ref_name}; "
+            "choose a reference from the same series, or give this ligand a 3D pose in an SDF"
+        )
+    query = Chem.MolFromSmarts(result.smartsString)
+    ref_match = ref_heavy.GetSubstructMatch(query)
+    mol_match = mol_heavy.GetSubstructMatch(query)
+    if not ref_match or not mol_match:  # pragma: no cover - the MCS matches both by construction
+        raise PoseError(f"ligand {name}: MCS with reference {ref_name} could not be matched back")
+    return [(mol_idx[i], ref_idx[j]) for i, j in zip(mol_match, ref_match, strict=True)]
+
+
+def _canonical(mol) -> str:
+    from rdkit import Chem
+
+    return Chem.MolToSmiles(Chem.RemoveHs(mol))
+
+
+def _pose_smiles(mol, conf_id: int) -> str:
+    """Canonical isomeric SMILES with stereo perceived from conformer ``conf_id``."""
+    from rdkit import Chem
+
+    single = Chem.Mol(mol)
+    conf = Chem.Conformer(mol.GetConformer(conf_id))
+    single.RemoveAllConformers()
+    new_id = single.AddConformer(conf, assignId=True)
+    Chem.AssignStereochemistryFrom3D(single, confId=new_id)
+    return _canonical(single)
+
+
+def _minimize(mol, conf_id: int, restrained: list[int], max_iters: int = 200) -> float | None:
+    """Short MMFF (UFF fallback) minimisation, ``restrained`` atoms held near their positions; returns energy."""
+    from rdkit.Chem import AllChem
+
+    props = AllChem.MMFFGetMoleculeProperties(mol)
+    if props is not None:
+        ff = AllChem.MMFFGetMoleculeForceField(mol, props, confId=conf_id, ignoreInterfragInteractions=False)
+        for idx in restrained:
+            ff.MMFFAddPositionConstraint(idx, 0.05, 200.0)
+    elif AllChem.UFFHasAllMoleculeParams(mol):
+        ff = AllChem.UFFGetMoleculeForceField(mol, confId=conf_id)
+        for idx in restrained:
+            ff.UFFAddPositionConstraint(idx, 0.05, 200.0)
+    else:
+        return None
+    ff.Initialize()
+    ff.Minimize(maxIts=max_iters)
+    return float(ff.CalcEnergy())
+
+
+def _positions(mol, conf_id: int, indices: list[int]):
+    import numpy as np
+
+    conf = mol.GetConformer(conf_id)
+    return np.array([[p.x, p.y, p.z] for p in (conf.GetAtomPosition(i) for i in indices)], dtype=float).reshape(-1, 3)
+
+
+# ------------------------------------------------------------------------------------------ public
+def embed_free(mol_without_pose, n_conformers: int = 10, seed: int = 42, name: str = "ligand") -> str:
+    """Embed a molecule with no reference (ETKDG + MMFF), keep the lowest-energy conformer.
+
+    Returns
+    -------
+    str
+        MDL mol block with explicit hydrogens and 3D coordinates.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.Mol(mol_without_pose))
+    mol.RemoveAllConformers()
+    target = _canonical(mol)
+    cids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
+    if not cids:
+        cids = list(
+            AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed, useRandomCoords=True)
+        )
+    if not cids:
+        raise PoseError(f"ligand {name}: RDKit could not embed a 3D conformer; check the SMILES or give a 3D SDF")
+    scored = []
+    for cid in cids:
+        energy = _minimize(mol, cid, [], max_iters=500)
+        if _pose_smiles(mol, cid) != target:
+            continue
+        scored.append((energy if energy is not None else 0.0, cid))
+    if not scored:
+        raise PoseError(f"ligand {name}: every embedded conformer lost the SMILES stereochemistry; check the SMILES")
+    best = min(scored)[1]
+    out = Chem.Mol(mol)
+    conf = Chem.Conformer(mol.GetConformer(best))
+    out.RemoveAllConformers()
+    out.AddConformer(conf, assignId=True)
+    out.SetProp("_Name", name)
+    return Chem.MolToMolBlock(out)
+
+
+def generate_pose(
+    mol_without_pose, reference: Ligand, protein_pdb=None, n_conformers: int = 10, seed: int = 42
+) -> tuple[str, float]:
+    """Place a molecule on ``reference``'s pose by their maximum common substructure.
+
+    Parameters
+    ----------
+    mol_without_pose : rdkit.Chem.Mol
+        The molecule (stereo defined; hydrogens implicit or explicit; conformers are ignored). Its ``_Name``
+        property, if set, names it in messages.
+    reference : Ligand
+        The ligand whose 3D pose the common core copies.
+    protein_pdb : path, optional
+        Protein PDB; conformers whose heavy atoms come closer than :data:`CLASH_DISTANCE_ANGSTROM` to protein
+        heavy atoms are penalised.
+    n_conformers : int
+        Conformers embedded (different random seeds) before the best is kept.
+    seed : int
+        Random seed (results are reproducible for a given seed).
+
+    Returns
+    -------
+    molblock : str
+        The pose: MDL mol block, explicit hydrogens, 3D coordinates in the reference's frame (Å).
+    core_rmsd : float
+        RMSD (Å) of the MCS core heavy atoms to the matching reference atoms, in place (no re-fit).
+
+    Raises
+    ------
+    PoseError
+        Core too small, embedding failed or stereochemistry could not be kept.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    from rdkit.Geometry import Point3D
+
+    name = mol_without_pose.GetProp("_Name") if mol_without_pose.HasProp("_Name") else "ligand"
+    name = name.strip() or "ligand"
+    mol = Chem.AddHs(Chem.Mol(mol_without_pose))
+    mol.RemoveAllConformers()
+    target = _canonical(mol)
+    ref = reference.to_rdkit()
+    ref_pos = ref.GetConformer().GetPositions()
+
+    tree = None
+    if protein_pdb is not None:
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(protein_heavy_atoms(protein_pdb))
+
+    pairs = _find_core(mol, ref, name, reference.name)
+    chiral = {a.GetIdx() for a in mol.GetAtoms() if a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED}
+    attempts = [pairs]
+    reduced = [(i, j) for i, j in pairs if i not in chiral]
+    if len(reduced) != len(pairs) and len(reduced) >= MIN_CORE_ATOMS:
+        attempts.append(reduced)  # a core stereocentre of opposite handedness cannot copy the reference's
+
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
+    for core in attempts:
+        core_mol = [i for i, _ in core]
+        core_ref_pos = ref_pos[[j for _, j in core]]
+        coord_map = {i: Point3D(*ref_pos[j]) for i, j in core}
+        cids = list(
+            AllChem.EmbedMultipleConfs(
+                mol,
+                numConfs=max(1, n_conformers),
+                randomSeed=seed,
+                coordMap=coord_map,
+                useRandomCoords=True,
+                enforceChirality=True,
+                maxAttempts=50,
+            )
+        )
+        if not cids:
+            log.info("%s: constrained embedding failed; embedding freely and aligning on the core", name)
+            cids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
+        if not cids:
+            continue
+        atom_map = [(i, j) for i, j in core]
+        candidates = []
+        for cid in cids:
+            AllChem.AlignMol(mol, ref, prbCid=cid, atomMap=atom_map)
+            conf = mol.GetConformer(cid)
+            for i, j in core:
+                conf.SetAtomPosition(i, Point3D(*ref_pos[j]))
+            energy = _minimize(mol, cid, core_mol)
+            if _pose_smiles(mol, cid) != target:
+                continue
+            diff = _positions(mol, cid, core_mol) - core_ref_pos
+            rmsd = float((diff**2).sum(axis=1).mean() ** 0.5)
+            clash = _clash_penalty(_positions(mol, cid, heavy), tree)
+            candidates.append((rmsd, clash, energy, cid))
+        if not candidates:
+            log.info("%s: no conformer kept the stereochemistry with a %d-atom core", name, len(core))
+            continue
+        energies = [c[2] for c in candidates if c[2] is not None]
+        e_min = min(energies) if energies else 0.0
+        scored = sorted(
+            (rmsd + clash + STRAIN_WEIGHT * ((energy if energy is not None else e_min) - e_min), cid, rmsd, clash)
+            for rmsd, clash, energy, cid in candidates
+        )
+        _score, best, rmsd, clash = scored[0]
+        if clash > 0:
+            log.warning("%s: best pose still clashes with the protein (penalty %.2f)", name, clash)
+        out = Chem.Mol(mol)
+        best_conf = Chem.Conformer(mol.GetConformer(best))
+        out.RemoveAllConformers()
+        out.AddConformer(best_conf, assignId=True)
+        out.SetProp("_Name", name)
+        log.info("%s: pose on %s, core %d atoms, core RMSD %.3f Å", name, reference.name, len(core), rmsd)
+        return Chem.MolToMolBlock(out), rmsd
+    raise PoseError(
+        f"ligand {name}: no conformer could be placed on reference {reference.name} with its stereochemistry kept; "
+        "check the stereo in the SMILES, choose another reference, or give a 3D pose in an SDF"
+    )
