@@ -1,0 +1,144 @@
+"""Agreement of predictions with experiment: RMSE, MUE, R², Pearson r and Kendall τ, each with a seeded
+bootstrap 95 % confidence interval (resampling the (prediction, experiment) pairs).
+
+Edges compare ΔΔG with the experimental ΔΔG = ΔG_exp(B) − ΔG_exp(A); nodes compare ΔG with both sides
+centred on their own mean (relative free energies carry no absolute offset).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import numpy as np
+
+from analysis.results import Statistic, StatisticsResult
+from ligand_prep.base import InputError
+
+__all__ = ["METRICS", "compute_statistics", "kendall_tau", "mue", "pearson_r", "r2", "rmse"]
+
+
+def rmse(pred: np.ndarray, exp: np.ndarray) -> float:
+    """Root-mean-square error sqrt(mean((pred − exp)²))."""
+    diff = np.asarray(pred, dtype=float) - np.asarray(exp, dtype=float)
+    return float(np.sqrt(np.mean(diff**2)))
+
+
+def mue(pred: np.ndarray, exp: np.ndarray) -> float:
+    """Mean unsigned error mean(|pred − exp|)."""
+    return float(np.mean(np.abs(np.asarray(pred, dtype=float) - np.asarray(exp, dtype=float))))
+
+
+def pearson_r(pred: np.ndarray, exp: np.ndarray) -> float:
+    """Pearson correlation coefficient (NaN when either side is constant)."""
+    x = np.asarray(pred, dtype=float) - np.mean(pred)
+    y = np.asarray(exp, dtype=float) - np.mean(exp)
+    denom = math.sqrt(float(np.sum(x**2)) * float(np.sum(y**2)))
+    return float(np.sum(x * y) / denom) if denom > 0 else float("nan")
+
+
+def r2(pred: np.ndarray, exp: np.ndarray) -> float:
+    """R² as the FEP benchmarks report it: the square of Pearson's r (cinnabar, Hahn et al. 2022)."""
+    r = pearson_r(pred, exp)
+    return r * r
+
+
+def kendall_tau(pred: np.ndarray, exp: np.ndarray) -> float:
+    """Kendall's τ-b rank correlation (scipy.stats.kendalltau)."""
+    from scipy.stats import kendalltau
+
+    return float(kendalltau(np.asarray(pred, dtype=float), np.asarray(exp, dtype=float)).statistic)
+
+
+#: name → function(pred, exp).
+METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "rmse": rmse,
+    "mue": mue,
+    "r2": r2,
+    "pearson_r": pearson_r,
+    "kendall_tau": kendall_tau,
+}
+
+
+def compute_statistics(
+    predicted: Sequence[float],
+    experimental: Sequence[float],
+    *,
+    kind: Literal["edges", "nodes"],
+    estimate: Literal["mm", "ml"] = "mm",
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+) -> StatisticsResult:
+    """Every metric of :data:`METRICS` with a bootstrap 95 % confidence interval.
+
+    Parameters
+    ----------
+    predicted, experimental : sequence of float, length n
+        Paired values in kcal/mol (ΔΔG for edges, ΔG for nodes).
+    kind : {'edges', 'nodes'}
+        'nodes' centres both sides on their mean (in every bootstrap sample as well).
+    estimate : {'mm', 'ml'}
+        Recorded in the result.
+    n_bootstrap : int
+        Resamples of the pairs, with replacement.
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+
+    Returns
+    -------
+    StatisticsResult
+        Metrics that are undefined for the data (e.g. r when a side is constant) are left out.
+
+    Raises
+    ------
+    InputError
+        Lengths differ, fewer than 2 pairs, or non-finite values.
+
+    Examples
+    --------
+    >>> res = compute_statistics([1.0, 2.0, 3.0], [1.0, 2.0, 4.0], kind="edges", n_bootstrap=10)
+    >>> round(res.metrics["mue"].value, 6)
+    0.333333
+    """
+    pred = np.asarray(predicted, dtype=float)
+    exp = np.asarray(experimental, dtype=float)
+    if pred.shape != exp.shape or pred.ndim != 1:
+        raise InputError(f"statistics: {pred.size} predictions for {exp.size} experimental values")
+    if pred.size < 2:
+        raise InputError(f"statistics ({kind}): need at least 2 pairs with experimental data, got {pred.size}")
+    if not (np.all(np.isfinite(pred)) and np.all(np.isfinite(exp))):
+        raise InputError(f"statistics ({kind}): non-finite predicted or experimental value")
+
+    def prepare(p: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if kind == "nodes":
+            return p - p.mean(), e - e.mean()
+        return p, e
+
+    import warnings
+
+    p0, e0 = prepare(pred, exp)
+    values = {name: fn(p0, e0) for name, fn in METRICS.items()}
+    rng = np.random.default_rng(seed)
+    boot = {name: [] for name in METRICS}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(n_bootstrap):
+            idx = rng.integers(0, pred.size, size=pred.size)
+            pb, eb = prepare(pred[idx], exp[idx])
+            for name, fn in METRICS.items():
+                boot[name].append(fn(pb, eb))
+    metrics: dict[str, Statistic] = {}
+    for name, value in values.items():
+        if not math.isfinite(value):
+            continue
+        samples = np.asarray(boot[name], dtype=float)
+        samples = samples[np.isfinite(samples)]
+        if samples.size:
+            low, high = (float(x) for x in np.percentile(samples, [2.5, 97.5]))
+        else:
+            low = high = value
+        metrics[name] = Statistic(value=value, ci_low=low, ci_high=high)
+    return StatisticsResult(
+        kind=kind, estimate=estimate, n=int(pred.size), metrics=metrics, n_bootstrap=n_bootstrap, seed=seed
+    )
