@@ -1,0 +1,315 @@
+"""The protein of the complex leg: load a prepared PDB, check it against the force field, repair it.
+
+Checks are cheap and happen before ligand parametrization and solvation, so a bad protein fails in about a
+second with a message that names the chain, residue name and number and says what to do:
+
+- a residue no template matches (non-standard residue such as TPO, or a standard residue with missing or extra
+  atoms) -> :class:`~ligand_prep.base.ParametrizationError`;
+- a chain break (peptide C–N distance > 0.2 nm: missing residues; OpenMM would silently bond across it)
+  -> :class:`~ligand_prep.base.ParametrizationError`.
+
+:func:`fix_protein` repairs what can be repaired safely with pdbfixer (missing heavy atoms, short internal loops,
+missing hydrogens at pH 7).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from ligand_prep.base import FrozenModel, InputError, ParametrizationError, atomic_write_text
+
+__all__ = ["ProteinRepair", "ProteinStructure", "check_protein", "fix_protein", "load_protein", "read_pdb"]
+
+log = logging.getLogger(__name__)
+
+AMINO_ACIDS = frozenset(
+    "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL "
+    "HID HIE HIP HSD HSE HSP CYX CYM ASH GLH LYN".split()
+)
+STANDARD_RESIDUES = AMINO_ACIDS | frozenset("ACE NME NH2 HOH WAT NA CL K MG CA ZN".split())
+WATER_NAMES = frozenset({"HOH", "WAT", "H2O", "TIP3", "SOL"})
+FIX_HINT = "repair with `--fix-protein` (pdbfixer: adds missing atoms/loops where safe)"
+TEMPLATE_HINT = "supply a template with `--extra-forcefield FILE.xml`"
+MAX_PEPTIDE_BOND_NM = 0.2
+
+
+@dataclass(eq=False)
+class ProteinStructure:
+    """A checked protein, ready to be solvated.
+
+    Attributes
+    ----------
+    topology : openmm.app.Topology
+    positions : ndarray, shape (N, 3)
+        nm.
+    net_charge : int
+        Sum of the force field's partial charges, rounded.
+    path : Path
+        The PDB it was read from.
+    n_crystal_waters : int
+        Crystal waters kept (0 unless ``keep_crystal_waters``).
+    n_waters_dropped : int
+        Crystal waters removed.
+    """
+
+    topology: Any
+    positions: np.ndarray
+    net_charge: int
+    path: Path
+    n_crystal_waters: int = 0
+    n_waters_dropped: int = 0
+
+
+class ProteinRepair(FrozenModel):
+    """What :func:`fix_protein` changed."""
+
+    input_pdb: str = Field(description="The PDB that was repaired.")
+    output_pdb: str = Field(description="Where the repaired PDB was written.")
+    added_residues: tuple[str, ...] = Field((), description="Residues built into internal gaps ('A 105 GLY').")
+    skipped_gaps: tuple[str, ...] = Field((), description="Missing residues not built (termini, long loops).")
+    added_atoms: tuple[str, ...] = Field((), description="Heavy atoms added ('A LYS 1000 NZ').")
+    added_hydrogens: int = Field(0, description="Number of hydrogens added.")
+    n_atoms: int = Field(0, description="Atoms in the repaired PDB.")
+
+
+def _label(residue) -> str:
+    return f"chain {residue.chain.id} residue {residue.name} {residue.id}{residue.insertionCode.strip()}"
+
+
+def read_pdb(pdb_path: str | os.PathLike[str]):
+    """``openmm.app.PDBFile`` of ``pdb_path``; a missing or unreadable file gives an :class:`InputError`."""
+    import openmm.app as app
+
+    path = Path(pdb_path)
+    if not path.is_file():
+        raise InputError(f"protein {path}: file not found")
+    try:
+        return app.PDBFile(str(path))
+    except Exception as err:
+        raise InputError(f"protein {path}: not a readable PDB file ({err})") from err
+
+
+def _template_heavy_atoms(forcefield, residue) -> set[str] | None:
+    """Heavy-atom names of the template named like ``residue`` (HIS -> HIE), or None if there is none."""
+    templates = getattr(forcefield, "_templates", {})
+    for name in (residue.name, {"HIS": "HIE"}.get(residue.name, ""), f"N{residue.name}", f"C{residue.name}"):
+        template = templates.get(name)
+        if template is not None:
+            return {a.name for a in template.atoms if a.element is not None and a.element.symbol != "H"}
+    return None
+
+
+def _describe_unmatched(forcefield, residue, source: str) -> str:
+    label = _label(residue)
+    if residue.name not in STANDARD_RESIDUES:
+        return (
+            f"protein {source}: {label} has no force-field template (non-standard residue): {TEMPLATE_HINT}, "
+            "or replace it by its standard residue"
+        )
+    detail = "its atoms or bonds match no template"
+    try:
+        expected = _template_heavy_atoms(forcefield, residue)
+        if expected is not None:
+            present = {a.name for a in residue.atoms() if a.element is not None and a.element.symbol != "H"}
+            missing, extra = sorted(expected - present - {"OXT"}), sorted(present - expected - {"OXT"})
+            if missing:
+                detail = f"missing heavy atoms: {', '.join(missing)}"
+            elif extra:
+                detail = f"unexpected atoms: {', '.join(extra)}"
+            else:
+                detail = "its hydrogens match no protonation state"
+    except Exception:  # pragma: no cover - the detail is a courtesy only
+        log.debug("could not compare %s with its template", label, exc_info=True)
+    return f"protein {source}: {label} does not match its force-field template ({detail}): {FIX_HINT}"
+
+
+def _check_chain_breaks(topology, positions: np.ndarray, source: str) -> None:
+    for chain in topology.chains():
+        residues = [r for r in chain.residues() if r.name in AMINO_ACIDS]
+        for prev, nxt in itertools.pairwise(residues):
+            if nxt.index != prev.index + 1:
+                continue
+            c = next((a.index for a in prev.atoms() if a.name == "C"), None)
+            n = next((a.index for a in nxt.atoms() if a.name == "N"), None)
+            if c is None or n is None:
+                continue
+            distance = float(np.linalg.norm(positions[c] - positions[n]))
+            if distance > MAX_PEPTIDE_BOND_NM:
+                raise ParametrizationError(
+                    f"protein {source}: chain {chain.id} is broken between {prev.name} {prev.id} and {nxt.name} "
+                    f"{nxt.id} (C–N {distance:.2f} nm: missing residues): {FIX_HINT}, or cap both ends (ACE/NME) "
+                    "and start a new chain"
+                )
+
+
+def check_protein(topology, positions: np.ndarray, forcefield, source: str = "protein") -> int:
+    """Check every residue against ``forcefield`` (cheap, before solvation) and return the net charge.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology
+    positions : ndarray, shape (N, 3)
+        nm.
+    forcefield : openmm.app.ForceField
+    source : str
+        Name used in messages (the PDB path).
+
+    Returns
+    -------
+    int
+        The protein's net charge (sum of partial charges, rounded).
+
+    Raises
+    ------
+    ParametrizationError
+        Names the first bad residue (chain, name, number) and says what to do.
+    """
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
+
+    unmatched = forcefield.getUnmatchedResidues(topology)
+    if unmatched:
+        # a non-standard residue also unbonds its neighbours: report it first
+        unmatched = sorted(unmatched, key=lambda r: (r.name in STANDARD_RESIDUES, r.index))
+        message = _describe_unmatched(forcefield, unmatched[0], source)
+        if len(unmatched) > 1:
+            others = ", ".join(f"{r.chain.id}:{r.name}{r.id}" for r in unmatched[1:6])
+            message += f" ({len(unmatched) - 1} more unmatched: {others}{', ...' if len(unmatched) > 6 else ''})"
+        raise ParametrizationError(message)
+    _check_chain_breaks(topology, positions, source)
+    try:
+        system = forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ParametrizationError(f"protein {source}: the force field cannot parametrize it ({first})") from err
+    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    total = sum(
+        nonbonded.getParticleParameters(i)[0].value_in_unit(u.elementary_charge)
+        for i in range(system.getNumParticles())
+    )
+    if abs(total - round(total)) > 0.01:
+        log.warning("protein %s: partial charges sum to %.4f, not an integer", source, total)
+    return round(total)
+
+
+def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=None) -> ProteinStructure:
+    """Read a prepared protein PDB, drop crystal waters (unless asked), check it against the force field.
+
+    Parameters
+    ----------
+    pdb_path : path
+        PDB with hydrogens (HIS tautomers are taken from them); ACE/NME caps as HETATM and CONECT are fine.
+    settings : SystemSettings, optional
+        ``keep_crystal_waters``, ``protein_forcefield``, ``extra_forcefield_files``.
+    forcefield : openmm.app.ForceField, optional
+        Default: :func:`fep.systems.make_forcefield` of ``settings`` without ligands.
+    """
+    import openmm.app as app
+
+    from fep.systems import SystemSettings, _positions_nm, make_forcefield
+
+    settings = settings or SystemSettings()
+    path = Path(pdb_path)
+    pdb = read_pdb(path)
+    forcefield = forcefield or make_forcefield(settings)
+    modeller = app.Modeller(pdb.topology, pdb.positions)
+    waters = [r for r in modeller.topology.residues() if r.name in WATER_NAMES]
+    dropped = 0
+    if waters and not settings.keep_crystal_waters:
+        modeller.delete(waters)
+        dropped = len(waters)
+    positions = _positions_nm(modeller.positions)
+    if modeller.topology.getNumAtoms() == 0:
+        raise InputError(f"protein {path}: no atoms left after removing waters")
+    net_charge = check_protein(modeller.topology, positions, forcefield, source=str(path))
+    log.info(
+        "protein %s: %d atoms, net charge %+d, %d crystal waters dropped", path, len(positions), net_charge, dropped
+    )
+    return ProteinStructure(
+        topology=modeller.topology,
+        positions=positions,
+        net_charge=net_charge,
+        path=path,
+        n_crystal_waters=len(waters) - dropped,
+        n_waters_dropped=dropped,
+    )
+
+
+def fix_protein(
+    pdb_in: str | os.PathLike[str],
+    pdb_out: str | os.PathLike[str],
+    ph: float = 7.0,
+    max_loop: int = 10,
+) -> ProteinRepair:
+    """Repair a protein PDB with pdbfixer and write it atomically.
+
+    Builds missing residues only for internal gaps of at most ``max_loop`` residues (termini and long loops are
+    left alone: modelling them needs more than pdbfixer), adds missing heavy atoms, then missing hydrogens at
+    ``ph``. Existing atoms, names and numbering are kept.
+
+    Parameters
+    ----------
+    pdb_in, pdb_out : path
+    ph : float
+        pH for the added hydrogens (existing hydrogens, e.g. HIS tautomers, are kept).
+    max_loop : int
+        Longest internal gap (residues) that is built.
+
+    Returns
+    -------
+    ProteinRepair
+    """
+    import openmm.app as app
+
+    read_pdb(pdb_in)  # clear error for a missing/unreadable file
+    from pdbfixer import PDBFixer
+
+    fixer = PDBFixer(filename=str(pdb_in))
+    n_h_before = sum(1 for a in fixer.topology.atoms() if a.element is not None and a.element.symbol == "H")
+    fixer.findMissingResidues()
+    chains = list(fixer.topology.chains())
+    added_res, skipped = [], []
+    for key in list(fixer.missingResidues):
+        chain_index, position = key
+        names = fixer.missingResidues[key]
+        chain = chains[chain_index]
+        n_res = len(list(chain.residues()))
+        where = f"chain {chain.id} before residue position {position}: {len(names)} residues"
+        if position == 0 or position >= n_res or len(names) > max_loop:
+            skipped.append(where)
+            del fixer.missingResidues[key]
+        else:
+            added_res.append(f"{chain.id} {'-'.join(names)} at {position}")
+    fixer.findMissingAtoms()
+    added_atoms = [
+        f"{res.chain.id} {res.name} {res.id} {atom.name}" for res, atoms in fixer.missingAtoms.items() for atom in atoms
+    ]
+    added_atoms += [
+        f"{res.chain.id} {res.name} {res.id} {name}" for res, names in fixer.missingTerminals.items() for name in names
+    ]
+    fixer.addMissingAtoms()
+    fixer.addMissingHydrogens(ph)
+    n_h_after = sum(1 for a in fixer.topology.atoms() if a.element is not None and a.element.symbol == "H")
+    buffer = io.StringIO()
+    app.PDBFile.writeFile(fixer.topology, fixer.positions, buffer, keepIds=True)
+    atomic_write_text(pdb_out, buffer.getvalue())
+    log.info("fixed %s -> %s: %d atoms added, %d residues built", pdb_in, pdb_out, len(added_atoms), len(added_res))
+    return ProteinRepair(
+        input_pdb=str(pdb_in),
+        output_pdb=str(pdb_out),
+        added_residues=tuple(added_res),
+        skipped_gaps=tuple(skipped),
+        added_atoms=tuple(added_atoms),
+        added_hydrogens=n_h_after - n_h_before,
+        n_atoms=fixer.topology.getNumAtoms(),
+    )

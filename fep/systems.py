@@ -1,0 +1,608 @@
+"""Plain (non-alchemical) end states of one leg of an edge: ligand A and ligand B in the same environment.
+
+One leg (``"complex"``, ``"solvent"`` or ``"vacuum"``) of an edge A~B gives two OpenMM systems that share
+everything but the ligand: the same protein, the same waters and ions at the same positions, the same box.
+The hybrid topology is built on top of this (:class:`EndStates` is its input).
+
+How the environment is made
+---------------------------
+1. Ligand A keeps its pose. Ligand B is Kabsch-aligned onto A's mapped atoms, then every mapped B atom is put
+   exactly on its A partner; B's unique atoms keep their aligned positions.
+2. Protein (complex leg): read with ``openmm.app.PDBFile``, crystal waters dropped unless asked, residue
+   templates checked *before* any expensive work (:mod:`fep.protein`).
+3. Solvation happens once, with both ligands present as solute (``Modeller.addSolvent``, dodecahedron by
+   default), so no water clashes with any atom of A or of B. Ions are then placed by :func:`_add_ions`:
+   neutralising counter-ions for the net charge of the leg (protein + ligand A) plus NaCl at the ionic
+   strength, with OpenMM's counting rule, on randomly chosen waters (seeded, so reproducible) at least
+   ``ion_min_distance`` from the solute and from each other.
+4. System A is that box without ligand B, system B the box without ligand A; the environment atoms keep their
+   order, so the k-th environment atom of A is the k-th of B.
+
+Nonbonded treatment: PME with ``nonbonded_cutoff`` (0.9 nm), the long-range dispersion correction ON (the
+standard for homogeneous liquids; the hybrid topology must keep it λ-independent or recompute it, see
+DESIGN.md), HBonds constraints, rigid TIP3P water, hydrogen mass repartitioning to ``hydrogen_mass``
+(3 Da; water hydrogens are not repartitioned). The vacuum leg has no cutoff and no box.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from ligand_prep.base import FrozenModel, InputError, MappingError, MlfepError, ParametrizationError, quantity
+from ligand_prep.models import AtomMapping, PreparedLigand
+
+__all__ = [
+    "LEGS",
+    "EndStates",
+    "SystemSettings",
+    "UnsupportedEdgeError",
+    "align_ligand_b",
+    "build_end_states",
+    "build_ligand_system",
+    "make_forcefield",
+]
+
+log = logging.getLogger(__name__)
+
+LEGS = ("complex", "solvent", "vacuum")
+LIGAND_RESIDUE_NAME = "LIG"
+WATER_MOLARITY = 55.4  # mol/L of pure water, the same number OpenMM's Modeller uses to count ion pairs
+
+
+class UnsupportedEdgeError(MlfepError, NotImplementedError):
+    """The edge needs a protocol mlfep does not have yet (e.g. a change of net charge)."""
+
+
+class SystemSettings(FrozenModel):
+    """How the end-state systems of a leg are built (box, ions, cutoffs, constraints, force fields)."""
+
+    solvent_padding: quantity("nanometer") = Field(
+        "1.2 nm", description="Solvent leg: Modeller.addSolvent padding (minimum distance between periodic images)."
+    )
+    complex_padding: quantity("nanometer") = Field("1.0 nm", description="Complex leg: the same for protein + ligand.")
+    box_shape: Literal["dodecahedron", "octahedron", "cube"] = Field(
+        "dodecahedron", description="Periodic box shape (rhombic dodecahedron needs ~71 % of a cube's waters)."
+    )
+    ionic_strength: quantity("molar") = Field(
+        "0.15 molar", description="NaCl concentration added on top of the neutralising counter-ions."
+    )
+    neutralize: bool = Field(True, description="Add Na+ or Cl- counter-ions to make the leg net-neutral.")
+    nonbonded_cutoff: quantity("nanometer") = Field("0.9 nm", description="Real-space cutoff for PME and LJ.")
+    ewald_error_tolerance: float = Field(5e-4, gt=0, lt=1, description="PME accuracy (OpenMM ewaldErrorTolerance).")
+    dispersion_correction: bool = Field(
+        True, description="Long-range isotropic dispersion correction on the NonbondedForce (periodic legs)."
+    )
+    hydrogen_mass: quantity("dalton") = Field(
+        "3 dalton",
+        description="Mass of every non-water hydrogen (HMR, mass taken from its heavy atom); 1.008 disables.",
+    )
+    constraints: Literal["HBonds", "none"] = Field("HBonds", description="Bond constraints.")
+    rigid_water: bool = Field(True, description="Rigid (SETTLE) water.")
+    remove_cm_motion: bool = Field(True, description="Add a CMMotionRemover to each system.")
+    protein_forcefield: tuple[str, ...] = Field(
+        ("amber14-all.xml",), description="OpenMM force-field files for the protein (and ions of amber14)."
+    )
+    water_model: Literal["tip3p"] = Field("tip3p", description="Water model (amber14/tip3p.xml).")
+    extra_forcefield_files: tuple[str, ...] = Field(
+        (), description="Extra OpenMM ffxml files, e.g. templates for non-standard residues (--extra-forcefield)."
+    )
+    keep_crystal_waters: bool = Field(False, description="Keep the HOH residues of the protein PDB.")
+    small_molecule_forcefield: str = Field(
+        "openff-2.2.1", description="Ligand force field: an OpenFF offxml name or 'gaff-2.11' (charges as prepared)."
+    )
+    ion_min_distance: quantity("nanometer") = Field(
+        "0.5 nm", description="Ions are placed at least this far from the solute and from each other."
+    )
+    random_seed: int = Field(0, description="Seed for choosing which waters become ions (reproducible boxes).")
+
+    def padding_for(self, leg: str):
+        """The padding (openff Quantity) of ``leg``."""
+        return self.complex_padding if leg == "complex" else self.solvent_padding
+
+
+@dataclass(eq=False)
+class EndStates:
+    """Plain (non-alchemical) end states of one leg; both systems share an identical environment.
+
+    Attributes
+    ----------
+    leg : str
+        ``"complex"``, ``"solvent"`` or ``"vacuum"``.
+    system_a, system_b : openmm.System
+        Ligand A (resp. B) in the environment.
+    topology_a, topology_b : openmm.app.Topology
+    positions_a : ndarray, shape (N_a, 3)
+        Positions in nm.
+    positions_b : ndarray, shape (N_b, 3)
+        Positions in nm; mapped ligand atoms and the environment sit exactly where they are in A.
+    box_vectors : ndarray, shape (3, 3) or None
+        Periodic box vectors in nm (rows a, b, c; OpenMM reduced form), ``None`` for vacuum.
+    ligand_atoms_a : list of int
+        Particle index in system A of each atom of ligand A, in A's mol-block order.
+    ligand_atoms_b : list of int
+        The same for ligand B in system B.
+    environment_atoms_a, environment_atoms_b : list of int
+        Same length; the k-th environment particle of A is the k-th of B (same atom, parameters, position).
+    ligand_a, ligand_b : str
+        Ligand names.
+    mapping : AtomMapping or None
+        The atom mapping (A mol-block index -> B mol-block index) the poses were built with.
+    settings : SystemSettings
+        The settings used.
+    net_charge : int
+        Net charge of the leg before ions (protein + ligand A).
+    n_waters, n_positive_ions, n_negative_ions : int
+        Solvent content (identical in A and B).
+    """
+
+    leg: str
+    system_a: Any
+    system_b: Any
+    topology_a: Any
+    topology_b: Any
+    positions_a: np.ndarray
+    positions_b: np.ndarray
+    box_vectors: np.ndarray | None
+    ligand_atoms_a: list[int]
+    ligand_atoms_b: list[int]
+    environment_atoms_a: list[int]
+    environment_atoms_b: list[int]
+    ligand_a: str = ""
+    ligand_b: str = ""
+    mapping: AtomMapping | None = None
+    settings: SystemSettings = field(default_factory=SystemSettings)
+    net_charge: int = 0
+    n_waters: int = 0
+    n_positive_ions: int = 0
+    n_negative_ions: int = 0
+
+    @property
+    def n_environment(self) -> int:
+        """Number of environment particles (protein, waters, ions)."""
+        return len(self.environment_atoms_a)
+
+    def mapped_particles(self) -> dict[int, int]:
+        """System-A particle index -> system-B particle index for every mapped ligand atom."""
+        if self.mapping is None:
+            return {}
+        return {self.ligand_atoms_a[i]: self.ligand_atoms_b[j] for i, j in self.mapping.mapping.items()}
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _check_leg(leg: str, protein_pdb: str | Path | None) -> None:
+    if leg not in LEGS:
+        raise InputError(f"unknown leg '{leg}': choose one of {', '.join(LEGS)}")
+    if leg == "complex" and protein_pdb is None:
+        raise InputError("the complex leg needs a protein: give --protein PROTEIN.pdb")
+
+
+def check_edge(prep_a: PreparedLigand, prep_b: PreparedLigand, mapping: AtomMapping) -> None:
+    """Validate that ``mapping`` belongs to these two ligands and that the edge is supported.
+
+    Raises
+    ------
+    MappingError
+        Names or atom indices do not match the ligands.
+    UnsupportedEdgeError
+        The edge changes the net charge.
+    """
+    key = f"{prep_a.name}~{prep_b.name}"
+    if (mapping.ligand_a, mapping.ligand_b) != (prep_a.name, prep_b.name):
+        raise MappingError(
+            f"edge {key}: the atom mapping is for {mapping.key}; pass the ligands in the mapping's order (A, B)"
+        )
+    n_a, n_b = prep_a.ligand.n_atoms, prep_b.ligand.n_atoms
+    bad = [(i, j) for i, j in mapping.mapping.items() if not (0 <= i < n_a and 0 <= j < n_b)]
+    if bad:
+        raise MappingError(
+            f"edge {key}: mapped pair {bad[0]} is outside the ligands' atoms (A has {n_a}, B has {n_b}); "
+            "re-create the mapping from these ligands"
+        )
+    change = mapping.charge_change or (prep_b.ligand.formal_charge - prep_a.ligand.formal_charge)
+    if change != 0:
+        raise UnsupportedEdgeError(
+            f"edge {key} changes the net charge by {change:+d}: charge-changing edges are not supported yet "
+            "(needs the alchemical co-ion protocol); plan the network without this edge or connect these ligands "
+            "through intermediates of the same charge"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ poses
+def ligand_positions(prep: PreparedLigand) -> np.ndarray:
+    """The ligand's pose from its mol block.
+
+    Returns
+    -------
+    ndarray, shape (n_atoms, 3)
+        Positions in nm, mol-block order.
+    """
+    lines = prep.ligand.molblock.splitlines()
+    n = prep.ligand.n_atoms
+    xyz = [[float(line[0:10]), float(line[10:20]), float(line[20:30])] for line in lines[4 : 4 + n]]
+    return np.asarray(xyz, dtype=float) * 0.1
+
+
+def _kabsch(mobile: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rotation ``r`` and translation ``t`` minimising |mobile @ r.T + t - target| (both shape (n, 3))."""
+    c_m, c_t = mobile.mean(axis=0), target.mean(axis=0)
+    if len(mobile) < 3:
+        return np.eye(3), c_t - c_m
+    h = (mobile - c_m).T @ (target - c_t)
+    u, _, vt = np.linalg.svd(h)
+    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
+    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return r, c_t - c_m @ r.T
+
+
+def align_ligand_b(positions_a: np.ndarray, positions_b: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
+    """Place ligand B on ligand A: Kabsch fit of B's mapped atoms, then mapped atoms exactly on A's.
+
+    Parameters
+    ----------
+    positions_a : ndarray, shape (n_a, 3)
+    positions_b : ndarray, shape (n_b, 3)
+        B's own pose (any frame).
+    mapping : dict
+        A atom index -> B atom index.
+
+    Returns
+    -------
+    ndarray, shape (n_b, 3)
+        B's new positions, same unit as the input.
+    """
+    placed = np.array(positions_b, dtype=float, copy=True)
+    if not mapping:
+        return placed
+    idx_a = np.fromiter(mapping.keys(), dtype=int)
+    idx_b = np.fromiter(mapping.values(), dtype=int)
+    r, t = _kabsch(placed[idx_b], positions_a[idx_a])
+    placed = placed @ r.T + t
+    placed[idx_b] = positions_a[idx_a]
+    return placed
+
+
+# ------------------------------------------------------------------------------------------ force field
+def make_forcefield(settings: SystemSettings, prepared: Sequence[PreparedLigand] = ()):
+    """The ``openmm.app.ForceField`` for a leg: protein files, water, extra files, ligand template generator."""
+    import openmm.app as app
+
+    from ligand_prep.charges import ensure_ambertools_on_path
+    from ligand_prep.parameters import template_generator
+
+    files = [*settings.protein_forcefield, f"amber14/{settings.water_model}.xml", *settings.extra_forcefield_files]
+    try:
+        forcefield = app.ForceField(*files)
+    except Exception as err:
+        raise InputError(f"cannot load force-field files {', '.join(files)}: {err}") from err
+    if prepared:
+        ensure_ambertools_on_path()
+        generator = template_generator(list(prepared), settings.small_molecule_forcefield)
+        forcefield.registerTemplateGenerator(generator.generator)
+    return forcefield
+
+
+def _ligand_topology(prep: PreparedLigand):
+    """OpenMM topology of one ligand (residue ``LIG``, mol-block atom order)."""
+    from ligand_prep.parameters import to_openff_molecule
+
+    topology = to_openff_molecule(prep).to_topology().to_openmm()
+    for residue in topology.residues():
+        residue.name = LIGAND_RESIDUE_NAME
+    return topology
+
+
+def _create_system(forcefield, topology, settings: SystemSettings, periodic: bool, what: str):
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
+
+    h_mass = settings.hydrogen_mass.m_as("dalton")
+    kwargs: dict[str, Any] = {
+        "constraints": app.HBonds if settings.constraints == "HBonds" else None,
+        "rigidWater": settings.rigid_water,
+        "removeCMMotion": settings.remove_cm_motion,
+        "hydrogenMass": None if abs(h_mass - 1.008) < 0.01 else h_mass * u.dalton,
+    }
+    if periodic:
+        kwargs.update(
+            nonbondedMethod=app.PME,
+            nonbondedCutoff=settings.nonbonded_cutoff.m_as("nanometer") * u.nanometer,
+            ewaldErrorTolerance=settings.ewald_error_tolerance,
+        )
+    else:
+        kwargs["nonbondedMethod"] = app.NoCutoff
+    try:
+        system = forcefield.createSystem(topology, **kwargs)
+    except Exception as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ParametrizationError(f"{what}: the force field could not build the system ({first})") from err
+    for force in system.getForces():
+        if isinstance(force, openmm.NonbondedForce):
+            force.setUseDispersionCorrection(bool(periodic and settings.dispersion_correction))
+    return system
+
+
+def _positions_nm(positions) -> np.ndarray:
+    import openmm.unit as u
+
+    values = positions.value_in_unit(u.nanometer) if u.is_quantity(positions) else positions
+    return np.array([[v[0], v[1], v[2]] for v in values], dtype=float).reshape(-1, 3)
+
+
+def _vec3_nm(xyz: np.ndarray):
+    """``openmm.unit`` positions (list of Vec3 in nm) from an array of shape (n, 3) in nm."""
+    import openmm
+    import openmm.unit as u
+
+    return [openmm.Vec3(float(x), float(y), float(z)) for x, y, z in np.asarray(xyz).reshape(-1, 3)] * u.nanometer
+
+
+# ------------------------------------------------------------------------------------------------ ions
+def _periodic_images(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """``points`` and their 26 neighbouring periodic images, shape (27 * n, 3)."""
+    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float) @ box
+    return (points[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
+
+
+def ion_counts(n_waters: int, net_charge: int, ionic_strength_molar: float, neutralize: bool = True) -> tuple[int, int]:
+    """Numbers of (Na+, Cl-) for a box: OpenMM's rule (counter-ions, then pairs from the remaining waters).
+
+    ``pairs = floor((n_waters - n_counter) * c / 55.4 M + 0.5)``, with ``n_waters`` counted before any
+    water is replaced.
+    """
+    n_pos = max(0, -net_charge) if neutralize else 0
+    n_neg = max(0, net_charge) if neutralize else 0
+    pairs = math.floor((n_waters - n_pos - n_neg) * ionic_strength_molar / WATER_MOLARITY + 0.5)
+    pairs = max(pairs, 0)
+    return n_pos + pairs, n_neg + pairs
+
+
+def _add_ions(modeller, first_water_residue: int, net_charge: int, settings: SystemSettings) -> tuple[int, int, int]:
+    """Replace randomly chosen added waters by Na+/Cl-; returns (n_waters before, n_pos, n_neg)."""
+    import openmm.app as app
+    from scipy.spatial import cKDTree
+
+    topology = modeller.topology
+    positions = _positions_nm(modeller.positions)
+    waters = [r for r in topology.residues() if r.index >= first_water_residue and r.name == "HOH"]
+    n_pos, n_neg = ion_counts(
+        len(waters), net_charge, settings.ionic_strength.m_as("molar"), neutralize=settings.neutralize
+    )
+    if n_pos + n_neg == 0:
+        return len(waters), 0, 0
+    water_atoms = {a.index for r in waters for a in r.atoms()}
+    solute = np.array([i for i in range(len(positions)) if i not in water_atoms], dtype=int)
+    box = _positions_nm(topology.getPeriodicBoxVectors())
+    oxygens = np.array([next(a.index for a in r.atoms() if a.element.symbol == "O") for r in waters])
+    o_pos = positions[oxygens]
+    cutoff = settings.ion_min_distance.m_as("nanometer")
+    far = np.ones(len(waters), dtype=bool)
+    if len(solute):
+        tree = cKDTree(_periodic_images(positions[solute], box))
+        far = np.isinf(tree.query(o_pos, k=1, distance_upper_bound=cutoff)[0])
+    rng = np.random.default_rng(settings.random_seed)
+    chosen: list[int] = []
+    chosen_images = np.empty((0, 3))
+    for w in rng.permutation(np.flatnonzero(far)):
+        if len(chosen_images) and np.min(np.linalg.norm(chosen_images - o_pos[w], axis=1)) < cutoff:
+            continue
+        chosen.append(int(w))
+        chosen_images = np.vstack([chosen_images, _periodic_images(o_pos[w][None, :], box)])
+        if len(chosen) == n_pos + n_neg:
+            break
+    if len(chosen) < n_pos + n_neg:
+        raise InputError(
+            f"cannot place {n_pos} Na+ and {n_neg} Cl- at least {cutoff} nm from the solute and each other "
+            f"({len(chosen)} places found): increase the padding or lower ion_min_distance"
+        )
+    modeller.delete([waters[w] for w in chosen])
+    ions = app.Topology()
+    chain = ions.addChain()
+    for k in range(n_pos + n_neg):
+        element = app.element.sodium if k < n_pos else app.element.chlorine
+        residue = ions.addResidue(element.symbol.upper(), chain)
+        ions.addAtom(element.symbol.upper(), element, residue)
+    modeller.add(ions, _vec3_nm(o_pos[chosen]))
+    return len(waters), n_pos, n_neg
+
+
+# -------------------------------------------------------------------------------------------- building
+@dataclass
+class _Box:
+    """A solvated (or bare) environment holding every ligand of the leg, before splitting per ligand."""
+
+    modeller: Any
+    ligand_residues: list[int]  # residue index of each ligand in modeller.topology
+    net_charge: int = 0
+    n_waters: int = 0
+    n_pos: int = 0
+    n_neg: int = 0
+
+
+def _assemble(
+    ligands: Sequence[tuple[PreparedLigand, np.ndarray]],
+    leg: str,
+    settings: SystemSettings,
+    forcefield,
+    protein_pdb: str | Path | None,
+    progress=None,
+) -> _Box:
+    import openmm.app as app
+    import openmm.unit as u
+
+    if leg == "complex":
+        from fep.protein import load_protein
+
+        protein = load_protein(protein_pdb, settings, forcefield=forcefield)
+        modeller = app.Modeller(protein.topology, _vec3_nm(protein.positions))
+        env_charge = protein.net_charge
+    else:
+        modeller = app.Modeller(app.Topology(), [] * u.nanometer)
+        env_charge = 0
+    residues = []
+    for prep, pos in ligands:
+        residues.append(modeller.topology.getNumResidues())
+        modeller.add(_ligand_topology(prep), _vec3_nm(pos))
+    box = _Box(modeller=modeller, ligand_residues=residues, net_charge=env_charge + ligands[0][0].ligand.formal_charge)
+    if leg == "vacuum":
+        return box
+    if progress:
+        progress("solvating")
+    first_water = modeller.topology.getNumResidues()
+    try:
+        modeller.addSolvent(
+            forcefield,
+            model=settings.water_model,
+            padding=settings.padding_for(leg).m_as("nanometer") * u.nanometer,
+            boxShape=settings.box_shape,
+            ionicStrength=0 * u.molar,
+            neutralize=False,
+        )
+    except MlfepError:
+        raise
+    except Exception as err:
+        names = ", ".join(p.name for p, _ in ligands)
+        raise ParametrizationError(f"{leg} leg of {names}: solvation failed ({err})") from err
+    box.n_waters, box.n_pos, box.n_neg = _add_ions(modeller, first_water, box.net_charge, settings)
+    log.info(
+        "%s leg: %d waters, %d Na+, %d Cl-, %d atoms with all ligands",
+        leg,
+        box.n_waters - box.n_pos - box.n_neg,
+        box.n_pos,
+        box.n_neg,
+        modeller.topology.getNumAtoms(),
+    )
+    return box
+
+
+def _split(box: _Box, keep: int):
+    """Topology and positions (nm) of the box with only ligand number ``keep``; plus its atom indices."""
+    import openmm.app as app
+
+    residues = list(box.modeller.topology.residues())
+    drop = [residues[r] for k, r in enumerate(box.ligand_residues) if k != keep]
+    modeller = app.Modeller(box.modeller.topology, box.modeller.positions)
+    if drop:
+        modeller.delete(drop)
+    kept = residues[box.ligand_residues[keep]]
+    # the ligands are consecutive residues: the ``keep`` ligands before the kept one were dropped
+    ligand_residue = list(modeller.topology.residues())[box.ligand_residues[keep] - keep]
+    ligand_atoms = [a.index for a in ligand_residue.atoms()]
+    if len(ligand_atoms) != len(list(kept.atoms())):  # pragma: no cover - internal consistency
+        raise RuntimeError("ligand residue bookkeeping went wrong")
+    return modeller.topology, _positions_nm(modeller.positions), ligand_atoms
+
+
+def build_end_states(
+    prep_a: PreparedLigand,
+    prep_b: PreparedLigand,
+    mapping: AtomMapping,
+    leg: str,
+    settings: SystemSettings | None = None,
+    protein_pdb: str | Path | None = None,
+    progress=None,
+) -> EndStates:
+    """Build the two plain end states of one leg of the edge A~B in one shared environment.
+
+    Parameters
+    ----------
+    prep_a, prep_b : PreparedLigand
+        The ligands (poses, charges); charges are used as given.
+    mapping : AtomMapping
+        A -> B atom mapping (mol-block indices); its names must be A and B.
+    leg : {"complex", "solvent", "vacuum"}
+    settings : SystemSettings, optional
+    protein_pdb : path, optional
+        Required for the complex leg (prepared PDB with hydrogens).
+    progress : callable, optional
+        Called with a short message at each stage.
+
+    Returns
+    -------
+    EndStates
+
+    Raises
+    ------
+    UnsupportedEdgeError
+        The edge changes the net charge.
+    MappingError, InputError, ParametrizationError
+        Bad mapping, missing protein, a residue or ligand the force field cannot handle.
+    """
+    settings = settings or SystemSettings()
+    _check_leg(leg, protein_pdb)
+    check_edge(prep_a, prep_b, mapping)
+    pos_a = ligand_positions(prep_a)
+    pos_b = align_ligand_b(pos_a, ligand_positions(prep_b), mapping.mapping)
+    if progress:
+        progress("parametrizing")
+    forcefield = make_forcefield(settings, [prep_a, prep_b])
+    box = _assemble([(prep_a, pos_a), (prep_b, pos_b)], leg, settings, forcefield, protein_pdb, progress)
+    top_a, xyz_a, lig_a = _split(box, 0)
+    top_b, xyz_b, lig_b = _split(box, 1)
+    periodic = leg != "vacuum"
+    if progress:
+        progress("creating systems")
+    system_a = _create_system(forcefield, top_a, settings, periodic, f"{leg} leg of ligand {prep_a.name}")
+    system_b = _create_system(forcefield, top_b, settings, periodic, f"{leg} leg of ligand {prep_b.name}")
+    set_a, set_b = set(lig_a), set(lig_b)
+    env_a = [i for i in range(top_a.getNumAtoms()) if i not in set_a]
+    env_b = [i for i in range(top_b.getNumAtoms()) if i not in set_b]
+    box_vectors = _positions_nm(top_a.getPeriodicBoxVectors()) if periodic else None
+    return EndStates(
+        leg=leg,
+        system_a=system_a,
+        system_b=system_b,
+        topology_a=top_a,
+        topology_b=top_b,
+        positions_a=xyz_a,
+        positions_b=xyz_b,
+        box_vectors=box_vectors,
+        ligand_atoms_a=lig_a,
+        ligand_atoms_b=lig_b,
+        environment_atoms_a=env_a,
+        environment_atoms_b=env_b,
+        ligand_a=prep_a.name,
+        ligand_b=prep_b.name,
+        mapping=mapping,
+        settings=settings,
+        net_charge=box.net_charge,
+        n_waters=box.n_waters - box.n_pos - box.n_neg,
+        n_positive_ions=box.n_pos,
+        n_negative_ions=box.n_neg,
+    )
+
+
+def build_ligand_system(
+    prep: PreparedLigand,
+    leg: str,
+    settings: SystemSettings | None = None,
+    protein_pdb: str | Path | None = None,
+):
+    """One plain end state alone (e.g. for MD speed benchmarks).
+
+    Returns
+    -------
+    system : openmm.System
+    topology : openmm.app.Topology
+    positions : ndarray, shape (N, 3)
+        nm.
+    box_vectors : ndarray, shape (3, 3) or None
+        nm; ``None`` for vacuum.
+    """
+    settings = settings or SystemSettings()
+    _check_leg(leg, protein_pdb)
+    forcefield = make_forcefield(settings, [prep])
+    box = _assemble([(prep, ligand_positions(prep))], leg, settings, forcefield, protein_pdb)
+    topology, positions, _ = _split(box, 0)
+    periodic = leg != "vacuum"
+    system = _create_system(forcefield, topology, settings, periodic, f"{leg} leg of ligand {prep.name}")
+    box_vectors = _positions_nm(topology.getPeriodicBoxVectors()) if periodic else None
+    return system, topology, positions, box_vectors

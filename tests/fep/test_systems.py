@@ -1,0 +1,300 @@
+"""End-state systems: shared environment, poses, box, ions, HMR, vacuum, unsupported edges."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fep.systems import (
+    SystemSettings,
+    UnsupportedEdgeError,
+    align_ligand_b,
+    build_end_states,
+    build_ligand_system,
+    ion_counts,
+    ligand_positions,
+)
+from ligand_prep.base import InputError, MappingError, MlfepError
+from ligand_prep.models import AtomMapping, Ligand
+
+pytest.importorskip("openmm")
+
+
+def _ligand(name: str, smiles: str, seed: int, charge: int = 0) -> Ligand:
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    AllChem.EmbedMolecule(mol, randomSeed=seed)
+    return Ligand(name=name, molblock=Chem.MolToMolBlock(mol), smiles=smiles, formal_charge=charge)
+
+
+def _prepared(name, smiles, seed, tmp, charge=0):
+    from ligand_prep.charges import assign_charges
+
+    return assign_charges(_ligand(name, smiles, seed, charge), method="gasteiger", cache_dir=tmp)
+
+
+def _mapping(prep_a, prep_b) -> AtomMapping:
+    """Heavy atoms of A's skeleton matched in B, plus the hydrogens on mapped atoms pairwise."""
+    from rdkit import Chem
+
+    mol_a, mol_b = prep_a.ligand.to_rdkit(), prep_b.ligand.to_rdkit()
+    core = Chem.RemoveHs(mol_a)
+    pairs = dict(zip(mol_a.GetSubstructMatch(core), mol_b.GetSubstructMatch(core), strict=True))
+    for i, j in list(pairs.items()):
+        h_a = [n.GetIdx() for n in mol_a.GetAtomWithIdx(i).GetNeighbors() if n.GetAtomicNum() == 1]
+        h_b = [n.GetIdx() for n in mol_b.GetAtomWithIdx(j).GetNeighbors() if n.GetAtomicNum() == 1]
+        pairs.update(zip(h_a, h_b, strict=False))
+    return AtomMapping(ligand_a=prep_a.name, ligand_b=prep_b.name, mapping=pairs, score=0.8)
+
+
+@pytest.fixture(scope="module")
+def ligands(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("charges")
+    benzene = _prepared("benzene", "c1ccccc1", 1, tmp)
+    toluene = _prepared("toluene", "Cc1ccccc1", 7, tmp)
+    phenol = _prepared("phenol", "Oc1ccccc1", 3, tmp)
+    return benzene, toluene, phenol
+
+
+@pytest.fixture(scope="module")
+def solvent(ligands):
+    benzene, toluene, _ = ligands
+    return build_end_states(benzene, toluene, _mapping(benzene, toluene), "solvent")
+
+
+@pytest.fixture(scope="module")
+def vacuum(ligands):
+    benzene, _, phenol = ligands
+    return build_end_states(benzene, phenol, _mapping(benzene, phenol), "vacuum")
+
+
+def _nonbonded(system):
+    import openmm
+
+    return next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+
+
+def _charges(system) -> np.ndarray:
+    import openmm.unit as u
+
+    nb = _nonbonded(system)
+    return np.array(
+        [nb.getParticleParameters(i)[0].value_in_unit(u.elementary_charge) for i in range(nb.getNumParticles())]
+    )
+
+
+def _residue_names(topology) -> list[str]:
+    return [r.name for r in topology.residues()]
+
+
+# --------------------------------------------------------------------------------------------- solvent
+def test_solvent_same_box_waters_and_ions(solvent):
+    es = solvent
+    for top in (es.topology_a, es.topology_b):
+        names = _residue_names(top)
+        assert names.count("LIG") == 1
+        assert names.count("HOH") == es.n_waters
+        assert names.count("NA") == es.n_positive_ions
+        assert names.count("CL") == es.n_negative_ions
+    np.testing.assert_allclose(es.box_vectors, _box(es.topology_a))
+    np.testing.assert_allclose(_box(es.topology_a), _box(es.topology_b))
+    for system in (es.system_a, es.system_b):
+        vectors = np.array([[v.x, v.y, v.z] for v in system.getDefaultPeriodicBoxVectors()])
+        np.testing.assert_allclose(vectors, es.box_vectors, atol=1e-6)
+    assert es.n_waters > 200
+
+
+def _box(topology) -> np.ndarray:
+    import openmm.unit as u
+
+    return np.array([[v.x, v.y, v.z] for v in topology.getPeriodicBoxVectors().value_in_unit(u.nanometer)])
+
+
+def test_solvent_box_is_reduced_rhombic_dodecahedron(solvent):
+    a, b, c = solvent.box_vectors
+    width = a[0]
+    np.testing.assert_allclose(a, [width, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(b, [0, width, 0], atol=1e-9)
+    np.testing.assert_allclose(c, [width / 2, width / 2, width * math.sqrt(2) / 2], atol=1e-9)
+    # the padding (1.2 nm) is the minimum distance between periodic images of the solute
+    assert width >= 1.2
+    # OpenMM's reduced form
+    assert abs(b[0]) <= a[0] / 2 and abs(c[0]) <= a[0] / 2 and abs(c[1]) <= b[1] / 2
+
+
+def test_solvent_environment_identical_in_a_and_b(solvent):
+    es = solvent
+    assert len(es.environment_atoms_a) == len(es.environment_atoms_b) == es.n_environment > 600
+    assert es.system_a.getNumParticles() == len(es.ligand_atoms_a) + es.n_environment
+    assert es.system_b.getNumParticles() == len(es.ligand_atoms_b) + es.n_environment
+    np.testing.assert_array_equal(es.positions_a[es.environment_atoms_a], es.positions_b[es.environment_atoms_b])
+    nb_a, nb_b = _nonbonded(es.system_a), _nonbonded(es.system_b)
+    atoms_a, atoms_b = list(es.topology_a.atoms()), list(es.topology_b.atoms())
+    for i, j in zip(es.environment_atoms_a, es.environment_atoms_b, strict=True):
+        assert atoms_a[i].name == atoms_b[j].name and atoms_a[i].residue.name == atoms_b[j].residue.name
+        assert nb_a.getParticleParameters(i) == nb_b.getParticleParameters(j)
+        assert es.system_a.getParticleMass(i) == es.system_b.getParticleMass(j)
+
+
+def test_solvent_neutral_and_ion_count(solvent):
+    es = solvent
+    for system in (es.system_a, es.system_b):
+        assert abs(_charges(system).sum()) < 1e-4
+    # 0.15 M NaCl from the water count before replacement, rounded (neutral ligands: no counter-ions)
+    n_before = es.n_waters + es.n_positive_ions + es.n_negative_ions
+    expected = math.floor(n_before * 0.15 / 55.4 + 0.5)
+    assert es.n_positive_ions == es.n_negative_ions == expected
+    assert ion_counts(1000, -2, 0.15) == (2 + 3, 3)
+    assert ion_counts(1000, 3, 0.15) == (3, 3 + 3)
+
+
+def test_solvent_poses_and_no_clash(solvent, ligands):
+    es = solvent
+    benzene, _toluene, _ = ligands
+    lig_a = es.positions_a[es.ligand_atoms_a]
+    lig_b = es.positions_b[es.ligand_atoms_b]
+    # A keeps its pose exactly (solvation does not move the solute)
+    np.testing.assert_allclose(lig_a, ligand_positions(benzene), atol=1e-9)
+    for i, j in es.mapping.mapping.items():
+        np.testing.assert_array_equal(lig_a[i], lig_b[j])
+    # no water oxygen or ion close to any atom of A or of B (the methyl of toluene is B-unique)
+    env = es.positions_a[es.environment_atoms_a]
+    heavy_env = np.array([a.element.symbol != "H" for a in es.topology_a.atoms()])[es.environment_atoms_a]
+    for lig in (lig_a, lig_b):
+        d = np.linalg.norm(env[heavy_env][:, None, :] - lig[None, :, :], axis=2)
+        assert d.min() > 0.2
+    unique_b = [j for j in range(len(lig_b)) if j not in set(es.mapping.mapping.values())]
+    assert len(unique_b) == 4
+
+
+def test_solvent_nonbonded_settings(solvent):
+    import openmm
+
+    for system in (solvent.system_a, solvent.system_b):
+        nb = _nonbonded(system)
+        assert nb.getNonbondedMethod() == openmm.NonbondedForce.PME
+        assert nb.getCutoffDistance().value_in_unit(openmm.unit.nanometer) == pytest.approx(0.9)
+        assert nb.getUseDispersionCorrection()
+        assert system.getNumConstraints() > 0
+
+
+def test_hmr_masses(solvent, ligands):
+    es = solvent
+    for system, top, lig in (
+        (es.system_a, es.topology_a, es.ligand_atoms_a),
+        (es.system_b, es.topology_b, es.ligand_atoms_b),
+    ):
+        atoms = list(top.atoms())
+        masses = np.array([system.getParticleMass(i).value_in_unit(openmm_dalton()) for i in range(len(atoms))])
+        for i in lig:
+            if atoms[i].element.symbol == "H":
+                assert masses[i] == pytest.approx(3.0)
+        for i, atom in enumerate(atoms):  # water hydrogens are not repartitioned (rigid water)
+            if atom.element.symbol == "H" and atom.residue.name == "HOH":
+                assert masses[i] == pytest.approx(1.008, abs=1e-3)
+        # force-field masses differ from OpenMM's element masses in the 4th decimal at most
+        elements = sum(a.element.mass.value_in_unit(openmm_dalton()) for a in atoms)
+        assert masses.sum() == pytest.approx(elements, abs=1e-5 * len(atoms))
+
+
+def openmm_dalton():
+    import openmm.unit as u
+
+    return u.dalton
+
+
+def test_hmr_can_be_disabled_and_conserves_mass(ligands):
+    toluene = ligands[1]
+    plain, topology, positions, box = build_ligand_system(
+        toluene, "vacuum", SystemSettings(hydrogen_mass="1.008 dalton", constraints="none")
+    )
+    heavy, *_ = build_ligand_system(toluene, "vacuum", SystemSettings(hydrogen_mass="4 dalton"))
+    assert box is None and positions.shape == (15, 3) and plain.getNumConstraints() == 0
+    assert heavy.getNumConstraints() == 8  # every X-H bond
+    m_plain = [plain.getParticleMass(i).value_in_unit(openmm_dalton()) for i in range(15)]
+    m_heavy = [heavy.getParticleMass(i).value_in_unit(openmm_dalton()) for i in range(15)]
+    for i, atom in enumerate(topology.atoms()):
+        if atom.element.symbol == "H":
+            assert m_plain[i] == pytest.approx(1.008, abs=1e-3) and m_heavy[i] == pytest.approx(4.0)
+    assert sum(m_heavy) == pytest.approx(sum(m_plain), abs=1e-9)
+    assert m_heavy[0] == pytest.approx(m_plain[0] - 3 * (4.0 - m_plain[8]))  # methyl carbon gave 3 H their mass
+
+
+# ---------------------------------------------------------------------------------------------- vacuum
+def test_vacuum_no_box_no_cutoff_only_ligand(vacuum, ligands):
+    import openmm
+
+    es = vacuum
+    benzene, _, phenol = ligands
+    assert es.box_vectors is None and es.environment_atoms_a == [] and es.environment_atoms_b == []
+    assert es.ligand_atoms_a == list(range(benzene.ligand.n_atoms))
+    assert es.ligand_atoms_b == list(range(phenol.ligand.n_atoms))
+    for system in (es.system_a, es.system_b):
+        assert not system.usesPeriodicBoundaryConditions()
+        assert _nonbonded(system).getNonbondedMethod() == openmm.NonbondedForce.NoCutoff
+    assert es.n_positive_ions == es.n_negative_ions == 0
+    np.testing.assert_allclose(es.positions_a, ligand_positions(benzene), atol=1e-12)
+    np.testing.assert_allclose(_charges(es.system_a), benzene.partial_charges, atol=1e-6)
+    np.testing.assert_allclose(_charges(es.system_b), phenol.partial_charges, atol=1e-6)
+    for i, j in es.mapping.mapping.items():
+        np.testing.assert_array_equal(es.positions_a[i], es.positions_b[j])
+    masses = [
+        es.system_b.getParticleMass(i).value_in_unit(openmm_dalton()) for i in range(es.system_b.getNumParticles())
+    ]
+    h = [a.index for a in es.topology_b.atoms() if a.element.symbol == "H"]
+    assert all(masses[i] == pytest.approx(3.0) for i in h)
+
+
+def test_align_ligand_b_recovers_rigid_motion():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(8, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    b = np.vstack([a[:6] @ q.T + [1.0, -2.0, 3.0], rng.normal(size=(2, 3))])
+    placed = align_ligand_b(a, b, {i: i for i in range(6)})
+    np.testing.assert_allclose(placed[:6], a[:6], atol=1e-12)
+    # unique atoms follow the same rigid motion back
+    np.testing.assert_allclose(placed[6:], (b[6:] - [1.0, -2.0, 3.0]) @ q, atol=1e-9)
+
+
+# --------------------------------------------------------------------------------------------- errors
+def test_charge_changing_edge_is_refused(ligands, tmp_path):
+    benzene = ligands[0]
+    anion = _prepared("benzoate", "[O-]C(=O)c1ccccc1", 2, tmp_path, charge=-1)
+    mapping = AtomMapping(ligand_a="benzene", ligand_b="benzoate", mapping={0: 3}, score=0.5, charge_change=-1)
+    with pytest.raises(UnsupportedEdgeError, match=r"edge benzene~benzoate changes the net charge by -1") as info:
+        build_end_states(benzene, anion, mapping, "solvent")
+    assert isinstance(info.value, MlfepError) and isinstance(info.value, NotImplementedError)
+    assert "not supported yet" in str(info.value)
+
+
+def test_mapping_must_match_the_ligands(ligands):
+    benzene, toluene, _ = ligands
+    swapped = AtomMapping(ligand_a="toluene", ligand_b="benzene", mapping={0: 0}, score=0.5)
+    with pytest.raises(MappingError, match="benzene~toluene"):
+        build_end_states(benzene, toluene, swapped, "vacuum")
+    out_of_range = AtomMapping(ligand_a="benzene", ligand_b="toluene", mapping={40: 0}, score=0.5)
+    with pytest.raises(MappingError, match="outside"):
+        build_end_states(benzene, toluene, out_of_range, "vacuum")
+
+
+def test_bad_leg_and_missing_protein(ligands):
+    benzene, toluene, _ = ligands
+    mapping = _mapping(benzene, toluene)
+    with pytest.raises(InputError, match="unknown leg 'gas'"):
+        build_end_states(benzene, toluene, mapping, "gas")
+    with pytest.raises(InputError, match="--protein"):
+        build_end_states(benzene, toluene, mapping, "complex")
+
+
+def test_settings_round_trip(tmp_path):
+    settings = SystemSettings(solvent_padding="15 angstrom", box_shape="cube", extra_forcefield_files=("x.xml",))
+    path = settings.to_json_file(tmp_path / "s.json")
+    again = SystemSettings.from_json_file(path)
+    assert again == settings and again.solvent_padding.m_as("nanometer") == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="bare number"):
+        SystemSettings(nonbonded_cutoff=0.9)
