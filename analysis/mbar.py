@@ -184,7 +184,8 @@ def bar_neighbours(u_kln: np.ndarray, n_k: np.ndarray | None = None) -> tuple[fl
     for k in range(n_states - 1):
         w_f = u_kln[k, k + 1, : n_k[k]] - u_kln[k, k, : n_k[k]]
         w_r = u_kln[k + 1, k, : n_k[k + 1]] - u_kln[k + 1, k + 1, : n_k[k + 1]]
-        res = pymbar.other_estimators.bar(w_f, w_r, compute_uncertainty=True)
+        with np.errstate(all="ignore"):
+            res = pymbar.other_estimators.bar(w_f, w_r, compute_uncertainty=True)
         total += float(res["Delta_f"])
         var += float(res["dDelta_f"]) ** 2
     return total, math.sqrt(var)

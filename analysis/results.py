@@ -292,7 +292,9 @@ def combine_edge(
 
     ddg = legs[first].dg_kcal_mol - legs[second].dg_kcal_mol
     err = math.hypot(legs[first].dg_err_kcal_mol, legs[second].dg_err_kcal_mol)
-    ml, ml_err, ml_reason = _ml_value(ligand_a, ligand_b, (first, second), corrections)
+    correction, correction_err, ml_reason = _ml_value(ligand_a, ligand_b, (first, second), corrections)
+    ml = None if correction is None else ddg + correction
+    ml_err = None if correction_err is None else math.hypot(err, correction_err)
     if corrections:
         bad_corr = [c for c in corrections if c.status in ("warn", "fail")]
         status = "warn" if ml is not None and bad_corr else ("pass" if ml is not None else "warn")
