@@ -34,6 +34,7 @@ import numpy as np
 from pydantic import Field
 
 from fep.platforms import platform_properties, select_platform
+from fep.sampler_mixing import gibbs_swaps
 from fep.sampler_storage import IterationBuffer, SamplerData, SamplerStore, load_samples
 from ligand_prep.base import FrozenModel, InputError, MlfepError, quantity
 
@@ -139,61 +140,6 @@ class SamplerSummary(FrozenModel):
     timings_s: dict[str, float] = Field(description="equilibration, propagation, energies, swaps, io (seconds).")
     mean_neighbor_acceptance: float | None = Field(description="Mean swap acceptance of adjacent states.")
     storage_bytes: int
-
-
-# ------------------------------------------------------------------------------------------ swaps
-def gibbs_swaps(
-    u_kl: np.ndarray, replica_states: np.ndarray, rng: np.random.Generator, n_attempts: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mix states among replicas by Metropolis pair swaps (detailed balance for every pair).
-
-    Each sweep draws a random perfect matching of the states and attempts all its (disjoint, hence
-    independent) pair swaps at once; sweeps repeat until ``n_attempts`` pairs were proposed.
-
-    Parameters
-    ----------
-    u_kl : ndarray, shape (K, K)
-        Reduced potential of replica k in state l (kT).
-    replica_states : ndarray, shape (K,)
-        State of each replica before mixing.
-    rng : numpy.random.Generator
-        Random stream (advanced).
-    n_attempts : int
-        Pair swaps to attempt.
-
-    Returns
-    -------
-    new_states : ndarray, shape (K,)
-        State of each replica after mixing.
-    accepted, proposed : ndarray, shape (K, K)
-        Accepted and proposed swaps per state pair (symmetric, int64).
-    """
-    n_states = len(replica_states)
-    accepted = np.zeros((n_states, n_states), dtype=np.int64)
-    proposed = np.zeros((n_states, n_states), dtype=np.int64)
-    half = n_states // 2
-    if half == 0 or n_attempts <= 0:
-        return np.array(replica_states, copy=True), accepted, proposed
-    replica_of_state = np.argsort(replica_states)
-    n_sweeps = -(-n_attempts // half)
-    perms = rng.permuted(np.tile(np.arange(n_states), (n_sweeps, 1)), axis=1)
-    log_r = np.log(rng.random((n_sweeps, half)))
-    for sweep in range(n_sweeps):
-        a = perms[sweep, 0 : 2 * half : 2]
-        b = perms[sweep, 1 : 2 * half : 2]
-        ra = replica_of_state[a]
-        rb = replica_of_state[b]
-        delta = u_kl[ra, b] + u_kl[rb, a] - u_kl[ra, a] - u_kl[rb, b]
-        with np.errstate(invalid="ignore"):
-            ok = log_r[sweep] < -delta  # NaN never accepted
-        proposed[a, b] += 1
-        proposed[b, a] += 1
-        if ok.any():
-            accepted[a[ok], b[ok]] += 1
-            accepted[b[ok], a[ok]] += 1
-            replica_of_state[a[ok]] = rb[ok]
-            replica_of_state[b[ok]] = ra[ok]
-    return np.argsort(replica_of_state), accepted, proposed
 
 
 # ----------------------------------------------------------------------------------------- helpers
@@ -748,30 +694,39 @@ class HREXSampler:
 
     # ------------------------------------------------------------------------------- failures, progress
     def _fail(self, blow: _BlowUp, where: str, dt: float) -> None:
-        path = self.folder / f"failed_replica{blow.replica}_state{blow.state}.pdb"
-        try:
-            import openmm.app as app
-            import openmm.unit as u
-
-            topology = copy.deepcopy(self.topology)
-            if blow.box is not None:
-                topology.setPeriodicBoxVectors(blow.box * u.nanometer)
-            from io import StringIO
-
-            from ligand_prep.base import atomic_write_text
-
-            buffer = StringIO()
-            app.PDBFile.writeFile(topology, blow.positions * u.nanometer, buffer)
-            atomic_write_text(path, buffer.getvalue())
-            saved = f"; its starting frame is saved as {path}"
-        except Exception as err:  # a broken topology must not hide the real error
-            logger.warning("could not write %s: %s", path, err)
-            saved = ""
+        saved = self._save_frame(blow)
+        saved = f"; its starting frame is saved as {saved}" if saved else ""
         raise SamplerError(
             f"{self.folder}: {blow.reason} in {where} (replica {blow.replica}, state {blow.state} "
             f"{self.states[blow.state]}) after {self.settings.max_nan_retries} retries down to a {dt:.3g} fs step"
             f"{saved}; check the system (clashes, constraints, HMR) or use a smaller timestep"
         )
+
+    def _save_frame(self, blow: _BlowUp) -> Path | None:
+        """Write the frame a failed propagation started from (PDB; mmCIF when coordinates overflow PDB)."""
+        from io import StringIO
+
+        import openmm.app as app
+        import openmm.unit as u
+
+        from ligand_prep.base import atomic_write_text
+
+        try:
+            topology = copy.deepcopy(self.topology)
+            if blow.box is not None:
+                topology.setPeriodicBoxVectors(blow.box * u.nanometer)
+        except Exception as err:  # a broken topology must not hide the real error
+            logger.warning("cannot save the failed frame: %s", err)
+            return None
+        stem = self.folder / f"failed_replica{blow.replica}_state{blow.state}"
+        for writer, suffix in ((app.PDBFile, ".pdb"), (app.PDBxFile, ".cif")):
+            try:
+                buffer = StringIO()
+                writer.writeFile(topology, blow.positions * u.nanometer, buffer)
+                return atomic_write_text(stem.with_suffix(suffix), buffer.getvalue())
+            except Exception as err:
+                logger.warning("cannot write the failed frame as %s: %s", suffix, err)
+        return None
 
     def _report(self, phase, done, total, ns_done, ns_total, t_phase) -> None:
         if self._progress is None:

@@ -1,0 +1,243 @@
+"""HREXSampler on exactly solvable problems: particles in 3-D harmonic wells whose force constant is the state.
+
+For n independent particles in a well 0.5·k·r², the reduced energy at state k is Gamma(3n/2)-distributed:
+<u> = 1.5 n and var(u) = 1.5 n, whatever k; the exact swap acceptance between two states follows from that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+openmm = pytest.importorskip("openmm")
+app = pytest.importorskip("openmm.app")
+
+from fep.sampler import (  # noqa: E402
+    HREXSampler,
+    SamplerError,
+    SamplerSettings,
+    SamplerSummary,
+    gibbs_swaps,
+    load_samples,
+)
+from ligand_prep.base import InputError  # noqa: E402
+
+N_PARTICLES = 10
+FORCE_CONSTANTS = (1000.0, 1250.0, 1560.0, 1950.0)  # kJ/mol/nm²
+
+
+def harmonic_system(n: int = N_PARTICLES, mass: float = 12.0, static_extra: bool = False):
+    """n particles in a harmonic well with global force constant ``k`` (force group 1)."""
+    system = openmm.System()
+    well = openmm.CustomExternalForce("0.5*k*(x^2+y^2+z^2)")
+    well.addGlobalParameter("k", FORCE_CONSTANTS[0])
+    for i in range(n):
+        system.addParticle(mass)
+        well.addParticle(i, [])
+    well.setForceGroup(1)
+    system.addForce(well)
+    if static_extra:  # a state-independent force in group 0
+        extra = openmm.CustomExternalForce("0.5*200*(x-0.1)^2")
+        for i in range(n):
+            extra.addParticle(i, [])
+        system.addForce(extra)
+    topology = app.Topology()
+    chain = topology.addChain()
+    for _ in range(n):
+        residue = topology.addResidue("TOY", chain)
+        topology.addAtom("C", app.Element.getBySymbol("C"), residue)
+    positions = np.full((n, 3), 0.01)
+    return system, topology, positions
+
+
+def toy_settings(**overrides) -> SamplerSettings:
+    values = dict(
+        pressure=None,
+        steps_per_iteration=25,
+        n_iterations=50,
+        minimization_max_iterations=0,
+        equilibration_nvt_steps=500,
+        equilibration_npt_steps=0,
+        collision_rate="10 / ps",
+        platform="Reference",
+        checkpoint_interval_s=1.0,
+        snapshot_interval=10,
+    )
+    values.update(overrides)
+    return SamplerSettings(**values)
+
+
+def block_se(x: np.ndarray, n_blocks: int = 20) -> float:
+    """Standard error of the mean of a correlated series from block averages."""
+    blocks = np.array([b.mean() for b in np.array_split(x, n_blocks)])
+    return float(blocks.std(ddof=1) / np.sqrt(n_blocks))
+
+
+# ------------------------------------------------------------------------------------------- swaps
+def test_gibbs_swaps_sample_the_boltzmann_distribution_of_permutations():
+    """With fixed energies the chain of swaps visits each assignment with probability ∝ exp(-Σ u)."""
+    rng = np.random.default_rng(1)
+    u_kl = rng.normal(0.0, 1.0, size=(3, 3))
+    perms = list(itertools.permutations(range(3)))
+    weights = np.array([np.exp(-sum(u_kl[r, s] for r, s in enumerate(p))) for p in perms])
+    exact = weights / weights.sum()
+    states = np.arange(3)
+    counts = dict.fromkeys(perms, 0)
+    for _ in range(20000):
+        states, acc, prop = gibbs_swaps(u_kl, states, rng, n_attempts=1)
+        counts[tuple(int(s) for s in states)] += 1
+        assert prop.sum() == 2 and (acc <= prop).all() and (acc == acc.T).all()
+    observed = np.array([counts[p] for p in perms]) / 20000
+    assert np.allclose(observed, exact, atol=0.02), (observed, exact)
+
+
+def test_gibbs_swaps_never_accept_nan_and_count_pairs():
+    u_kl = np.zeros((4, 4))
+    u_kl[0, 1:] = np.nan  # replica 0 cannot leave state 0
+    rng = np.random.default_rng(0)
+    states, accepted, proposed = gibbs_swaps(u_kl, np.arange(4), rng, n_attempts=64)
+    assert proposed.sum() == 2 * 64 and (proposed == proposed.T).all()
+    assert states[0] == 0 and accepted[0].sum() == 0 and proposed[0].sum() > 0
+    assert (accepted[1:, 1:] == proposed[1:, 1:]).all()  # flat energies: always accepted
+
+
+# ---------------------------------------------------------------------------------- detailed balance
+@pytest.fixture(scope="module")
+def harmonic_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hrex-harmonic")
+    system, topology, positions = harmonic_system()
+    states = [{"k": k} for k in FORCE_CONSTANTS]
+    sampler = HREXSampler(
+        system, topology, positions, None, states, toy_settings(n_iterations=2000), folder, static_force_groups={0}
+    )
+    summary = sampler.run()
+    return summary, load_samples(folder)
+
+
+def test_energies_match_boltzmann_expectation(harmonic_run):
+    summary, data = harmonic_run
+    assert summary.n_iterations == 2000 and data.energies.shape == (2000, 4, 4)
+    u_kln = data.u_kln()
+    for k in range(4):
+        u = u_kln[k, k, 200:]
+        expected = 1.5 * N_PARTICLES
+        assert abs(u.mean() - expected) < 4 * block_se(u) + 0.1, (k, u.mean())
+        assert abs(u.var() / expected - 1.0) < 0.25, (k, u.var())
+        # the same configuration evaluated at state l: u_l = (k_l / k_k) u_k exactly
+        for other in range(4):
+            ratio = FORCE_CONSTANTS[other] / FORCE_CONSTANTS[k]
+            assert np.allclose(u_kln[k, other], u_kln[k, k] * ratio, rtol=1e-9)
+
+
+def test_swap_acceptance_matches_exact_value(harmonic_run):
+    _, data = harmonic_run
+    assert (data.accepted == data.accepted.T).all() and (data.proposed == data.proposed.T).all()
+    assert data.proposed.sum() == 2 * 2000 * 64  # K³ attempts per iteration, each counted for both states
+    rng = np.random.default_rng(5)
+    g = rng.gamma(1.5 * N_PARTICLES, size=(2, 400000))
+    for i in range(3):
+        ratio = FORCE_CONSTANTS[i + 1] / FORCE_CONSTANTS[i]
+        delta = (ratio - 1.0) * g[0] + (1.0 / ratio - 1.0) * g[1]
+        exact = np.minimum(1.0, np.exp(-delta)).mean()
+        observed = data.accepted[i, i + 1] / data.proposed[i, i + 1]
+        assert abs(observed - exact) < 0.04, (i, observed, exact)
+
+
+def test_every_replica_visits_every_state_evenly(harmonic_run):
+    _, data = harmonic_run
+    fractions = np.array([[np.mean(data.replica_states[:, r] == s) for s in range(4)] for r in range(4)])
+    assert np.allclose(fractions.sum(axis=1), 1.0)
+    assert np.abs(fractions - 0.25).max() < 0.12, fractions
+    assert (np.sort(data.replica_states, axis=1) == np.arange(4)).all()  # a permutation at every iteration
+
+
+def test_storage_layout_and_end_state_frames(harmonic_run):
+    summary, data = harmonic_run
+    assert (data.iterations == np.arange(2000)).all()
+    assert data.states == tuple({"k": k} for k in FORCE_CONSTANTS) and data.temperature_k == pytest.approx(298.15)
+    positions, box = data.end_state_frames(0)
+    assert positions.shape == (200, N_PARTICLES, 3) and box is None
+    assert (data.end_state_iterations(-1) == np.arange(9, 2000, 10)).all()
+    # frames of state 0 are configurations that were in state 0: their energy there matches the stored one
+    it = data.end_state_iterations(0)
+    replica = np.argmax(data.replica_states[it] == 0, axis=1)
+    stored = data.energies[it, replica, 0]
+    recomputed = 0.5 * FORCE_CONSTANTS[0] * (positions**2).sum(axis=(1, 2)) / (0.0083144626181532 * 298.15)
+    assert np.allclose(recomputed, stored, atol=0.05 * N_PARTICLES)
+    with pytest.raises(InputError):
+        data.end_state_frames(1)
+    assert summary.storage_bytes > 0 and SamplerSummary.model_validate_json(summary.model_dump_json()) == summary
+
+
+# ------------------------------------------------------------------------------------ extend, NaN
+def test_extend_adds_exactly_n_iterations(tmp_path):
+    system, topology, positions = harmonic_system(n=2)
+    states = [{"k": k} for k in FORCE_CONSTANTS[:2]]
+    sampler = HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=20), tmp_path)
+    assert sampler.run().n_iterations == 20
+    summary = sampler.extend(7)
+    assert summary.n_iterations == 27 and summary.iterations_this_call == 7 and summary.resumed_from_iteration == 20
+    data = load_samples(tmp_path)
+    assert (data.iterations == np.arange(27)).all() and data.energies.shape == (27, 2, 2)
+    # running again with the original settings does not add or repeat anything
+    again = HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=20), tmp_path).run()
+    assert again.iterations_this_call == 0 and load_samples(tmp_path).n_iterations == 27
+
+
+def test_blow_up_rolls_back_and_retries_with_smaller_timestep(tmp_path):
+    """k = 6.75e6 kJ/mol/nm² with 12 amu: ω·dt = 3 at 4 fs (unstable), 1.5 at 2 fs (stable)."""
+    system, topology, positions = harmonic_system(n=2)
+    states = [{"k": 1000.0}, {"k": 6.75e6}]
+    settings = toy_settings(n_iterations=10, equilibration_nvt_steps=0, timestep="4 fs")
+    summary = HREXSampler(system, topology, positions, None, states, settings, tmp_path).run()
+    assert summary.nan_recoveries == 1 and summary.timestep_fs == pytest.approx(2.0)
+    data = load_samples(tmp_path)
+    assert (data.iterations == np.arange(10)).all() and np.isfinite(data.energies).all()
+    assert data.timestep_fs == pytest.approx(2.0)
+
+
+def test_blow_up_that_persists_raises_sampler_error_and_saves_frame(tmp_path):
+    system, topology, positions = harmonic_system(n=2)
+    states = [{"k": 1000.0}, {"k": 1.0e10}]  # unstable even at 0.5 fs
+    settings = toy_settings(n_iterations=10, equilibration_nvt_steps=0, max_nan_retries=3)
+    with pytest.raises(SamplerError, match="after 3 retries") as info:
+        HREXSampler(system, topology, positions, None, states, settings, tmp_path).run()
+    pdbs = list(tmp_path.glob("failed_*.pdb")) + list(tmp_path.glob("failed_*.cif"))
+    assert len(pdbs) == 1 and str(pdbs[0]) in str(info.value)
+    assert pdbs[0].stat().st_size > 0
+    checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert checkpoint["iteration"] == 0  # nothing after the post-equilibration checkpoint was kept
+
+
+def test_blow_up_during_equilibration_raises_after_retries(tmp_path):
+    system, topology, positions = harmonic_system(n=2)
+    settings = toy_settings(n_iterations=10, equilibration_nvt_steps=200, max_nan_retries=1)
+    with pytest.raises(SamplerError, match="equilibration"):
+        HREXSampler(system, topology, positions, None, [{"k": 1.0e10}], settings, tmp_path).run()
+    assert list(tmp_path.glob("failed_*.pdb"))
+
+
+# ------------------------------------------------------------------------------------------- inputs
+def test_input_errors(tmp_path):
+    system, topology, positions = harmonic_system(n=2)
+    settings = toy_settings()
+    with pytest.raises(InputError, match="state 1"):
+        HREXSampler(system, topology, positions, None, [{"k": 1.0}, {"q": 1.0}], settings, tmp_path)
+    with pytest.raises(InputError, match="static force group 1"):
+        HREXSampler(system, topology, positions, None, [{"k": 1.0}], settings, tmp_path, static_force_groups={1})
+    with pytest.raises(InputError, match="non-periodic"):
+        HREXSampler(system, topology, positions, None, [{"k": 1.0}], toy_settings(pressure="1 bar"), tmp_path)
+    with pytest.raises(InputError, match="shape"):
+        HREXSampler(system, topology, positions[:1], None, [{"k": 1.0}], settings, tmp_path)
+    with pytest.raises(InputError, match="not global parameters"):
+        HREXSampler(system, topology, positions, None, [{"lam": 1.0}], settings, tmp_path / "x").run()
+    with pytest.raises(ValueError, match="bare number"):
+        SamplerSettings(timestep=4)
+    HREXSampler(system, topology, positions, None, [{"k": 1.0}], toy_settings(n_iterations=2), tmp_path / "y").run()
+    with pytest.raises(InputError, match="different timestep"):
+        HREXSampler(
+            system, topology, positions, None, [{"k": 1.0}], toy_settings(timestep="2 fs"), tmp_path / "y"
+        ).run()
