@@ -298,3 +298,77 @@ def test_settings_round_trip(tmp_path):
     assert again == settings and again.solvent_padding.m_as("nanometer") == pytest.approx(1.5)
     with pytest.raises(ValueError, match="bare number"):
         SystemSettings(nonbonded_cutoff=0.9)
+
+
+# --------------------------------------------------------------------------------------------- complex
+def _sdf_ligand(bench, name: str) -> Ligand:
+    from rdkit import Chem
+
+    for mol in Chem.SDMolSupplier(str(bench / "tyk2" / "ligands.sdf"), removeHs=False):
+        if mol.GetProp("_Name") == name:
+            smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
+            return Ligand(
+                name=name, molblock=Chem.MolToMolBlock(mol), smiles=smiles, formal_charge=Chem.GetFormalCharge(mol)
+            )
+    raise KeyError(name)
+
+
+def _mcs_mapping(prep_a, prep_b) -> AtomMapping:
+    from rdkit import Chem
+    from rdkit.Chem import rdFMCS
+
+    mol_a, mol_b = prep_a.ligand.to_rdkit(), prep_b.ligand.to_rdkit()
+    mcs = rdFMCS.FindMCS(
+        [Chem.RemoveHs(mol_a), Chem.RemoveHs(mol_b)], ringMatchesRingOnly=True, completeRingsOnly=True, timeout=10
+    )
+    pattern = Chem.MolFromSmarts(mcs.smartsString)
+    pairs = dict(zip(mol_a.GetSubstructMatch(pattern), mol_b.GetSubstructMatch(pattern), strict=True))
+    return AtomMapping(ligand_a=prep_a.name, ligand_b=prep_b.name, mapping=pairs, score=0.7)
+
+
+@pytest.fixture(scope="module")
+def complex_states(bench, tmp_path_factory):
+    from ligand_prep.charges import assign_charges
+
+    tmp = tmp_path_factory.mktemp("tyk2-charges")
+    a = assign_charges(_sdf_ligand(bench, "lig_ejm_31"), method="gasteiger", cache_dir=tmp)
+    b = assign_charges(_sdf_ligand(bench, "lig_ejm_42"), method="gasteiger", cache_dir=tmp)
+    mapping = _mcs_mapping(a, b)
+    stages: list[str] = []
+    es = build_end_states(a, b, mapping, "complex", protein_pdb=bench / "tyk2" / "protein.pdb", progress=stages.append)
+    return es, a, b, stages
+
+
+def test_complex_tyk2(complex_states, bench):
+    es, a, _b, stages = complex_states
+    assert stages == ["parametrizing", "solvating", "creating systems"]
+    pdb_lines = (bench / "tyk2" / "protein.pdb").read_text().splitlines()
+    n_protein = sum(1 for line in pdb_lines if line.startswith(("ATOM", "HETATM")) and line[17:20] != "HOH")
+    for top, system in ((es.topology_a, es.system_a), (es.topology_b, es.system_b)):
+        names = [a.residue.name for a in top.atoms()]
+        protein = [n for n in names if n not in ("HOH", "NA", "CL", "LIG")]
+        assert len(protein) == n_protein == 4652
+        # crystal waters dropped: every water is a box water
+        assert names.count("HOH") == 3 * es.n_waters
+        assert abs(_charges(system).sum()) < 1e-3
+    assert es.net_charge == -2  # tyk2 (−2) + a neutral ligand
+    assert es.n_positive_ions - es.n_negative_ions == 2
+    assert es.n_environment == len(es.environment_atoms_b) == es.system_a.getNumParticles() - a.ligand.n_atoms
+    np.testing.assert_array_equal(es.positions_a[es.environment_atoms_a], es.positions_b[es.environment_atoms_b])
+    # the ligand keeps its docked pose and sits in the pocket: 2.2-3.5 Å from the closest protein heavy atom
+    lig = es.positions_a[es.ligand_atoms_a]
+    np.testing.assert_allclose(lig, ligand_positions(a), atol=1e-9)
+    atoms = list(es.topology_a.atoms())
+    protein_heavy = [
+        i
+        for i, atom in enumerate(atoms)
+        if atom.residue.name not in ("HOH", "NA", "CL", "LIG") and atom.element.symbol != "H"
+    ]
+    lig_heavy = [i for i in es.ligand_atoms_a if atoms[i].element.symbol != "H"]
+    d = np.linalg.norm(es.positions_a[lig_heavy][:, None] - es.positions_a[protein_heavy][None], axis=2)
+    assert 0.22 <= d.min() <= 0.35
+    assert (d.min(axis=1) < 0.6).mean() > 0.5  # most ligand heavy atoms are in contact: buried, not on the surface
+    for i, j in es.mapping.mapping.items():
+        np.testing.assert_array_equal(es.positions_a[es.ligand_atoms_a[i]], es.positions_b[es.ligand_atoms_b[j]])
+    width = es.box_vectors[0, 0]
+    np.testing.assert_allclose(es.box_vectors[2], [width / 2, width / 2, width * math.sqrt(2) / 2], atol=1e-9)
