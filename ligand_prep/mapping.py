@@ -1,0 +1,514 @@
+"""Atom mapping between two posed ligands: a heavy-atom MCS, cleaned up for single-topology FEP.
+
+The mapper runs RDKit's FMCS on the heavy atoms (ring bonds only to ring bonds, complete rings only, valences
+ignored, a short timeout, candidate atoms at most ``max_distance_angstrom`` apart in the given poses), tries
+every symmetry-equivalent correspondence of that core and keeps the one that survives these rules best:
+
+1. elements: heavy atoms may change element (aromatic C -> N, ...) unless ``allow_element_change`` is off;
+   a hydrogen is never mapped to a heavy atom;
+2. 3D: every mapped pair lies within ``max_distance_angstrom`` in the two poses (they share one frame);
+3. bonds: two mapped atoms are bonded in A exactly when their partners are bonded in B;
+4. rings: a ring atom stays mapped only if a whole ring containing it maps onto a whole ring of the other
+   ligand (no partial rings; ring-size changes and ring breaking become dummy-atom transformations);
+5. connectivity: only the largest connected component of the mapped heavy atoms is kept;
+6. hydrogens: hydrogens on a mapped heavy pair with the same element are paired by 3D proximity;
+7. chirality: a mapped tetrahedral centre whose mapped neighbours would turn with the opposite handedness
+   in B is unmapped (and with rule 5, what hangs only on it).
+
+Rules 3-7 repeat until nothing changes. The score is LOMAP-like (see :func:`lomap_score`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from ligand_prep.base import FrozenModel, MappingError
+from ligand_prep.models import AtomMapping, Ligand
+
+__all__ = ["MCSMapper", "MappingSettings", "lomap_score"]
+
+log = logging.getLogger(__name__)
+
+
+class MappingSettings(FrozenModel):
+    """How :class:`MCSMapper` builds atom mappings."""
+
+    timeout_s: float = Field(2.0, gt=0, description="Time limit of one heavy-atom MCS search, in seconds.")
+    max_distance_angstrom: float = Field(
+        1.0, gt=0, description="Mapped atoms must be at most this far apart (Å) in the two given poses."
+    )
+    allow_element_change: bool = Field(True, description="Allow heavy atoms to change element (e.g. aromatic C→N).")
+    map_hydrogens: bool = Field(True, description="Map hydrogens on mapped heavy atoms with the same element.")
+    min_mapped_heavy_atoms: int = Field(
+        3, ge=1, description="Refuse a mapping (MappingError) with fewer mapped heavy atoms than this."
+    )
+    element_change_penalty: float = Field(
+        0.1, ge=0, description="Score factor exp(-penalty) per heavy atom that changes element."
+    )
+    ring_change_penalty: float = Field(
+        0.5,
+        ge=0,
+        description="Score factor exp(-penalty) per ring that is only partly mapped (ring break/size change).",
+    )
+    max_matches: int = Field(1000, ge=1, description="At most this many symmetry-equivalent core matches per ligand.")
+
+
+def lomap_score(
+    n_heavy_a: int,
+    n_heavy_b: int,
+    n_mapped_heavy: int,
+    *,
+    n_element_changes: int = 0,
+    n_ring_changes: int = 0,
+    element_change_penalty: float = 0.1,
+    ring_change_penalty: float = 0.5,
+) -> float:
+    """LOMAP-style similarity score of a mapping, in 0..1 (1.0 for identical molecules).
+
+    ``score = exp(-0.1 * (n_heavy_a + n_heavy_b - 2 * n_mapped_heavy))
+    * exp(-element_change_penalty * n_element_changes) * exp(-ring_change_penalty * n_ring_changes)``
+
+    Parameters
+    ----------
+    n_heavy_a, n_heavy_b : int
+        Heavy atoms of ligand A and ligand B.
+    n_mapped_heavy : int
+        Mapped heavy atoms (pairs).
+    n_element_changes : int
+        Mapped heavy-atom pairs whose elements differ.
+    n_ring_changes : int
+        Rings of A or B that are only partly mapped (ring breaking/forming or a size change next to the core).
+    element_change_penalty, ring_change_penalty : float
+        Exponents of the penalty factors.
+
+    Examples
+    --------
+    >>> lomap_score(6, 6, 6)
+    1.0
+    >>> round(lomap_score(6, 7, 6), 4)
+    0.9048
+    """
+    n_unique = n_heavy_a + n_heavy_b - 2 * n_mapped_heavy
+    exponent = 0.1 * n_unique + element_change_penalty * n_element_changes + ring_change_penalty * n_ring_changes
+    return float(min(1.0, max(0.0, math.exp(-exponent))))
+
+
+# ------------------------------------------------------------------------------------------- internals
+@dataclass
+class _Mol:
+    """One ligand, pre-digested for mapping (indices are mol-block indices)."""
+
+    name: str
+    mol: object  # rdkit Mol with H
+    heavy: object  # rdkit Mol without H (same conformer), atom prop "orig" = mol-block index
+    heavy_to_full: list[int]
+    coords: object  # ndarray, shape (n_atoms, 3), Å
+    elements: list[int]
+    neighbors: list[set[int]]
+    hydrogens: dict[int, list[int]]  # heavy atom -> its hydrogens
+    rings: list[frozenset[int]]
+    ring_atoms: set[int]
+    n_heavy: int
+    formal_charge: int
+
+
+@dataclass
+class _Result:
+    """A mapping A -> B with what the score and warnings need (direction-free via :meth:`inverted`)."""
+
+    mapping: dict[int, int]
+    n_mapped_heavy: int
+    n_element_changes: int
+    n_ring_changes: int
+    score: float
+    notes: list[str] = field(default_factory=list)
+
+    def inverted(self) -> _Result:
+        return _Result(
+            {v: k for k, v in self.mapping.items()},
+            self.n_mapped_heavy,
+            self.n_element_changes,
+            self.n_ring_changes,
+            self.score,
+            list(self.notes),
+        )
+
+
+def _digest(ligand: Ligand) -> _Mol:
+    import numpy as np
+    from rdkit import Chem
+
+    mol = ligand.to_rdkit()
+    if mol.GetNumConformers() == 0:
+        raise MappingError(f"ligand {ligand.name}: no 3D pose; mapping needs posed ligands sharing one frame")
+    for atom in mol.GetAtoms():
+        atom.SetIntProp("orig", atom.GetIdx())
+    heavy = Chem.RemoveAllHs(mol, sanitize=False)
+    try:
+        Chem.SanitizeMol(heavy)
+    except Exception:  # partial sanitization is enough for the MCS
+        heavy.UpdatePropertyCache(strict=False)
+        Chem.FastFindRings(heavy)
+    heavy_to_full = [a.GetIntProp("orig") for a in heavy.GetAtoms()]
+    coords = np.asarray(mol.GetConformer().GetPositions(), dtype=float)
+    neighbors = [{n.GetIdx() for n in a.GetNeighbors()} for a in mol.GetAtoms()]
+    elements = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    hydrogens = {i: sorted(n for n in neighbors[i] if elements[n] == 1) for i in heavy_to_full}
+    rings = [frozenset(r) for r in mol.GetRingInfo().AtomRings()]
+    return _Mol(
+        name=ligand.name,
+        mol=mol,
+        heavy=heavy,
+        heavy_to_full=heavy_to_full,
+        coords=coords,
+        elements=elements,
+        neighbors=neighbors,
+        hydrogens=hydrogens,
+        rings=rings,
+        ring_atoms=set().union(*rings) if rings else set(),
+        n_heavy=len(heavy_to_full),
+        formal_charge=Chem.GetFormalCharge(mol),
+    )
+
+
+def _ligand_key(ligand: Ligand) -> str:
+    return hashlib.sha1(f"{ligand.name}\n{ligand.molblock}".encode()).hexdigest()
+
+
+def _largest_component(core: dict[int, int], ma: _Mol) -> dict[int, int]:
+    if not core:
+        return core
+    seen: set[int] = set()
+    best: set[int] = set()
+    for start in core:
+        if start in seen:
+            continue
+        comp = {start}
+        stack = [start]
+        while stack:
+            atom = stack.pop()
+            for nbr in ma.neighbors[atom]:
+                if nbr in core and nbr not in comp:
+                    comp.add(nbr)
+                    stack.append(nbr)
+        seen |= comp
+        if len(comp) > len(best) or (len(comp) == len(best) and min(comp) < min(best)):
+            best = comp
+    return {a: core[a] for a in sorted(best)}
+
+
+def _bond_consistent(core: dict[int, int], ma: _Mol, mb: _Mol) -> dict[int, int]:
+    bad: set[int] = set()
+    for a1, b1 in core.items():
+        for a2, b2 in core.items():
+            if a1 < a2 and ((a2 in ma.neighbors[a1]) != (b2 in mb.neighbors[b1])):
+                bad |= {a1, a2}
+    return {a: b for a, b in core.items() if a not in bad}
+
+
+def _whole_rings(core: dict[int, int], ma: _Mol, mb: _Mol) -> dict[int, int]:
+    """Keep a ring atom only if a whole ring through it maps onto a whole ring of the other ligand."""
+    while True:
+        inverse = {b: a for a, b in core.items()}
+        ok_a: set[int] = set()
+        for ring in ma.rings:
+            if ring <= core.keys() and frozenset(core[x] for x in ring) in mb.rings:
+                ok_a |= ring
+        ok_b: set[int] = set()
+        for ring in mb.rings:
+            if ring <= inverse.keys() and frozenset(inverse[x] for x in ring) in ma.rings:
+                ok_b |= ring
+        kept = {
+            a: b
+            for a, b in core.items()
+            if (a not in ma.ring_atoms or a in ok_a) and (b not in mb.ring_atoms or b in ok_b)
+        }
+        if len(kept) == len(core):
+            return kept
+        core = kept
+
+
+def _map_hydrogens(core: dict[int, int], ma: _Mol, mb: _Mol, max_dist: float) -> dict[int, int]:
+    import numpy as np
+
+    pairs: dict[int, int] = {}
+    for a, b in core.items():
+        if ma.elements[a] != mb.elements[b]:
+            continue
+        ha, hb = ma.hydrogens[a], mb.hydrogens[b]
+        if not ha or not hb:
+            continue
+        dist = np.linalg.norm(ma.coords[ha][:, None, :] - mb.coords[hb][None, :, :], axis=-1)
+        order = np.argsort(dist, axis=None)
+        used_a: set[int] = set()
+        used_b: set[int] = set()
+        for flat in order:
+            i, j = divmod(int(flat), len(hb))
+            if dist[i, j] > max_dist:
+                break
+            if i in used_a or j in used_b:
+                continue
+            used_a.add(i)
+            used_b.add(j)
+            pairs[ha[i]] = hb[j]
+    return pairs
+
+
+def _inverted_centres(full: dict[int, int], core: dict[int, int], ma: _Mol, mb: _Mol) -> list[int]:
+    """Mapped tetrahedral centres (A indices) whose mapped neighbours have opposite handedness in B."""
+    import numpy as np
+
+    bad = []
+    for a, b in core.items():
+        if len(ma.neighbors[a]) != 4 or len(mb.neighbors[b]) != 4:
+            continue
+        nbrs = [(n, full[n]) for n in sorted(ma.neighbors[a]) if n in full and full[n] in mb.neighbors[b]]
+        if len(nbrs) < 3:
+            continue
+        va = np.array([ma.coords[n] - ma.coords[a] for n, _ in nbrs[:3]])
+        vb = np.array([mb.coords[m] - mb.coords[b] for _, m in nbrs[:3]])
+        da, db = float(np.linalg.det(va)), float(np.linalg.det(vb))
+        if abs(da) > 0.05 and abs(db) > 0.05 and (da > 0) != (db > 0):
+            bad.append(a)
+    return bad
+
+
+class MCSMapper:
+    """Maps atoms of two posed ligands (heavy-atom MCS + the rules in the module docstring).
+
+    Results are cached per ordered pair of ligands (and reused, inverted, for the reverse pair), so planning
+    a network over all pairs maps each pair once.
+
+    Parameters
+    ----------
+    settings : MappingSettings, optional
+        Defaults to ``MappingSettings()``.
+
+    Examples
+    --------
+    ``mapping = MCSMapper().map(lig_a, lig_b)``; ``mapping.mapping[0]`` is the B index of A's atom 0.
+    """
+
+    def __init__(self, settings: MappingSettings | None = None) -> None:
+        self.settings = settings or MappingSettings()
+        self._mols: dict[str, _Mol] = {}
+        self._cache: dict[tuple[str, str], _Result] = {}
+
+    # -------------------------------------------------------------------------------------- public
+    def map(self, a: Ligand, b: Ligand) -> AtomMapping:
+        """Map ligand ``a`` onto ligand ``b``.
+
+        Returns
+        -------
+        AtomMapping
+            Mol-block indices of A -> B over all atoms (hydrogens included), score, charge change, warnings.
+
+        Raises
+        ------
+        MappingError
+            If no core of at least ``min_mapped_heavy_atoms`` heavy atoms survives; the message names both ligands
+            and the reason.
+        """
+        ka, kb = _ligand_key(a), _ligand_key(b)
+        if (ka, kb) in self._cache:
+            result = self._cache[(ka, kb)]
+        elif (kb, ka) in self._cache:
+            result = self._cache[(kb, ka)].inverted()
+        else:
+            result = self._compute(self._mol(a, ka), self._mol(b, kb))
+            self._cache[(ka, kb)] = result
+        charge_change = int(b.formal_charge - a.formal_charge)
+        warnings = list(result.notes)
+        if charge_change:
+            warnings.insert(
+                0,
+                f"charge-changing edge ({charge_change:+d} e): needs the charge-changing protocol (co-alchemical ion)",
+            )
+        return AtomMapping(
+            ligand_a=a.name,
+            ligand_b=b.name,
+            mapping=dict(sorted(result.mapping.items())),
+            score=result.score,
+            charge_change=charge_change,
+            warnings=tuple(warnings),
+        )
+
+    # ------------------------------------------------------------------------------------ internals
+    def _mol(self, ligand: Ligand, key: str) -> _Mol:
+        if key not in self._mols:
+            self._mols[key] = _digest(ligand)
+        return self._mols[key]
+
+    def _fail(self, ma: _Mol, mb: _Mol, reason: str) -> MappingError:
+        return MappingError(f"cannot map {ma.name} -> {mb.name}: {reason}")
+
+    def _candidates(self, ma: _Mol, mb: _Mol, *, in_3d: bool = True) -> list[dict[int, int]]:
+        """Heavy-atom correspondences (mol-block indices) of the MCS, best 3D agreement first.
+
+        With ``in_3d`` the MCS itself only pairs atoms within ``max_distance_angstrom`` (fast on posed series);
+        RDKit's FMCS stalls when that is combined with ``CompleteRingsOnly``, so complete rings are then enforced
+        by :func:`_whole_rings` afterwards. Without ``in_3d`` (the fallback) FMCS runs with complete rings only.
+        """
+        import numpy as np
+        from rdkit import Chem
+        from rdkit.Chem import rdFMCS
+
+        s = self.settings
+        params = rdFMCS.MCSParameters()
+        params.AtomTyper = (
+            rdFMCS.AtomCompare.CompareAny if s.allow_element_change else rdFMCS.AtomCompare.CompareElements
+        )
+        params.BondTyper = rdFMCS.BondCompare.CompareOrder
+        params.AtomCompareParameters.RingMatchesRingOnly = True
+        params.AtomCompareParameters.CompleteRingsOnly = not in_3d
+        params.AtomCompareParameters.MatchValences = False
+        params.AtomCompareParameters.MatchChiralTag = False
+        params.BondCompareParameters.RingMatchesRingOnly = True
+        params.BondCompareParameters.CompleteRingsOnly = not in_3d
+        if in_3d:
+            params.AtomCompareParameters.MaxDistance = s.max_distance_angstrom
+        params.Timeout = max(1, math.ceil(s.timeout_s))
+        result = rdFMCS.FindMCS([ma.heavy, mb.heavy], params)
+        if result.canceled:
+            log.info("MCS %s -> %s hit the %.0f s timeout; using the best core found", ma.name, mb.name, s.timeout_s)
+        if result.numAtoms == 0:
+            return []
+        query = Chem.MolFromSmarts(result.smartsString)
+        if query is None:  # pragma: no cover - RDKit always writes valid SMARTS
+            return []
+        matches_a = ma.heavy.GetSubstructMatches(query, uniquify=True, useChirality=False, maxMatches=s.max_matches)
+        matches_b = mb.heavy.GetSubstructMatches(query, uniquify=False, useChirality=False, maxMatches=s.max_matches)
+        if not matches_a or not matches_b:
+            return []
+        ranked = []
+        h2f_a, h2f_b = np.asarray(ma.heavy_to_full), np.asarray(mb.heavy_to_full)
+        elem_a, elem_b = np.asarray(ma.elements), np.asarray(mb.elements)
+        for m_a in matches_a:
+            ia = h2f_a[list(m_a)]
+            for m_b in matches_b:
+                ib = h2f_b[list(m_b)]
+                dist = np.linalg.norm(ma.coords[ia] - mb.coords[ib], axis=1)
+                close = dist <= s.max_distance_angstrom
+                n_close = int(close.sum())
+                n_elem = int((elem_a[ia][close] != elem_b[ib][close]).sum())
+                ranked.append((-n_close, n_elem, float((dist[close] ** 2).sum()), ia, ib))
+        ranked.sort(key=lambda r: r[:3])
+        out = []
+        seen = set()
+        for _, _, _, ia, ib in ranked:
+            cand = dict(zip(ia.tolist(), ib.tolist(), strict=True))
+            key = tuple(sorted(cand.items()))
+            if key not in seen:
+                seen.add(key)
+                out.append(cand)
+            if len(out) >= 8:
+                break
+        return out
+
+    def _clean(self, raw: dict[int, int], ma: _Mol, mb: _Mol) -> tuple[dict[int, int], dict[int, int], list[str]]:
+        """Apply the rules to one heavy-atom correspondence; returns (heavy core, hydrogen pairs, notes)."""
+        import numpy as np
+
+        s = self.settings
+        notes: list[str] = []
+        core = {
+            a: b
+            for a, b in raw.items()
+            if (s.allow_element_change or ma.elements[a] == mb.elements[b])
+            and ma.elements[a] > 1
+            and mb.elements[b] > 1
+            and float(np.linalg.norm(ma.coords[a] - mb.coords[b])) <= s.max_distance_angstrom
+        }
+        n_far = len(raw) - len(core)
+        if n_far:
+            notes.append(
+                f"{n_far} MCS atom(s) left unmapped: farther than {s.max_distance_angstrom} Å apart in the poses"
+            )
+        dropped_centres: list[int] = []
+        hydrogens: dict[int, int] = {}
+        for _ in range(50):
+            core = _bond_consistent(core, ma, mb)
+            core = _whole_rings(core, ma, mb)
+            core = _largest_component(core, ma)
+            hydrogens = _map_hydrogens(core, ma, mb, s.max_distance_angstrom) if s.map_hydrogens else {}
+            bad = _inverted_centres({**core, **hydrogens}, core, ma, mb)
+            if not bad:
+                break
+            dropped_centres += bad
+            core = {a: b for a, b in core.items() if a not in bad}
+        if dropped_centres:
+            notes.append(
+                "stereocentre(s) "
+                + ", ".join(f"A{a}" for a in sorted(set(dropped_centres)))
+                + " not mapped: handedness would invert"
+            )
+        return core, hydrogens, notes
+
+    def _best(self, candidates: list[dict[int, int]], ma: _Mol, mb: _Mol):
+        best = None
+        for raw in candidates:
+            core, hydrogens, notes = self._clean(raw, ma, mb)
+            n_elem = sum(ma.elements[a] != mb.elements[b] for a, b in core.items())
+            raw_a = set(raw)
+            raw_b = set(raw.values())
+            mapped_b = set(core.values())
+            ring_changes = sum(1 for r in ma.rings if (r & raw_a or r & core.keys()) and not r <= core.keys())
+            ring_changes += sum(1 for r in mb.rings if (r & raw_b or r & mapped_b) and not r <= mapped_b)
+            rank = (len(core), -n_elem, -ring_changes, len(hydrogens))
+            if best is None or rank > best[0]:
+                best = (rank, core, hydrogens, notes, n_elem, ring_changes)
+        return best
+
+    def _compute(self, ma: _Mol, mb: _Mol) -> _Result:
+        s = self.settings
+        best = self._best(self._candidates(ma, mb, in_3d=True), ma, mb)
+        if best is None or len(best[1]) < s.min_mapped_heavy_atoms:
+            fallback = self._best(self._candidates(ma, mb, in_3d=False), ma, mb)
+            if fallback is not None and (best is None or fallback[0] > best[0]):
+                best = fallback
+        if best is None:
+            raise self._fail(
+                ma,
+                mb,
+                f"no common heavy-atom core within {s.max_distance_angstrom} Å in the given poses "
+                "(are the ligands aligned in one frame?)",
+            )
+        _, core, hydrogens, notes, n_elem, ring_changes = best
+        if len(core) < s.min_mapped_heavy_atoms:
+            raise self._fail(
+                ma,
+                mb,
+                f"only {len(core)} heavy atom(s) remain mapped after removing partial rings, stereo inversions "
+                f"and atoms farther than {s.max_distance_angstrom} Å (need {s.min_mapped_heavy_atoms}); "
+                "plan this pair through an intermediate ligand",
+            )
+        if n_elem:
+            changes = ", ".join(
+                f"A{a}{_symbol(ma.elements[a])}->B{b}{_symbol(mb.elements[b])}"
+                for a, b in core.items()
+                if ma.elements[a] != mb.elements[b]
+            )
+            notes.append(f"element change: {changes}")
+        if ring_changes:
+            notes.append(f"{ring_changes} ring(s) only partly mapped (ring break/size change as dummy atoms)")
+        score = lomap_score(
+            ma.n_heavy,
+            mb.n_heavy,
+            len(core),
+            n_element_changes=n_elem,
+            n_ring_changes=ring_changes,
+            element_change_penalty=s.element_change_penalty,
+            ring_change_penalty=s.ring_change_penalty,
+        )
+        return _Result({**core, **hydrogens}, len(core), n_elem, ring_changes, score, notes)
+
+
+def _symbol(atomic_number: int) -> str:
+    from rdkit import Chem
+
+    return Chem.GetPeriodicTable().GetElementSymbol(atomic_number)
