@@ -146,21 +146,27 @@ def _pose_smiles(mol, conf_id: int) -> str:
     return _canonical(single)
 
 
-def _minimize(mol, conf_id: int, restrained: list[int], max_iters: int = 200) -> float | None:
-    """Short MMFF (UFF fallback) minimisation, ``restrained`` atoms held near their positions; returns energy."""
+def _minimize(mol, conf_id: int, restrained: list[int], loose: list[int] = (), max_iters: int = 200) -> float | None:
+    """Short MMFF (UFF fallback) minimisation; returns the energy (kcal/mol, restraints included) or None.
+
+    ``restrained`` atoms stay within 0.05 Å of their start positions (the core), ``loose`` atoms within 0.3 Å
+    (flat-bottom): bond lengths and angles relax while the sampled torsions, hence the pose, are kept.
+    """
     from rdkit.Chem import AllChem
 
     props = AllChem.MMFFGetMoleculeProperties(mol)
     if props is not None:
         ff = AllChem.MMFFGetMoleculeForceField(mol, props, confId=conf_id, ignoreInterfragInteractions=False)
-        for idx in restrained:
-            ff.MMFFAddPositionConstraint(idx, 0.05, 200.0)
+        add = ff.MMFFAddPositionConstraint
     elif AllChem.UFFHasAllMoleculeParams(mol):
         ff = AllChem.UFFGetMoleculeForceField(mol, confId=conf_id)
-        for idx in restrained:
-            ff.UFFAddPositionConstraint(idx, 0.05, 200.0)
+        add = ff.UFFAddPositionConstraint
     else:
         return None
+    for idx in restrained:
+        add(idx, 0.05, 200.0)
+    for idx in loose:
+        add(idx, 0.3, 20.0)
     ff.Initialize()
     ff.Minimize(maxIts=max_iters)
     return float(ff.CalcEnergy())
@@ -272,6 +278,7 @@ def generate_pose(
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
     for core in attempts:
         core_mol = [i for i, _ in core]
+        core_set = set(core_mol)
         core_ref_pos = ref_pos[[j for _, j in core]]
         coord_map = {i: Point3D(*ref_pos[j]) for i, j in core}
         cids = list(
@@ -297,7 +304,7 @@ def generate_pose(
             conf = mol.GetConformer(cid)
             for i, j in core:
                 conf.SetAtomPosition(i, Point3D(*ref_pos[j]))
-            energy = _minimize(mol, cid, core_mol)
+            energy = _minimize(mol, cid, core_mol, loose=[i for i in heavy if i not in core_set])
             if _pose_smiles(mol, cid) != target:
                 continue
             diff = _positions(mol, cid, core_mol) - core_ref_pos
