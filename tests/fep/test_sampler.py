@@ -241,3 +241,62 @@ def test_input_errors(tmp_path):
         HREXSampler(
             system, topology, positions, None, [{"k": 1.0}], toy_settings(timestep="2 fs"), tmp_path / "y"
         ).run()
+
+
+# -------------------------------------------------------------------------------------- NPT, water
+def test_npt_water_box_energy_matrix_includes_pv_and_static_groups(tmp_path):
+    """Stored u = β(U_l + pV) of every replica, checked against a fresh context; volumes fluctuate."""
+    import openmm.unit as u
+
+    forcefield = app.ForceField("amber14/tip3p.xml")
+    modeller = app.Modeller(app.Topology(), [])
+    modeller.addSolvent(forcefield, boxSize=openmm.Vec3(1.9, 1.9, 1.9) * u.nanometer)
+    system = forcefield.createSystem(
+        modeller.topology, nonbondedMethod=app.PME, nonbondedCutoff=0.8 * u.nanometer, constraints=app.HBonds
+    )
+    restraint = openmm.CustomExternalForce("lam*500*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
+    restraint.addGlobalParameter("lam", 0.0)
+    for name in ("x0", "y0", "z0"):
+        restraint.addPerParticleParameter(name)
+    start = modeller.positions[0].value_in_unit(u.nanometer)
+    restraint.addParticle(0, list(start))
+    restraint.setForceGroup(1)
+    system.addForce(restraint)
+    states = [{"lam": lam} for lam in (0.0, 0.5, 1.0)]
+    settings = SamplerSettings(
+        pressure="1 bar",
+        timestep="2 fs",
+        steps_per_iteration=50,
+        n_iterations=6,
+        minimization_max_iterations=50,
+        equilibration_nvt_steps=50,
+        equilibration_npt_steps=100,
+        barostat_frequency=5,
+        snapshot_interval=1,
+        platform="CPU",
+    )
+    box = np.array(modeller.topology.getPeriodicBoxVectors().value_in_unit(u.nanometer))
+    sampler = HREXSampler(
+        system, modeller.topology, modeller.positions, box, states, settings, tmp_path, static_force_groups={0}
+    )
+    summary = sampler.run()
+    assert summary.platform == "CPU" and summary.n_iterations == 6
+    data = load_samples(tmp_path)
+    assert data.pressure_bar == pytest.approx(1.0)
+    frames, boxes = data.end_state_frames(0)
+    assert frames.shape == (6, system.getNumParticles(), 3) and boxes.shape == (6, 3, 3)
+    volumes = np.prod(np.diagonal(boxes, axis1=1, axis2=2), axis=1)
+    assert np.ptp(volumes) > 0  # the barostat moved the box
+
+    final = np.load(tmp_path / data.checkpoint["state_file"])  # replica configurations of the last iteration
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    beta = 1.0 / (0.0083144626181532 * 298.15)
+    for replica in range(3):
+        context.setPeriodicBoxVectors(*final["boxes"][replica])
+        context.setPositions(final["positions"][replica])
+        volume = np.prod(np.diag(final["boxes"][replica]))
+        for state, params in enumerate(states):
+            context.setParameter("lam", params["lam"])
+            energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+            pv = beta * 1.0 * volume * 0.0602214076
+            assert data.energies[-1, replica, state] - beta * energy == pytest.approx(pv, abs=0.02)
