@@ -431,7 +431,7 @@ class MCSMapper:
             )
         dropped_centres: list[int] = []
         hydrogens: dict[int, int] = {}
-        for _ in range(50):
+        while True:  # terminates: every pass that does not break removes at least one atom
             core = _bond_consistent(core, ma, mb)
             core = _whole_rings(core, ma, mb)
             core = _largest_component(core, ma)
@@ -443,9 +443,9 @@ class MCSMapper:
             core = {a: b for a, b in core.items() if a not in bad}
         if dropped_centres:
             notes.append(
-                "stereocentre(s) "
-                + ", ".join(f"A{a}" for a in sorted(set(dropped_centres)))
-                + " not mapped: handedness would invert"
+                "tetrahedral centre(s) "
+                + ", ".join(f"{ma.name}:{_symbol(ma.elements[a])}{a}" for a in sorted(set(dropped_centres)))
+                + " not mapped: their mapped neighbours would invert handedness (chirality)"
             )
         return core, hydrogens, notes
 
@@ -489,7 +489,7 @@ class MCSMapper:
             )
         if n_elem:
             changes = ", ".join(
-                f"A{a}{_symbol(ma.elements[a])}->B{b}{_symbol(mb.elements[b])}"
+                f"{ma.name}:{_symbol(ma.elements[a])}{a}<->{mb.name}:{_symbol(mb.elements[b])}{b}"
                 for a, b in core.items()
                 if ma.elements[a] != mb.elements[b]
             )

@@ -3,8 +3,8 @@
 Planners (``network=``):
 
 - ``"mst"``: minimal spanning tree on ``1 - score`` over every pair that maps;
-- ``"redundant"``: the MST plus, for each ligand not yet on a cycle, its best-scoring extra edge, so that every
-  ligand lies on at least one cycle where the scores allow (cycle closure becomes possible);
+- ``"redundant"``: the MST plus, for each ligand not yet on a cycle (tree leaves first), its best-scoring extra
+  edge, so that every ligand lies on at least one cycle where the scores allow (cycle closure becomes possible);
 - ``"star"``: every ligand against one reference (given, or the ligand with the best mean score);
 - an explicit CSV with columns ``ligand_a,ligand_b`` (:func:`network_from_edges`): exactly those edges, in order.
 
@@ -104,7 +104,7 @@ def _redundant(graph, tree) -> set[tuple[int, int]]:
     chosen = nx.Graph()
     chosen.add_nodes_from(tree.nodes())
     chosen.add_edges_from(tree.edges())
-    for node in sorted(graph.nodes()):
+    for node in sorted(graph.nodes(), key=lambda n: (tree.degree(n), n)):  # leaves first
         if node in _on_cycle(chosen):
             continue
         extra = [
