@@ -84,7 +84,7 @@ def test_subset_of_a_larger_system_uses_only_intramolecular_terms(cresol_system)
     for force in system.getForces():
         if isinstance(force, openmm.NonbondedForce):
             nb = openmm.NonbondedForce()
-            for copy in range(2):
+            for _ in range(2):
                 for i in range(n):
                     nb.addParticle(*force.getParticleParameters(i))
             for copy in range(2):
