@@ -137,7 +137,9 @@ class SamplerSummary(FrozenModel):
     timestep_fs: float = Field(description="Time step in use at the end (smaller after NaN recovery).")
     nan_recoveries: int = Field(description="Roll-backs after NaN/blow-ups during this call.")
     wall_s: float
-    timings_s: dict[str, float] = Field(description="equilibration, propagation, energies, swaps, io (seconds).")
+    timings_s: dict[str, float] = Field(
+        description="Wall seconds: equilibration; production, split into propagation, energies, swaps, io."
+    )
     mean_neighbor_acceptance: float | None = Field(description="Mean swap acceptance of adjacent states.")
     storage_bytes: int
 
@@ -275,7 +277,9 @@ class HREXSampler:
         self._integrator = None
         self._platform_name = ""
         self._current_params: dict[str, float] = {}
-        self.timings: dict[str, float] = dict.fromkeys(("equilibration", "propagation", "energies", "swaps", "io"), 0.0)
+        self.timings: dict[str, float] = dict.fromkeys(
+            ("equilibration", "production", "propagation", "energies", "swaps", "io"), 0.0
+        )
 
     # ------------------------------------------------------------------------------- public API
     def run(self, progress: Callable[[SamplerProgress], None] | None = None) -> SamplerSummary:
@@ -490,7 +494,9 @@ class HREXSampler:
         vel = np.empty((n, n_atoms, 3))
         boxes = np.zeros((n, 3, 3))
         temperature = settings.temperature.m_as("kelvin") * u.kelvin
-        self._make_context(barostat=False, timestep_fs=dt, salt=1_000_000 + attempt)
+        # with no NVT work to do, start in the production (NPT) context right away: one context creation less
+        npt_now = self.npt and settings.minimization_max_iterations == 0 and settings.equilibration_nvt_steps == 0
+        self._make_context(barostat=npt_now, timestep_fs=dt, salt=1_000_000 + attempt)
         nvt_ns = settings.equilibration_nvt_steps * dt * 1e-6
         for k in range(n):
             self._apply_state(k)
@@ -508,7 +514,8 @@ class HREXSampler:
             boxes[k] = box if box is not None else 0.0
             self._report("equilibration_nvt", k + 1, n, nvt_ns * (k + 1) / n, nvt_ns, t_start)
         if self.npt:
-            self._make_context(barostat=True, timestep_fs=dt, salt=2_000_000 + attempt)
+            if not npt_now:
+                self._make_context(barostat=True, timestep_fs=dt, salt=2_000_000 + attempt)
             npt_ns = settings.equilibration_npt_steps * dt * 1e-6
             t_phase = time.monotonic()
             for k in range(n):
@@ -658,6 +665,7 @@ class HREXSampler:
                 )
         if int(checkpoint["iteration"]) != iteration or int(checkpoint["n_iterations_target"]) != target:
             checkpoint = self._write_checkpoint(checkpoint, buffer, iteration, target)
+        self.timings["production"] += time.monotonic() - t_phase
         return checkpoint
 
     def _iteration(self) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,343 @@
+"""Speed of our HREX sampler vs plain MD and openmmtools' ReplicaExchangeSampler on one alchemical system.
+
+Same system, same total MD steps, one process, on the CPU platform; for 1, 2.5 and 10 ps per iteration:
+
+- plain MD: one context, one state (λ = 1), ``K × n_iter × steps`` steps in one go;
+- ours: :class:`fep.sampler.HREXSampler` (production only: no minimisation/equilibration), timed over its
+  production loop, with its own time split (propagation, energy matrix, swaps, I/O);
+- openmmtools: ``multistate.ReplicaExchangeSampler`` with ``LangevinDynamicsMove`` (the same
+  LangevinMiddleIntegrator) and its own NetCDF storage in a temporary folder, timed over ``run()`` after one
+  warm-up iteration (context creation excluded for every method).
+
+System: ``fep.hybrid.build_leg`` (benzene→toluene solvent leg) when it exists, else alanine dipeptide in a
+TIP3P box alchemically modified with openmmtools' AbsoluteAlchemicalFactory (the output says which).
+Wall and process CPU times are both recorded (the CPU time is less sensitive to other load on the machine).
+
+Run: ``.venv/bin/python benchmarks/sampler_speed.py`` (≈ 10 min on 2 cores) → benchmarks/results/sampler_speed.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform as pyplatform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PS_PER_ITERATION = (1.0, 2.5, 10.0)
+TIMESTEP_FS = 4.0
+
+
+def build_system(box_nm: float):
+    """Alanine dipeptide in water (amber14/TIP3P, PME, HMR 3 amu), solute decoupled by AbsoluteAlchemicalFactory."""
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
+    from openmmtools import alchemy, testsystems
+
+    vacuum = testsystems.AlanineDipeptideVacuum()
+    forcefield = app.ForceField("amber14-all.xml", "amber14/tip3p.xml")
+    modeller = app.Modeller(vacuum.topology, vacuum.positions)
+    modeller.addSolvent(forcefield, boxSize=openmm.Vec3(box_nm, box_nm, box_nm) * u.nanometer)
+    system = forcefield.createSystem(
+        modeller.topology,
+        nonbondedMethod=app.PME,
+        nonbondedCutoff=0.9 * u.nanometer,
+        constraints=app.HBonds,
+        hydrogenMass=3.0 * u.amu,
+    )
+    solute = [a.index for a in modeller.topology.atoms() if a.residue.name not in ("HOH", "NA", "CL")]
+    region = alchemy.AlchemicalRegion(alchemical_atoms=solute)
+    alchemical = alchemy.AbsoluteAlchemicalFactory().create_alchemical_system(system, region)
+    static_types = ("HarmonicBondForce", "HarmonicAngleForce", "PeriodicTorsionForce", "CMMotionRemover")
+    for force in alchemical.getForces():  # λ-independent valence terms in group 0, everything else in group 1
+        force.setForceGroup(0 if type(force).__name__ in static_types else 1)
+    box = np.array(modeller.topology.getPeriodicBoxVectors().value_in_unit(u.nanometer))
+    positions = np.array(modeller.positions.value_in_unit(u.nanometer))
+    description = (
+        f"alanine dipeptide ({len(solute)} atoms) in {box_nm} nm TIP3P box ({system.getNumParticles()} atoms), "
+        "amber14, PME 0.9 nm, HMR 3 amu, openmmtools AbsoluteAlchemicalFactory (fep.hybrid not available)"
+    )
+    return alchemical, modeller.topology, positions, box, {0}, description
+
+
+def alchemical_states(n_states: int) -> list[dict[str, float]]:
+    """Decoupling schedule: charges off first, then sterics."""
+    n_elec = n_states // 2
+    states = []
+    for i in range(n_states):
+        if i < n_elec:
+            states.append({"lambda_electrostatics": 1.0 - i / n_elec, "lambda_sterics": 1.0})
+        else:
+            j = i - n_elec
+            states.append({"lambda_electrostatics": 0.0, "lambda_sterics": 1.0 - j / max(n_states - n_elec - 1, 1)})
+    return states
+
+
+def equilibrate(system, positions, box, state, steps: int):
+    """Shared starting point: minimise and run a little NPT at the first state."""
+    import openmm
+    import openmm.unit as u
+
+    system = openmm.XmlSerializer.clone(system)
+    system.addForce(openmm.MonteCarloBarostat(1.0 * u.bar, 298.15 * u.kelvin, 25))
+    integrator = openmm.LangevinMiddleIntegrator(298.15 * u.kelvin, 1.0 / u.picosecond, TIMESTEP_FS * u.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context.setPeriodicBoxVectors(*box)
+    context.setPositions(positions)
+    for name, value in state.items():
+        context.setParameter(name, value)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 500)
+    context.setVelocitiesToTemperature(298.15 * u.kelvin, 1)
+    integrator.step(steps)
+    s = context.getState(getPositions=True)
+    return (
+        np.array(s.getPositions(asNumpy=True).value_in_unit(u.nanometer)),
+        np.array(s.getPeriodicBoxVectors(asNumpy=True).value_in_unit(u.nanometer)),
+    )
+
+
+def _clock():
+    return time.perf_counter(), time.process_time()
+
+
+def _since(start):
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
+
+
+def plain_md(system, positions, box, state, n_steps: int) -> dict:
+    import openmm
+    import openmm.unit as u
+
+    system = openmm.XmlSerializer.clone(system)
+    system.addForce(openmm.MonteCarloBarostat(1.0 * u.bar, 298.15 * u.kelvin, 25))
+    integrator = openmm.LangevinMiddleIntegrator(298.15 * u.kelvin, 1.0 / u.picosecond, TIMESTEP_FS * u.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context.setPeriodicBoxVectors(*box)
+    context.setPositions(positions)
+    for name, value in state.items():
+        context.setParameter(name, value)
+    context.setVelocitiesToTemperature(298.15 * u.kelvin, 2)
+    integrator.step(5)  # warm-up
+    start = _clock()
+    integrator.step(n_steps)
+    wall, cpu = _since(start)
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+def ours(system, topology, positions, box, states, static_groups, steps: int, n_iter: int, folder: Path) -> dict:
+    from fep.sampler import HREXSampler, SamplerSettings
+
+    settings = SamplerSettings(
+        timestep=f"{TIMESTEP_FS} fs",
+        steps_per_iteration=steps,
+        n_iterations=n_iter,
+        minimization_max_iterations=0,
+        equilibration_nvt_steps=0,
+        equilibration_npt_steps=0,
+        snapshot_interval=1,
+        platform="CPU",
+    )
+    sampler = HREXSampler(system, topology, positions, box, states, settings, folder, static_force_groups=static_groups)
+    start = _clock()
+    summary = sampler.run()
+    wall_total, cpu_total = _since(start)
+    t = summary.timings_s
+    # production wall from the sampler's own clock; CPU share of the run scaled the same way
+    production = t["production"]
+    return {
+        "wall_s": production,
+        "cpu_s": cpu_total * production / wall_total,
+        "run_wall_s": wall_total,
+        "split_s": {k: t[k] for k in ("propagation", "energies", "swaps", "io")},
+        "storage_bytes": summary.storage_bytes,
+        "neighbor_acceptance": summary.mean_neighbor_acceptance,
+    }
+
+
+def openmmtools_run(system, positions, box, states, steps: int, n_iter: int, folder: Path) -> dict:
+    import copy
+
+    import openmm
+    import openmm.unit as u
+    from openmmtools import alchemy, cache, mcmc, multistate
+    from openmmtools import states as ostates
+
+    cache.global_context_cache.empty()
+    cache.global_context_cache.platform = openmm.Platform.getPlatformByName("CPU")
+    thermo = ostates.ThermodynamicState(system, 298.15 * u.kelvin, 1.0 * u.bar)
+    alchemical_state = alchemy.AlchemicalState.from_system(system)
+    thermo_states = []
+    for state in states:
+        compound = ostates.CompoundThermodynamicState(copy.deepcopy(thermo), [copy.deepcopy(alchemical_state)])
+        compound.lambda_electrostatics = state["lambda_electrostatics"]
+        compound.lambda_sterics = state["lambda_sterics"]
+        thermo_states.append(compound)
+    sampler_state = ostates.SamplerState(positions * u.nanometer, box_vectors=box * u.nanometer)
+    move = mcmc.LangevinDynamicsMove(
+        timestep=TIMESTEP_FS * u.femtosecond, collision_rate=1.0 / u.picosecond, n_steps=steps
+    )
+    sampler = multistate.ReplicaExchangeSampler(
+        mcmc_moves=move, number_of_iterations=n_iter + 1, online_analysis_interval=None
+    )
+    reporter = multistate.MultiStateReporter(str(folder / "openmmtools.nc"), checkpoint_interval=50)
+    sampler.create(thermodynamic_states=thermo_states, sampler_states=sampler_state, storage=reporter)
+    sampler.run(1)  # warm-up: contexts created, first energies
+    start = _clock()
+    sampler.run(n_iter)
+    wall, cpu = _since(start)
+    reporter.close()
+    return {"wall_s": wall, "cpu_s": cpu}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import openmm
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--states", type=int, default=6, help="number of λ windows K")
+    parser.add_argument("--box", type=float, default=2.2, help="water box edge in nm")
+    parser.add_argument("--ps-per-replica", type=float, default=10.0, help="production ps per replica per setting")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--smoke", action="store_true", help="tiny step counts to check the script (not for reporting)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    system, topology, positions, box, static_groups, description = build_system(args.box)
+    states = alchemical_states(args.states)
+    positions, box = equilibrate(system, positions, box, states[0], steps=500)
+    rows = []
+    for ps in (0.04, 0.1) if args.smoke else PS_PER_ITERATION:
+        steps = round(ps * 1000 / TIMESTEP_FS)
+        n_iter = max(1, round(args.ps_per_replica / ps))
+        total_steps = args.states * n_iter * steps
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            md = plain_md(system, positions, box, states[0], total_steps)
+            hrex = ours(system, topology, positions, box, states, static_groups, steps, n_iter, tmp / "ours")
+            omt = openmmtools_run(system, positions, box, states, steps, n_iter, tmp / "omt")
+            omt["storage_bytes"] = sum(p.stat().st_size for p in (tmp / "omt").rglob("*") if p.is_file())
+            shutil.rmtree(tmp / "ours", ignore_errors=True)
+        row = {
+            "ps_per_iteration": ps,
+            "steps_per_iteration": steps,
+            "n_iterations": n_iter,
+            "total_md_steps": total_steps,
+            "plain_md": md,
+            "hrex": hrex,
+            "openmmtools": omt,
+            "hrex_wall_over_md": hrex["wall_s"] / md["wall_s"],
+            "openmmtools_wall_over_md": omt["wall_s"] / md["wall_s"],
+            "hrex_cpu_over_md": hrex["cpu_s"] / md["cpu_s"],
+            "openmmtools_cpu_over_md": omt["cpu_s"] / md["cpu_s"],
+            "md_speed_over_hrex": md["wall_s"] / hrex["wall_s"],
+            "md_speed_over_openmmtools": md["wall_s"] / omt["wall_s"],
+        }
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
+
+    result = {
+        "benchmark": "sampler_speed",
+        "system": description,
+        "n_atoms": system.getNumParticles(),
+        "n_states": args.states,
+        "platform": "CPU",
+        "threads": openmm.Platform.getPlatformByName("CPU").getPropertyDefaultValue("Threads"),
+        "machine": f"{pyplatform.machine()} {pyplatform.processor() or ''}".strip(),
+        "openmm": openmm.__version__,
+        "timestep_fs": TIMESTEP_FS,
+        "rows": rows,
+        "storage": storage_estimate(positions, box),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    from ligand_prep.base import atomic_write_text
+
+    atomic_write_text(args.out / "sampler_speed.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(args.out / "sampler_speed.md", to_markdown(result))
+    return result
+
+
+def storage_estimate(
+    positions: np.ndarray,
+    box: np.ndarray,
+    n_states: int = 12,
+    ps_per_iteration: float = 2.5,
+    snapshot_interval: int = 40,
+):
+    """Bytes written per ns (of every window) for a solvent leg with the default protocol, measured by writing
+    one ns of data through :class:`fep.sampler_storage.SamplerStore` (snapshots: the equilibrated system
+    with thermal noise)."""
+    n_atoms = len(positions)
+    from fep.sampler_storage import IterationBuffer, SamplerStore
+
+    rng = np.random.default_rng(0)
+    n_iter = round(1000 / ps_per_iteration)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SamplerStore(tmp)
+        buffer = IterationBuffer()
+        for n in range(n_iter):
+            buffer.iterations.append(n)
+            buffer.energies.append(-20000.0 + rng.normal(0, 30, (n_states, n_states)))
+            buffer.replica_states.append(rng.permutation(n_states))
+            buffer.accepted.append(rng.integers(0, 10, (n_states, n_states)).astype(np.int32))
+            buffer.proposed.append(rng.integers(10, 20, (n_states, n_states)).astype(np.int32))
+            if (n + 1) % snapshot_interval == 0:
+                for state in (0, n_states - 1):
+                    buffer.add_snapshot(state, n, positions + rng.normal(0, 0.03, (n_atoms, 3)), box)
+        arrays = {"positions": np.zeros((1, 1, 3)), "velocities": np.zeros((1, 1, 3)), "boxes": np.zeros((1, 3, 3))}
+        store.write_checkpoint(None, buffer, {**arrays, "replica_states": np.zeros(1)}, {"iteration": n_iter})
+        folder = Path(tmp)
+        data = sum(p.stat().st_size for p in (folder / "data").iterdir())
+        snaps = sum(p.stat().st_size for p in (folder / "snapshots").iterdir())
+    return {
+        "assumed": f"K={n_states}, {ps_per_iteration} ps/iteration, snapshots every {snapshot_interval} iterations, "
+        f"{n_atoms} atoms",
+        "energies_states_swaps_bytes_per_ns": data,
+        "snapshots_bytes_per_ns": snaps,
+        "total_bytes_per_ns": data + snaps,
+        "note": "plus one fixed-size checkpoint state file (K × N × 3 × 2 doubles) that is replaced, not appended",
+    }
+
+
+def to_markdown(result: dict) -> str:
+    lines = [
+        "# Sampler speed: our HREX vs plain MD vs openmmtools ReplicaExchangeSampler",
+        "",
+        f"System: {result['system']}; K = {result['n_states']} states; {result['timestep_fs']} fs; "
+        f"platform {result['platform']} ({result['threads']} threads), OpenMM {result['openmm']}; {result['date']}.",
+        "Same total MD steps per row; times exclude context creation. Ratios are wall(sampler) ÷ wall(plain MD) "
+        "(1.00 = no overhead); CPU-time ratios in parentheses (less sensitive to other load).",
+        "",
+        "| ps/iter | iterations | MD steps | plain MD s | HREX s | openmmtools s | HREX ÷ MD | openmmtools ÷ MD |"
+        " HREX split: propagation / energies / swaps / I/O (s) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for r in result["rows"]:
+        split = r["hrex"]["split_s"]
+        lines.append(
+            f"| {r['ps_per_iteration']} | {r['n_iterations']} | {r['total_md_steps']} | {r['plain_md']['wall_s']:.1f} | "
+            f"{r['hrex']['wall_s']:.1f} | {r['openmmtools']['wall_s']:.1f} | "
+            f"{r['hrex_wall_over_md']:.3f} ({r['hrex_cpu_over_md']:.3f}) | "
+            f"{r['openmmtools_wall_over_md']:.3f} ({r['openmmtools_cpu_over_md']:.3f}) | "
+            f"{split['propagation']:.1f} / {split['energies']:.2f} / {split['swaps']:.3f} / {split['io']:.3f} |"
+        )
+    s = result["storage"]
+    lines += [
+        "",
+        f"Storage ({s['assumed']}): {s['energies_states_swaps_bytes_per_ns'] / 1e3:.0f} kB/ns energies + states + "
+        f"swaps, {s['snapshots_bytes_per_ns'] / 1e3:.0f} kB/ns end-state snapshots (XTC), "
+        f"total {s['total_bytes_per_ns'] / 1e6:.2f} MB per ns of sampling (every window advanced 1 ns); {s['note']}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
