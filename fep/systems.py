@@ -14,7 +14,9 @@ How the environment is made
    default), so no water clashes with any atom of A or of B. Ions are then placed by :func:`_add_ions`:
    neutralising counter-ions for the net charge of the leg (protein + ligand A) plus NaCl at the ionic
    strength, with OpenMM's counting rule, on randomly chosen waters (seeded, so reproducible) at least
-   ``ion_min_distance`` from the solute and from each other.
+   ``ion_min_distance`` from the solute and from each other. The box follows OpenMM's padding rule but is
+   never smaller than the cutoff allows (:func:`box_vectors_for`): a small ligand with 1.2 nm padding gets a
+   2.57 nm dodecahedron rather than 2.4 nm, whose height (1.70 nm) OpenMM would reject with a 0.9 nm cutoff.
 4. System A is that box without ligand B, system B the box without ligand A; the environment atoms keep their
    order, so the k-th environment atom of A is the k-th of B.
 
@@ -26,8 +28,10 @@ DESIGN.md), HBonds constraints, rigid TIP3P water, hydrogen mass repartitioning 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +49,7 @@ __all__ = [
     "SystemSettings",
     "UnsupportedEdgeError",
     "align_ligand_b",
+    "box_vectors_for",
     "build_end_states",
     "build_ligand_system",
     "make_forcefield",
@@ -65,7 +70,9 @@ class SystemSettings(FrozenModel):
     """How the end-state systems of a leg are built (box, ions, cutoffs, constraints, force fields)."""
 
     solvent_padding: quantity("nanometer") = Field(
-        "1.2 nm", description="Solvent leg: Modeller.addSolvent padding (minimum distance between periodic images)."
+        "1.2 nm",
+        description="Solvent leg: box width = max(2 r + padding, 2 padding), OpenMM's addSolvent rule; at least "
+        "what the cutoff needs.",
     )
     complex_padding: quantity("nanometer") = Field("1.0 nm", description="Complex leg: the same for protein + ligand.")
     box_shape: Literal["dodecahedron", "octahedron", "cube"] = Field(
@@ -100,6 +107,11 @@ class SystemSettings(FrozenModel):
     )
     ion_min_distance: quantity("nanometer") = Field(
         "0.5 nm", description="Ions are placed at least this far from the solute and from each other."
+    )
+    water_clash_distance: quantity("nanometer") = Field(
+        "0.24 nm",
+        description="After solvation, one water of every pair with O–O closer than this (across the cell faces) "
+        "is removed; 0 nm keeps OpenMM's box as is.",
     )
     random_seed: int = Field(0, description="Seed for choosing which waters become ions (reproducible boxes).")
 
@@ -283,6 +295,14 @@ def make_forcefield(settings: SystemSettings, prepared: Sequence[PreparedLigand]
     except Exception as err:
         raise InputError(f"cannot load force-field files {', '.join(files)}: {err}") from err
     if prepared:
+        for prep in prepared:
+            if prep.forcefield != settings.small_molecule_forcefield:
+                log.warning(
+                    "ligand %s was prepared for %s but is parametrized with %s (its charges are kept)",
+                    prep.name,
+                    prep.forcefield,
+                    settings.small_molecule_forcefield,
+                )
         ensure_ambertools_on_path()
         generator = template_generator(list(prepared), settings.small_molecule_forcefield)
         forcefield.registerTemplateGenerator(generator.generator)
@@ -320,13 +340,60 @@ def _create_system(forcefield, topology, settings: SystemSettings, periodic: boo
     else:
         kwargs["nonbondedMethod"] = app.NoCutoff
     try:
-        system = forcefield.createSystem(topology, **kwargs)
+        with _quiet_ligand_parametrization():
+            system = forcefield.createSystem(topology, **kwargs)
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ParametrizationError(f"{what}: the force field could not build the system ({first})") from err
     for force in system.getForces():
         if isinstance(force, openmm.NonbondedForce):
             force.setUseDispersionCorrection(bool(periodic and settings.dispersion_correction))
+    return system
+
+
+@contextlib.contextmanager
+def _quiet_ligand_parametrization():
+    """Silence OpenFF Interchange's per-atom 'Preset charges applied' log lines and its virtual-site warning."""
+    logger = logging.getLogger("openff.interchange")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Preset charges were provided")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _ligand_charges_match(system, ligand_atoms: list[int], prep: PreparedLigand) -> float:
+    """Largest deviation (e) of the ligand's charges in ``system`` from the prepared ones."""
+    import openmm
+    import openmm.unit as u
+
+    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    charges = [nonbonded.getParticleParameters(i)[0].value_in_unit(u.elementary_charge) for i in ligand_atoms]
+    return float(np.max(np.abs(np.asarray(charges) - np.asarray(prep.partial_charges))))
+
+
+def _ligand_system(forcefield, topology, settings, periodic, prep: PreparedLigand, ligand_atoms, what: str):
+    """``_create_system`` and a check that the ligand carries exactly its prepared charges.
+
+    openmmforcefields matches residues to molecules by graph, so when A and B share a graph (stereoisomers) B
+    would get A's template; that case is detected here and B is rebuilt with a force field of its own.
+    """
+    system = _create_system(forcefield, topology, settings, periodic, what)
+    deviation = _ligand_charges_match(system, ligand_atoms, prep)
+    if deviation > 1e-5:
+        log.info(
+            "%s: charges differ from the prepared ones by %.2g e; rebuilding with its own template", what, deviation
+        )
+        system = _create_system(make_forcefield(settings, [prep]), topology, settings, periodic, what)
+        deviation = _ligand_charges_match(system, ligand_atoms, prep)
+        if deviation > 1e-5:
+            raise ParametrizationError(
+                f"{what}: the force field did not apply the prepared partial charges (off by up to {deviation:.3g} e); "
+                "re-prepare the ligand (fep prep) and report this if it persists"
+            )
     return system
 
 
@@ -363,6 +430,39 @@ def ion_counts(n_waters: int, net_charge: int, ionic_strength_molar: float, neut
     pairs = math.floor((n_waters - n_pos - n_neg) * ionic_strength_molar / WATER_MOLARITY + 0.5)
     pairs = max(pairs, 0)
     return n_pos + pairs, n_neg + pairs
+
+
+def _remove_water_clashes(modeller, first_water_residue: int, min_distance: float) -> int:
+    """Delete added waters whose oxygen is closer than ``min_distance`` (nm, minimum image) to an earlier one.
+
+    ``Modeller.addSolvent`` tiles a pre-equilibrated box and trims it to the triclinic cell; waters meeting across
+    the cell faces can end up 0.17-0.19 nm apart (O–O), several hundred kJ/mol each. Liquid TIP3P has no O–O
+    pair closer than ~0.24 nm, so removing one water of each closer pair takes away those clashes only.
+    Returns the number of waters removed.
+    """
+    from scipy.spatial import cKDTree
+
+    waters = [r for r in modeller.topology.residues() if r.index >= first_water_residue and r.name == "HOH"]
+    if len(waters) < 2 or min_distance <= 0:
+        return 0
+    positions = _positions_nm(modeller.positions)
+    box = _positions_nm(modeller.topology.getPeriodicBoxVectors())
+    oxygens = positions[[next(a.index for a in r.atoms() if a.element.symbol == "O") for r in waters]]
+    tree = cKDTree(_periodic_images(oxygens, box))
+    n = len(waters)
+    removed: set[int] = set()
+    for i, neighbours in enumerate(tree.query_ball_point(oxygens, r=min_distance)):
+        if i in removed:
+            continue
+        for k in neighbours:
+            j = k % n
+            if j != i and j not in removed:
+                removed.add(max(i, j))
+                if max(i, j) == i:
+                    break
+    if removed:
+        modeller.delete([waters[i] for i in sorted(removed)])
+    return len(removed)
 
 
 def _add_ions(modeller, first_water_residue: int, net_charge: int, settings: SystemSettings) -> tuple[int, int, int]:
@@ -415,6 +515,46 @@ def _add_ions(modeller, first_water_residue: int, net_charge: int, settings: Sys
 
 
 # -------------------------------------------------------------------------------------------- building
+_BOX_SHAPES = {
+    # unit-width box vectors (OpenMM reduced form) of each shape; the width is the distance between images
+    "cube": np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+    "dodecahedron": np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.5, 0.5, 0.5 * math.sqrt(2)]]),
+    "octahedron": np.array(
+        [[1.0, 0.0, 0.0], [1 / 3, 2 * math.sqrt(2) / 3, 0.0], [-1 / 3, math.sqrt(2) / 3, math.sqrt(6) / 3]]
+    ),
+}
+
+
+def box_vectors_for(positions: np.ndarray, padding: float, shape: str, cutoff: float) -> np.ndarray:
+    """Box vectors for a solute: OpenMM's ``addSolvent(padding=...)`` rule, never too small for the cutoff.
+
+    The width (distance between periodic images) is ``max(2 r + padding, 2 padding)`` with ``r`` the solute's
+    radius around its bounding-box centre, as in ``Modeller.addSolvent``; it is raised where needed so that
+    every box height (``a_x``, ``b_y``, ``c_z``) is at least 2.02 × ``cutoff``, which OpenMM requires (a small
+    solute with 1.2 nm padding gives a 2.4 nm dodecahedron, whose height 1.70 nm is too small for 0.9 nm).
+
+    Parameters
+    ----------
+    positions : ndarray, shape (n, 3)
+        Solute positions, nm.
+    padding, cutoff : float
+        nm.
+    shape : {"dodecahedron", "octahedron", "cube"}
+
+    Returns
+    -------
+    ndarray, shape (3, 3)
+        Box vectors in nm (rows a, b, c).
+    """
+    unit_box = _BOX_SHAPES[shape]
+    radius = 0.0
+    if len(positions):
+        center = 0.5 * (positions.min(axis=0) + positions.max(axis=0))
+        radius = float(np.max(np.linalg.norm(positions - center, axis=1)))
+    width = max(2 * radius + padding, 2 * padding, 2.02 * cutoff / float(np.min(np.diag(unit_box))))
+    return unit_box * width
+
+
 @dataclass
 class _Box:
     """A solvated (or bare) environment holding every ligand of the leg, before splitting per ligand."""
@@ -458,19 +598,27 @@ def _assemble(
         progress("solvating")
     first_water = modeller.topology.getNumResidues()
     try:
-        modeller.addSolvent(
-            forcefield,
-            model=settings.water_model,
-            padding=settings.padding_for(leg).m_as("nanometer") * u.nanometer,
-            boxShape=settings.box_shape,
-            ionicStrength=0 * u.molar,
-            neutralize=False,
+        vectors = box_vectors_for(
+            _positions_nm(modeller.positions),
+            settings.padding_for(leg).m_as("nanometer"),
+            settings.box_shape,
+            settings.nonbonded_cutoff.m_as("nanometer"),
         )
+        with _quiet_ligand_parametrization():
+            modeller.addSolvent(
+                forcefield,
+                model=settings.water_model,
+                boxVectors=_vec3_nm(vectors),
+                ionicStrength=0 * u.molar,
+                neutralize=False,
+            )
     except MlfepError:
         raise
     except Exception as err:
         names = ", ".join(p.name for p, _ in ligands)
         raise ParametrizationError(f"{leg} leg of {names}: solvation failed ({err})") from err
+    n_removed = _remove_water_clashes(modeller, first_water, settings.water_clash_distance.m_as("nanometer"))
+    log.debug("%s leg: removed %d waters clashing across the cell faces", leg, n_removed)
     box.n_waters, box.n_pos, box.n_neg = _add_ions(modeller, first_water, box.net_charge, settings)
     log.info(
         "%s leg: %d waters, %d Na+, %d Cl-, %d atoms with all ligands",
@@ -550,8 +698,12 @@ def build_end_states(
     periodic = leg != "vacuum"
     if progress:
         progress("creating systems")
-    system_a = _create_system(forcefield, top_a, settings, periodic, f"{leg} leg of ligand {prep_a.name}")
-    system_b = _create_system(forcefield, top_b, settings, periodic, f"{leg} leg of ligand {prep_b.name}")
+    system_a = _ligand_system(
+        forcefield, top_a, settings, periodic, prep_a, lig_a, f"{leg} leg of ligand {prep_a.name}"
+    )
+    system_b = _ligand_system(
+        forcefield, top_b, settings, periodic, prep_b, lig_b, f"{leg} leg of ligand {prep_b.name}"
+    )
     set_a, set_b = set(lig_a), set(lig_b)
     env_a = [i for i in range(top_a.getNumAtoms()) if i not in set_a]
     env_b = [i for i in range(top_b.getNumAtoms()) if i not in set_b]
@@ -601,8 +753,10 @@ def build_ligand_system(
     _check_leg(leg, protein_pdb)
     forcefield = make_forcefield(settings, [prep])
     box = _assemble([(prep, ligand_positions(prep))], leg, settings, forcefield, protein_pdb)
-    topology, positions, _ = _split(box, 0)
+    topology, positions, ligand_atoms = _split(box, 0)
     periodic = leg != "vacuum"
-    system = _create_system(forcefield, topology, settings, periodic, f"{leg} leg of ligand {prep.name}")
+    system = _ligand_system(
+        forcefield, topology, settings, periodic, prep, ligand_atoms, f"{leg} leg of ligand {prep.name}"
+    )
     box_vectors = _positions_nm(topology.getPeriodicBoxVectors()) if periodic else None
     return system, topology, positions, box_vectors

@@ -11,6 +11,7 @@ from fep.systems import (
     SystemSettings,
     UnsupportedEdgeError,
     align_ligand_b,
+    box_vectors_for,
     build_end_states,
     build_ligand_system,
     ion_counts,
@@ -120,10 +121,26 @@ def test_solvent_box_is_reduced_rhombic_dodecahedron(solvent):
     np.testing.assert_allclose(a, [width, 0, 0], atol=1e-9)
     np.testing.assert_allclose(b, [0, width, 0], atol=1e-9)
     np.testing.assert_allclose(c, [width / 2, width / 2, width * math.sqrt(2) / 2], atol=1e-9)
-    # the padding (1.2 nm) is the minimum distance between periodic images of the solute
-    assert width >= 1.2
+    # a small solute: 2 x padding (2.4 nm) would leave c_z = 1.70 nm < 2 x cutoff, so the box was enlarged
+    assert c[2] >= 2 * 0.9 and width == pytest.approx(2.02 * 0.9 * math.sqrt(2))
     # OpenMM's reduced form
     assert abs(b[0]) <= a[0] / 2 and abs(c[0]) <= a[0] / 2 and abs(c[1]) <= b[1] / 2
+
+
+@pytest.mark.parametrize("shape", ["dodecahedron", "octahedron", "cube"])
+def test_box_vectors_for_shapes(shape):
+    solute = np.array([[0.0, 0.0, 0.0], [3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    box = box_vectors_for(solute, 1.0, shape, 0.9)
+    radius = np.linalg.norm(solute - [1.5, 0.5, 0.0], axis=1).max()
+    assert box[0, 0] == pytest.approx(2 * radius + 1.0)  # OpenMM's padding rule for a large solute
+    assert box[0, 1] == box[0, 2] == box[1, 2] == 0.0 and min(np.diag(box)) > 1.8
+    # the three shapes have the same image distance: volume cube > dodecahedron (71 %) > octahedron (77 %)
+    volume = np.linalg.det(box) / box[0, 0] ** 3
+    assert volume == pytest.approx(
+        {"cube": 1.0, "dodecahedron": math.sqrt(2) / 2, "octahedron": 4 / (3 * math.sqrt(3))}[shape]
+    )
+    small = box_vectors_for(solute[:1], 1.2, shape, 0.9)
+    assert min(np.diag(small)) == pytest.approx(max(2.02 * 0.9, 2.4 * min(np.diag(box)) / box[0, 0]))
 
 
 def test_solvent_environment_identical_in_a_and_b(solvent):
@@ -138,6 +155,16 @@ def test_solvent_environment_identical_in_a_and_b(solvent):
         assert atoms_a[i].name == atoms_b[j].name and atoms_a[i].residue.name == atoms_b[j].residue.name
         assert nb_a.getParticleParameters(i) == nb_b.getParticleParameters(j)
         assert es.system_a.getParticleMass(i) == es.system_b.getParticleMass(j)
+
+
+def test_no_water_clashes_across_cell_faces(solvent):
+    es = solvent
+    oxygens = np.array([a.index for a in es.topology_a.atoms() if a.residue.name == "HOH" and a.element.symbol == "O"])
+    pos = es.positions_a[oxygens]
+    shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]) @ es.box_vectors
+    d = np.linalg.norm(pos[:, None, None, :] + shifts[None, :, None, :] - pos[None, None, :, :], axis=3)
+    d[d < 1e-9] = np.inf  # self
+    assert d.min() >= 0.24
 
 
 def test_solvent_neutral_and_ion_count(solvent):
@@ -372,3 +399,43 @@ def test_complex_tyk2(complex_states, bench):
         np.testing.assert_array_equal(es.positions_a[es.ligand_atoms_a[i]], es.positions_b[es.ligand_atoms_b[j]])
     width = es.box_vectors[0, 0]
     np.testing.assert_allclose(es.box_vectors[2], [width / 2, width / 2, width * math.sqrt(2) / 2], atol=1e-9)
+
+
+def test_same_graph_ligands_keep_their_own_charges(ligands):
+    """Two ligands with one graph (as stereoisomers have) must each carry their own prepared charges."""
+    from ligand_prep.models import PreparedLigand
+
+    benzene = ligands[0]
+    charges = list(benzene.partial_charges)
+    charges[0] += 0.05
+    charges[1] -= 0.05
+    twin = PreparedLigand(
+        ligand=benzene.ligand.model_copy(update={"name": "benzene-twin"}),
+        partial_charges=tuple(charges),
+        charge_method="gasteiger",
+    )
+    mapping = AtomMapping(ligand_a="benzene", ligand_b="benzene-twin", mapping={i: i for i in range(12)}, score=1.0)
+    es = build_end_states(benzene, twin, mapping, "vacuum")
+    np.testing.assert_allclose(_charges(es.system_a), benzene.partial_charges, atol=1e-6)
+    np.testing.assert_allclose(_charges(es.system_b), charges, atol=1e-6)
+
+
+def _energy(system, positions, box=None) -> float:
+    import openmm
+    import openmm.unit as u
+
+    integrator = openmm.VerletIntegrator(0.001)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    if box is not None:
+        context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in box])
+    context.setPositions(positions)
+    return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+
+
+def test_solvent_and_complex_energies_are_sane(solvent, complex_states):
+    """Finite and strongly negative (water-dominated) potential energies: no clashes, sensible box."""
+    for es in (solvent, complex_states[0]):
+        e_a = _energy(es.system_a, es.positions_a, es.box_vectors)
+        e_b = _energy(es.system_b, es.positions_b, es.box_vectors)
+        assert np.isfinite(e_a) and np.isfinite(e_b)
+        assert e_a < -20.0 * es.n_waters and e_b < -20.0 * es.n_waters  # liquid TIP3P: about -41 kJ/mol per water
