@@ -300,6 +300,18 @@ class HREXSampler:
 
     # ------------------------------------------------------------------------------- the run
     def _run(self, extra: int, progress) -> SamplerSummary:
+        try:
+            lock = self.store.lock()
+        except BlockingIOError as err:
+            raise SamplerError(
+                f"{self.folder}: another process is running this sampler folder; wait for it or use another folder"
+            ) from err
+        try:
+            return self._run_locked(extra, progress)
+        finally:
+            lock.close()
+
+    def _run_locked(self, extra: int, progress) -> SamplerSummary:
         self._t0 = time.monotonic()
         self.timings = dict.fromkeys(self.timings, 0.0)
         self._progress = progress

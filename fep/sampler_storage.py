@@ -70,9 +70,9 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def _npz_bytes(**arrays: np.ndarray) -> bytes:
+def _npz_bytes(compress: bool = True, **arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -112,6 +112,26 @@ class SamplerStore:
         if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
             raise InputError(f"{path}: not a sampler file of format {FORMAT_VERSION}")
         return data
+
+    # ---------------------------------------------------------------------------------- locking
+    def lock(self):
+        """Take the folder's run lock (released when the returned file is closed or the process dies).
+
+        Raises
+        ------
+        BlockingIOError
+            Another process holds it.
+        """
+        import fcntl
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle = open(self.folder / ".lock", "a")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise
+        return handle
 
     # ---------------------------------------------------------------------------------- resume
     def committed_files(self, checkpoint: Mapping[str, Any] | None) -> set[str]:
@@ -206,7 +226,9 @@ class SamplerStore:
             self._write_xtc(self.folder / rel, frames)
             snapshots.setdefault(str(state), []).append({"file": rel, "n_frames": len(frames)})
         state_rel = f"state/state_{iteration:09d}_{int(fields.get('checkpoint_index', 0)):06d}.npz"
-        atomic_write_bytes(self.folder / state_rel, _npz_bytes(**{k: np.asarray(v) for k, v in replica_arrays.items()}))
+        atomic_write_bytes(
+            self.folder / state_rel, _npz_bytes(False, **{k: np.asarray(v) for k, v in replica_arrays.items()})
+        )
         checkpoint = {
             "format": FORMAT_VERSION,
             **fields,

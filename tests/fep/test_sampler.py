@@ -300,3 +300,18 @@ def test_npt_water_box_energy_matrix_includes_pv_and_static_groups(tmp_path):
             energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
             pv = beta * 1.0 * volume * 0.0602214076
             assert data.energies[-1, replica, state] - beta * energy == pytest.approx(pv, abs=0.02)
+
+
+def test_a_folder_in_use_by_another_run_is_refused(tmp_path):
+    from fep.sampler_storage import SamplerStore
+
+    system, topology, positions = harmonic_system(n=2)
+    held = SamplerStore(tmp_path).lock()
+    try:
+        with pytest.raises(SamplerError, match="another process"):
+            HREXSampler(system, topology, positions, None, [{"k": 1.0}], toy_settings(), tmp_path).run()
+    finally:
+        held.close()
+    assert (
+        HREXSampler(system, topology, positions, None, [{"k": 1.0}], toy_settings(), tmp_path).run().n_iterations == 50
+    )
