@@ -75,14 +75,18 @@ def depict_mapping(
     heavy_a, index_a = _heavy_copy(a)
     heavy_b, index_b = _heavy_copy(b)
     core = {index_a[i]: index_b[j] for i, j in mapping.mapping.items() if i in index_a and j in index_b}
+    prefer_coordgen = rdDepictor.GetPreferCoordGen()  # a process-wide RDKit switch: restore it afterwards
     rdDepictor.SetPreferCoordGen(True)
-    rdDepictor.Compute2DCoords(heavy_a)
-    conf_a = heavy_a.GetConformer()
-    coord_map = {j: Point2D(conf_a.GetAtomPosition(i).x, conf_a.GetAtomPosition(i).y) for i, j in core.items()}
-    if coord_map:
-        rdDepictor.Compute2DCoords(heavy_b, coordMap=coord_map)
-    else:
-        rdDepictor.Compute2DCoords(heavy_b)
+    try:
+        rdDepictor.Compute2DCoords(heavy_a)
+        conf_a = heavy_a.GetConformer()
+        coord_map = {j: Point2D(conf_a.GetAtomPosition(i).x, conf_a.GetAtomPosition(i).y) for i, j in core.items()}
+        if coord_map:
+            rdDepictor.Compute2DCoords(heavy_b, coordMap=coord_map)
+        else:
+            rdDepictor.Compute2DCoords(heavy_b)
+    finally:
+        rdDepictor.SetPreferCoordGen(prefer_coordgen)
     unique_a = [i for i in range(heavy_a.GetNumAtoms()) if i not in core]
     mapped_b = set(core.values())
     unique_b = [j for j in range(heavy_b.GetNumAtoms()) if j not in mapped_b]

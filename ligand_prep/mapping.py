@@ -82,7 +82,7 @@ def lomap_score(
     n_element_changes : int
         Mapped heavy-atom pairs whose elements differ.
     n_ring_changes : int
-        Rings of A or B that are only partly mapped (ring breaking/forming or a size change next to the core).
+        Rings of A or B cut by the MCS: ring breaking/forming or a ring-size change (see ``_ring_changes``).
     element_change_penalty, ring_change_penalty : float
         Exponents of the penalty factors.
 
@@ -278,6 +278,28 @@ def _inverted_centres(full: dict[int, int], core: dict[int, int], ma: _Mol, mb: 
     return bad
 
 
+def _ring_changes(raw: dict[int, int], core: dict[int, int], ma: _Mol, mb: _Mol) -> int:
+    """Rings of A that the MCS cuts chemically: ring breaking/forming or a ring-size change.
+
+    A ring of A counts when it is not fully mapped, the raw MCS matched some of its atoms, and those atoms do not
+    sit in a same-size ring of B that corresponds to it (B ring atoms matched from elsewhere in A, or another ring
+    size). A ring that is identical in both ligands but unmapped only because the poses differ does not count.
+    """
+    inverse = {b: a for a, b in raw.items()}
+    count = 0
+    for ring in ma.rings:
+        matched = ring & raw.keys()
+        if not matched or ring <= core.keys():
+            continue
+        images = {raw[a] for a in matched}
+        same_ring = any(
+            len(other) == len(ring) and images <= other and all(inverse[y] in ring for y in other & inverse.keys())
+            for other in mb.rings
+        )
+        count += not same_ring
+    return count
+
+
 class MCSMapper:
     """Maps atoms of two posed ligands (heavy-atom MCS + the rules in the module docstring).
 
@@ -298,6 +320,7 @@ class MCSMapper:
         self.settings = settings or MappingSettings()
         self._mols: dict[str, _Mol] = {}
         self._cache: dict[tuple[str, str], _Result] = {}
+        self._failures: dict[tuple[str, str], str] = {}
 
     # -------------------------------------------------------------------------------------- public
     def map(self, a: Ligand, b: Ligand) -> AtomMapping:
@@ -319,8 +342,14 @@ class MCSMapper:
             result = self._cache[(ka, kb)]
         elif (kb, ka) in self._cache:
             result = self._cache[(kb, ka)].inverted()
+        elif (ka, kb) in self._failures:
+            raise MappingError(self._failures[(ka, kb)])
         else:
-            result = self._compute(self._mol(a, ka), self._mol(b, kb))
+            try:
+                result = self._compute(self._mol(a, ka), self._mol(b, kb))
+            except MappingError as err:
+                self._failures[(ka, kb)] = str(err)
+                raise
             self._cache[(ka, kb)] = result
         charge_change = int(b.formal_charge - a.formal_charge)
         warnings = list(result.notes)
@@ -381,7 +410,9 @@ class MCSMapper:
         query = Chem.MolFromSmarts(result.smartsString)
         if query is None:  # pragma: no cover - RDKit always writes valid SMARTS
             return []
-        matches_a = ma.heavy.GetSubstructMatches(query, uniquify=True, useChirality=False, maxMatches=s.max_matches)
+        matches_a = ma.heavy.GetSubstructMatches(
+            query, uniquify=True, useChirality=False, maxMatches=min(s.max_matches, 50)
+        )
         matches_b = mb.heavy.GetSubstructMatches(query, uniquify=False, useChirality=False, maxMatches=s.max_matches)
         if not matches_a or not matches_b:
             return []
@@ -454,11 +485,9 @@ class MCSMapper:
         for raw in candidates:
             core, hydrogens, notes = self._clean(raw, ma, mb)
             n_elem = sum(ma.elements[a] != mb.elements[b] for a, b in core.items())
-            raw_a = set(raw)
-            raw_b = set(raw.values())
-            mapped_b = set(core.values())
-            ring_changes = sum(1 for r in ma.rings if (r & raw_a or r & core.keys()) and not r <= core.keys())
-            ring_changes += sum(1 for r in mb.rings if (r & raw_b or r & mapped_b) and not r <= mapped_b)
+            ring_changes = _ring_changes(raw, core, ma, mb) + _ring_changes(
+                {b: a for a, b in raw.items()}, {b: a for a, b in core.items()}, mb, ma
+            )
             rank = (len(core), -n_elem, -ring_changes, len(hydrogens))
             if best is None or rank > best[0]:
                 best = (rank, core, hydrogens, notes, n_elem, ring_changes)
@@ -495,7 +524,7 @@ class MCSMapper:
             )
             notes.append(f"element change: {changes}")
         if ring_changes:
-            notes.append(f"{ring_changes} ring(s) only partly mapped (ring break/size change as dummy atoms)")
+            notes.append(f"{ring_changes} ring(s) broken, formed or resized: their atoms are dummies, not mapped")
         score = lomap_score(
             ma.n_heavy,
             mb.n_heavy,

@@ -152,6 +152,20 @@ def test_ring_size_change_is_not_partially_mapped():
     assert len(heavy) == 6
     assert all(ma.GetAtomWithIdx(i).GetIsAromatic() for i in heavy)
     _check_rules(m, a, b)
+    # the resized ring counts as a ring change on each side: 12 + 11 heavy atoms, 6 mapped, 2 ring changes
+    assert m.score == pytest.approx(lomap_score(12, 11, 6, n_ring_changes=2))
+    assert any("2 ring(s) broken, formed or resized" in w for w in m.warnings)
+
+
+def test_ring_formation_maps_the_shared_ring_only():
+    a = posed("Cc1ccc2ccccc2c1", "methylnaphthalene")
+    b = posed("Cc1ccccc1", "toluene", ref=a)
+    m = MCSMapper().map(a, b)
+    ea = _elements(a)
+    heavy = [i for i in m.mapping if ea[i] > 1]
+    assert len(heavy) == 7  # methyl + the substituted ring; the second naphthalene ring is dummy
+    assert m.score == pytest.approx(lomap_score(11, 7, 7, n_ring_changes=1))
+    _check_rules(m, a, b)
 
 
 def test_element_change_allowed_with_penalty_and_switchable(benzene):
@@ -201,8 +215,11 @@ def test_inverted_stereocentre_is_not_mapped():
 def test_pose_shifted_by_three_angstrom_cannot_be_mapped(benzene):
     toluene = posed("Cc1ccccc1", "toluene", ref=benzene)
     moved = _with_coords(toluene, _coords(toluene) + np.array([3.0, 0.0, 0.0]), "toluene_moved")
+    mapper = MCSMapper()
     with pytest.raises(MappingError, match=r"benzene -> toluene_moved"):
-        MCSMapper().map(benzene, moved)
+        mapper.map(benzene, moved)
+    with pytest.raises(MappingError, match=r"benzene -> toluene_moved"):  # the failure is cached, same message
+        mapper.map(benzene, moved)
 
 
 def test_identical_ligand_scores_one_and_maps_everything(tyk2_ligands):
