@@ -1,8 +1,11 @@
 """Atom mapping between two posed ligands: a heavy-atom MCS, cleaned up for single-topology FEP.
 
-The mapper runs RDKit's FMCS on the heavy atoms (ring bonds only to ring bonds, complete rings only, valences
-ignored, a short timeout, candidate atoms at most ``max_distance_angstrom`` apart in the given poses), tries
-every symmetry-equivalent correspondence of that core and keeps the one that survives these rules best:
+The mapper runs RDKit's FMCS on the heavy atoms (ring bonds only to ring bonds, valences ignored, a short
+timeout, atoms paired only when at most ``max_distance_angstrom`` apart in the given poses; complete rings are
+enforced by rule 4 because FMCS stalls when ``CompleteRingsOnly`` is combined with ``MaxDistance``; if that
+core is too small, a second FMCS with ``CompleteRingsOnly`` and no distance limit is tried). It then tries the
+symmetry-equivalent correspondences of the core and keeps the one that survives these rules best (most mapped
+heavy atoms, then fewest element changes, fewest ring changes, most hydrogens):
 
 1. elements: heavy atoms may change element (aromatic C -> N, ...) unless ``allow_element_change`` is off;
    a hydrogen is never mapped to a heavy atom;
