@@ -1,0 +1,306 @@
+"""NNP endpoint correction: support rules, the λ Hamiltonian, MBAR against exact answers, the vacuum check.
+
+The acceptance check (``test_vacuum_correction_agrees_with_independent_ti``, slow) compares ΔG(MM → ML) of
+methanol in vacuum from :func:`fep.nnp.endpoint_correction` with thermodynamic integration over an
+independent implementation of the same path (openmm-ml's ``createMixedSystem(..., interpolate=True)``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from fep.nnp import NNPSettings, analyse_lambda_samples, endpoint_correction, nnp_support
+from ligand_prep.base import InputError
+from ligand_prep.models import Ligand, PreparedLigand
+
+KT_300 = 8.314462618e-3 * 300.0
+
+
+def _prepared(smiles: str, name: str, seed: int = 7) -> PreparedLigand:
+    """A ligand from SMILES with an MMFF pose and Gasteiger charges (fast; enough for these tests)."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    AllChem.EmbedMolecule(mol, randomSeed=seed)
+    AllChem.MMFFOptimizeMolecule(mol)
+    AllChem.ComputeGasteigerCharges(mol)
+    charges = [float(a.GetProp("_GasteigerCharge")) for a in mol.GetAtoms()]
+    formal = Chem.GetFormalCharge(mol)
+    shift = (sum(charges) - formal) / len(charges)
+    ligand = Ligand(name=name, molblock=Chem.MolToMolBlock(mol), smiles=smiles, formal_charge=formal)
+    return PreparedLigand(ligand=ligand, partial_charges=tuple(q - shift for q in charges), charge_method="gasteiger")
+
+
+@pytest.fixture(scope="module")
+def methanol():
+    """Methanol in vacuum: prepared ligand, MM system, topology and 40 MM frames (300 K)."""
+    import openmm
+    import openmm.unit as u
+
+    from ligand_prep.parameters import ligand_system
+
+    prepared = _prepared("CO", "methanol")
+    system, topology, positions = ligand_system(prepared)
+    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.001)
+    integrator.setRandomNumberSeed(11)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(positions)
+    context.setVelocitiesToTemperature(300.0, 11)
+    integrator.step(500)
+    frames = []
+    for _ in range(40):
+        integrator.step(25)
+        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
+    return prepared, system, topology, np.asarray(frames)
+
+
+# --------------------------------------------------------------------------------------------- support
+def test_support_rules():
+    ok, reason = nnp_support(_prepared("Clc1ccccc1", "chlorobenzene"))
+    assert ok and reason == ""
+    ok, reason = nnp_support(_prepared("Brc1ccccc1", "bromobenzene"))
+    assert not ok and "Br" in reason and "bromobenzene" in reason
+    ok, reason = nnp_support(_prepared("CC(=O)[O-]", "acetate"))
+    assert not ok and "-1" in reason and "neutral" in reason
+
+
+def test_unsupported_ligand_is_skipped_before_any_work():
+    bromo = _prepared("Brc1ccccc1", "bromobenzene")
+    result = endpoint_correction(
+        None, None, [], np.zeros((1, 1, 3)), None, bromo, leg="solvent", state="B", temperature_k=300.0
+    )
+    assert result.status == "skipped" and result.dg_kcal_mol is None
+    assert "Br" in result.reason and (result.leg, result.state, result.ligand) == ("solvent", "B", "bromobenzene")
+
+
+def test_settings_round_trip_and_validation(tmp_path):
+    settings = NNPSettings(n_frames=10, steps_per_state=100, sample_interval=5, timestep="0.5 fs", seed=3)
+    path = settings.to_json_file(tmp_path / "nnp.json")
+    assert NNPSettings.from_json_file(path) == settings
+    assert settings.timestep.m_as("femtosecond") == 0.5
+    with pytest.raises(ValueError, match="start at 0"):
+        NNPSettings(lambdas=(0.5, 1.0))
+    with pytest.raises(ValueError, match="increasing"):
+        NNPSettings(lambdas=(0.0, 0.6, 0.4, 1.0))
+
+
+# --------------------------------------------------------------------------------------------- estimator
+def test_mbar_on_gaussian_delta_u_matches_exact_answer():
+    """ΔU ~ N(μ, σ²) at λ = 0 ⇒ at λ it is N(μ − λβσ², σ²) and ΔG = μ − βσ²/2 exactly."""
+    rng = np.random.default_rng(5)
+    mu, sigma, beta = -40.0, 3.0, 1.0 / KT_300
+    lambdas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    samples = [rng.normal(mu - lam * beta * sigma**2, sigma, size=400) for lam in lambdas]
+    res = analyse_lambda_samples(samples, lambdas, 300.0)
+    exact = mu - beta * sigma**2 / 2
+    assert abs(res["dg_kj_mol"] - exact) < 3 * res["dg_err_kj_mol"] + 1e-3
+    assert 0.0 < res["dg_err_kj_mol"] < 0.5
+    assert res["neighbour_overlap"].shape == (4,) and res["min_overlap"] > 0.1  # at most 1/K = 0.2 for identical states
+    assert np.all(res["statistical_inefficiency"] < 2.0)
+
+
+def test_correlated_samples_are_decorrelated():
+    rng = np.random.default_rng(2)
+    noise = rng.normal(size=2000)
+    ar = np.empty_like(noise)
+    ar[0] = noise[0]
+    for i in range(1, len(noise)):  # AR(1) with φ = 0.9: g = (1 + φ)/(1 − φ) = 19
+        ar[i] = 0.9 * ar[i - 1] + math.sqrt(1 - 0.81) * noise[i]
+    res = analyse_lambda_samples([ar, ar - 0.5], [0.0, 1.0], 300.0)
+    assert res["statistical_inefficiency"][0] > 8.0
+    assert res["n_samples"][0] < 300
+
+
+# --------------------------------------------------------------------------------------------- Hamiltonian
+def test_lambda_system_is_mm_at_zero_and_ani_at_one_in_vacuum(methanol):
+    import openmm
+    import openmm.unit as u
+
+    from fep.nnp_system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
+    from gpu_kernels.mm_intra import openmm_reference_energies
+
+    prepared, system, _, frames = methanol
+    delta_u = DeltaU(prepared, device="cpu", threads=1)
+    lam_system = openmm.XmlSerializer.clone(system)
+    add_nnp_force(lam_system, range(6), delta_u)
+    context = openmm.Context(lam_system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    mm = openmm_reference_energies(system, frames[:4])
+    ani, intra = delta_u.components(frames[:4])
+    np.testing.assert_allclose(intra, mm, rtol=1e-6)  # vacuum: the whole MM energy is intramolecular
+    for i, frame in enumerate(frames[:4]):
+        context.setPositions(frame)
+        for lam, expected in ((0.0, mm[i]), (1.0, ani[i]), (0.5, mm[i] + 0.5 * (ani[i] - mm[i]))):
+            context.setParameter(LAMBDA_PARAMETER, lam)
+            energy = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+            assert energy == pytest.approx(expected, abs=1e-4)
+    # forces of ΔU are minus its gradient
+    energy, forces = delta_u.energy_and_forces(frames[0])
+    h = 1e-5
+    plus, minus = frames[0].copy(), frames[0].copy()
+    plus[4, 1] += h
+    minus[4, 1] -= h
+    numeric = -(delta_u(plus[None])[0] - delta_u(minus[None])[0]) / (2 * h)
+    assert forces[4, 1] == pytest.approx(numeric, rel=1e-5, abs=1e-3)
+    assert energy == pytest.approx(float(delta_u(frames[:1])[0]), abs=1e-8)
+
+
+def test_make_whole_undoes_triclinic_wrapping(methanol):
+    from fep.nnp_system import DeltaU, make_whole
+
+    prepared, _, _, frames = methanol
+    delta_u = DeltaU(prepared, device="cpu")
+    # a rhombic-dodecahedron box (OpenMM reduced form), 1.5 nm
+    a = 1.5
+    box = np.array([[a, 0, 0], [0, a, 0], [0.5 * a, 0.5 * a, 0.5 * math.sqrt(2) * a]])
+    boxes = np.repeat(box[None], 3, axis=0)
+    wrapped = frames[:3].copy()
+    wrapped[:, 1] += box[2] - box[0]  # atom 1 jumps by lattice vectors
+    wrapped[:, 4] -= box[1]
+    whole = make_whole(wrapped, boxes, delta_u.bonds)
+    np.testing.assert_allclose(delta_u(whole), delta_u(frames[:3]), atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------- correction
+def test_fast_vacuum_correction_is_finite_with_positive_error(methanol):
+    prepared, system, topology, frames = methanol
+    settings = NNPSettings(n_frames=20, steps_per_state=50, sample_interval=4, platform="Reference", seed=1)
+    calls = []
+    result = endpoint_correction(
+        system,
+        topology,
+        range(6),
+        frames,
+        None,
+        prepared,
+        leg="vacuum",
+        state="A",
+        temperature_k=300.0,
+        settings=settings,
+        progress=lambda done, total, msg: calls.append((done, total)),
+    )
+    assert result.status in ("pass", "warn"), result.reason
+    assert math.isfinite(result.dg_kcal_mol) and result.dg_err_kcal_mol > 0
+    assert 0.0 < result.min_overlap <= 1.0 and result.n_effective > 1.0
+    assert calls and calls[-1][0] == calls[-1][1]
+    # an impossible overlap demand gives 'fail' and no number instead of a wrong one
+    strict = settings.model_copy(update={"min_overlap": 0.99, "steps_per_state": 20, "lambdas": (0.0, 1.0)})
+    failed = endpoint_correction(
+        system,
+        topology,
+        range(6),
+        frames,
+        None,
+        prepared,
+        leg="vacuum",
+        state="A",
+        temperature_k=300.0,
+        settings=strict,
+    )
+    assert failed.status == "fail" and failed.dg_kcal_mol is None and "overlap" in failed.reason
+
+
+def test_input_errors(methanol):
+    prepared, system, topology, frames = methanol
+    kwargs = {"leg": "vacuum", "state": "A", "temperature_k": 300.0}
+    with pytest.raises(InputError, match="shape"):
+        endpoint_correction(system, topology, range(6), frames[:, :5], None, prepared, **kwargs)
+    with pytest.raises(InputError, match="atom indices"):
+        endpoint_correction(system, topology, range(5), frames, None, prepared, **kwargs)
+    with pytest.raises(InputError, match="elements"):
+        endpoint_correction(system, topology, [1, 0, 2, 3, 4, 5], frames, None, prepared, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------- acceptance
+def _ti_with_openmm_ml(prepared, system, topology, start, lambdas, n_samples, interval, seed=5):
+    """⟨dU/dλ⟩ at each λ on openmm-ml's interpolated ANI-2x/MM system (independent of fep.nnp_system)."""
+    import openmm
+    import openmm.unit as u
+    from openmmml import MLPotential
+    from pymbar import timeseries
+
+    mixed = MLPotential("ani2x").createMixedSystem(
+        topology, system, list(range(system.getNumParticles())), interpolate=True
+    )
+    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.001)
+    integrator.setRandomNumberSeed(seed)
+    context = openmm.Context(mixed, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context.setPositions(start)
+    context.setVelocitiesToTemperature(300.0, seed)
+    means, errors = [], []
+    for lam in lambdas:
+        context.setParameter("lambda_interpolate", lam)
+        integrator.step(500)
+        series = []
+        for _ in range(n_samples):
+            integrator.step(interval)
+            energies = []
+            for probe in (1.0, 0.0):
+                context.setParameter("lambda_interpolate", probe)
+                energies.append(
+                    context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
+                )
+            context.setParameter("lambda_interpolate", lam)
+            series.append(energies[0] - energies[1])
+        series = np.asarray(series)
+        g = max(1.0, timeseries.statistical_inefficiency(series))
+        means.append(series.mean())
+        errors.append(series.std(ddof=1) * math.sqrt(g / len(series)))
+    return np.asarray(means), np.asarray(errors)
+
+
+@pytest.mark.slow
+def test_vacuum_correction_agrees_with_independent_ti(methanol):
+    import openmm
+    import openmm.unit as u
+    from scipy.integrate import simpson
+
+    from gpu_kernels.ani import ANIBatch
+
+    prepared, system, topology, _ = methanol
+    # a longer MM run for the λ = 0 frames
+    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.001)
+    integrator.setRandomNumberSeed(21)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    from ligand_prep.parameters import ligand_system
+
+    context.setPositions(ligand_system(prepared)[2])
+    context.setVelocitiesToTemperature(300.0, 21)
+    integrator.step(2000)
+    frames = []
+    for _ in range(300):
+        integrator.step(20)
+        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
+    frames = np.asarray(frames)
+    settings = NNPSettings(n_frames=300, steps_per_state=2500, sample_interval=10, platform="CPU", seed=2)
+    result = endpoint_correction(
+        system,
+        topology,
+        range(6),
+        frames,
+        None,
+        prepared,
+        leg="vacuum",
+        state="A",
+        temperature_k=300.0,
+        settings=settings,
+    )
+    assert result.status == "pass", result.reason
+
+    lambdas = np.linspace(0.0, 1.0, 5)
+    means, errors = _ti_with_openmm_ml(prepared, system, topology, frames[-1], lambdas, n_samples=200, interval=10)
+    ti = simpson(means, x=lambdas)
+    # Simpson weights (h/3)(1,4,2,...,4,1) applied to independent errors
+    w = np.full(len(lambdas), 2.0)
+    w[1::2] = 4.0
+    w[0] = w[-1] = 1.0
+    ti_err = float(np.sqrt(np.sum((w * (lambdas[1] - lambdas[0]) / 3.0 * errors) ** 2)))
+    # openmm-ml reports absolute ANI energies; ours are measured from the free atoms
+    ti_kcal = (ti - ANIBatch([6, 8, 1, 1, 1, 1], device="cpu").self_energy) / 4.184
+    # the self energy does not depend on atom order
+    sigma = math.hypot(result.dg_err_kcal_mol, ti_err / 4.184)
+    print(f"MBAR {result.dg_kcal_mol:.3f} ± {result.dg_err_kcal_mol:.3f}, TI {ti_kcal:.3f} ± {ti_err / 4.184:.3f}")
+    assert abs(result.dg_kcal_mol - ti_kcal) < 3.0 * sigma + 0.02  # 0.02: float32 ANI inside openmm-ml
