@@ -1,0 +1,370 @@
+"""Nonbonded part of the single-topology hybrid system: one NonbondedForce with parameter offsets, a small
+softcore force for the unique atoms only, and an exact, λ-cheap long-range dispersion correction.
+
+Design (all energies exact at both end states)
+----------------------------------------------
+``NonbondedForce`` (the bulk, PME):
+    environment atoms keep their parameters; core (mapped) atoms start at A's charge/σ/ε and move to B's
+    through particle parameter offsets on ``lambda_electrostatics_core`` (charge) and ``lambda_sterics_core``
+    (σ, ε). Unique A atoms carry their A charge, scaled to zero by an offset on ``lambda_electrostatics_a``;
+    unique B atoms start uncharged and get their charge through ``lambda_electrostatics_b``. Unique atoms have
+    ε = 0 here: their Lennard-Jones interactions live in the softcore force. Exceptions (1-2, 1-3 exclusions and
+    scaled 1-4 pairs) of A and B are merged: unique-A exceptions scale to zero with
+    ``lambda_electrostatics_a``/``lambda_sterics_a``, unique-B ones grow with the ``_b`` parameters, core
+    exceptions interpolate (an exception present in only one end state interpolates from/to the plain combined
+    parameters of the pair). Every unique-A × unique-B pair is excluded: they never interact.
+``CustomNonbondedForce`` (softcore LJ, Beutler form, α = 0.5):
+    interaction groups unique-A × (everything but unique B) and unique-B × (everything but unique A), so its
+    cost scales with the few unique atoms, not with the box. Unique-A pairs use A parameters of both atoms and
+    ``1 - lambda_sterics_a``; unique-B pairs B parameters and ``lambda_sterics_b``. Exclusions = the
+    NonbondedForce exceptions (their LJ is in the exception). No long-range correction on this force.
+Long-range dispersion correction:
+    OpenMM computes the NonbondedForce dispersion coefficient once, when the context is created (and on
+    ``updateParametersInContext``), from the particle parameters at the *default* values of the offset
+    parameters; ``Context.setParameter`` never recomputes it. A ``CustomNonbondedForce`` with
+    ``setUseLongRangeCorrection(True)`` instead re-integrates its correction over every pair of particle
+    classes whenever any of its global parameters changes, which is what makes softcore forces with LRC slow
+    on λ switches. Here the NonbondedForce keeps its (λ-independent) correction for the hybrid's λ = 0
+    parameters, and a one-pair ``CustomNonbondedForce`` (interaction group of two particles, energy
+    ``(c0 + c1*lambda_sterics_core)*step(r - rc)/r^6``, zero inside the cutoff) adds the rest: its correction
+    ``(c0 + c1 λ)·K/V`` is re-integrated on a λ change for one class pair only (microseconds), and is chosen so
+    that the total equals plain A's correction at λ = 0 and plain B's at λ = 1, volume dependence included
+    (correct under a barostat).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from fep.hybrid_valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_B
+from fep.lambdas import LAMBDA_PARAMETERS
+from ligand_prep.base import MlfepError
+
+__all__ = ["LAMBDA_PARAMETERS", "SOFTCORE_ALPHA", "add_nonbonded_forces", "dispersion_coefficient"]
+
+log = logging.getLogger(__name__)
+
+SOFTCORE_ALPHA = 0.5
+
+SOFTCORE_EXPRESSION = (
+    "lam*4*eps*(1/x^2 - 1/x);"
+    "x = {alpha}*(1 - lam) + (r/sig)^6;"
+    "lam = isa*(1 - lambda_sterics_a) + isb*lambda_sterics_b;"
+    "sig = isa*0.5*(sa1 + sa2) + isb*0.5*(sb1 + sb2);"
+    "eps = isa*sqrt(ea1*ea2) + isb*sqrt(eb1*eb2);"
+    "isa = max(ua1, ua2); isb = max(ub1, ub2)"
+)
+LRC_EXPRESSION = "(lrc_c0 + lrc_c1*lambda_sterics_core)*step(r - lrc_cutoff)/r^6"
+
+
+class HybridNonbondedError(MlfepError, ValueError):
+    """The end states' nonbonded settings cannot be combined into a hybrid (names what differs)."""
+
+
+def _only_nonbonded(system, label: str):
+    import openmm
+
+    forces = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
+    if len(forces) != 1:
+        raise HybridNonbondedError(f"system {label} has {len(forces)} NonbondedForce objects; exactly one is needed")
+    return forces[0]
+
+
+def _particle_params(force) -> np.ndarray:
+    """Charge, sigma, epsilon of every particle, shape (N, 3)."""
+    out = np.zeros((force.getNumParticles(), 3))
+    for i in range(force.getNumParticles()):
+        q, s, e = force.getParticleParameters(i)
+        out[i] = (_v(q), _v(s), _v(e))
+    return out
+
+
+def _exceptions(force, to_h: np.ndarray) -> dict[tuple[int, int], tuple[float, float, float]]:
+    out = {}
+    for n in range(force.getNumExceptions()):
+        i, j, qq, s, e = force.getExceptionParameters(n)
+        hi, hj = int(to_h[i]), int(to_h[j])
+        out[(min(hi, hj), max(hi, hj))] = (_v(qq), _v(s), _v(e))
+    return out
+
+
+def _v(x) -> float:
+    return float(x._value) if hasattr(x, "_value") else float(x)
+
+
+def dispersion_coefficient(force, n_particles: int | None = None) -> float:
+    """OpenMM's own long-range dispersion coefficient ``C`` (energy = C / V, kJ/mol·nm³) of a NonbondedForce.
+
+    Computed by OpenMM itself: the particles' σ, ε (base values, i.e. offsets at 0) in a copy of the force
+    with zero charges, placed on a lattice wider than the cutoff in a large box, so that no pair is within
+    the cutoff and the energy is the correction alone. Returns 0 without a periodic cutoff method or with
+    the correction off.
+    """
+    import openmm
+
+    if not force.getUseDispersionCorrection() or force.getNonbondedMethod() in (
+        openmm.NonbondedForce.NoCutoff,
+        openmm.NonbondedForce.CutoffNonPeriodic,
+    ):
+        return 0.0
+    params = _particle_params(force)
+    n = n_particles if n_particles is not None else len(params)
+    if n != len(params):
+        raise HybridNonbondedError(f"dispersion_coefficient: force has {len(params)} particles, expected {n}")
+    cutoff = _v(force.getCutoffDistance())
+    spacing = 2.0 * cutoff + 0.1
+    side = math.ceil(n ** (1.0 / 3.0))
+    length = side * spacing
+    system = openmm.System()
+    system.setDefaultPeriodicBoxVectors(openmm.Vec3(length, 0, 0), openmm.Vec3(0, length, 0), openmm.Vec3(0, 0, length))
+    copy = openmm.NonbondedForce()
+    copy.setNonbondedMethod(openmm.NonbondedForce.CutoffPeriodic)
+    copy.setCutoffDistance(cutoff)
+    copy.setUseSwitchingFunction(force.getUseSwitchingFunction())
+    copy.setSwitchingDistance(force.getSwitchingDistance())
+    copy.setUseDispersionCorrection(True)
+    for _q, s, e in params:
+        system.addParticle(1.0)
+        copy.addParticle(0.0, s, e)
+    system.addForce(copy)
+    grid = np.indices((side, side, side)).reshape(3, -1).T[:n] * spacing
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(grid)
+    energy = _v(context.getState(getEnergy=True).getPotentialEnergy())
+    del context
+    return energy * length**3
+
+
+def _copy_settings(source, target) -> None:
+    import openmm
+
+    method = source.getNonbondedMethod()
+    if method == openmm.NonbondedForce.LJPME:
+        raise HybridNonbondedError("LJPME is not supported by the hybrid topology; use PME")
+    target.setNonbondedMethod(method)
+    target.setCutoffDistance(source.getCutoffDistance())
+    target.setUseSwitchingFunction(source.getUseSwitchingFunction())
+    target.setSwitchingDistance(source.getSwitchingDistance())
+    target.setEwaldErrorTolerance(source.getEwaldErrorTolerance())
+    target.setReactionFieldDielectric(source.getReactionFieldDielectric())
+    target.setPMEParameters(*source.getPMEParameters())
+    target.setExceptionsUsePeriodicBoundaryConditions(source.getExceptionsUsePeriodicBoundaryConditions())
+    target.setUseDispersionCorrection(source.getUseDispersionCorrection())
+
+
+def _check_same_settings(nb_a, nb_b) -> None:
+    checks = {
+        "nonbonded method": (nb_a.getNonbondedMethod(), nb_b.getNonbondedMethod()),
+        "cutoff": (_v(nb_a.getCutoffDistance()), _v(nb_b.getCutoffDistance())),
+        "switching function": (nb_a.getUseSwitchingFunction(), nb_b.getUseSwitchingFunction()),
+        "dispersion correction": (nb_a.getUseDispersionCorrection(), nb_b.getUseDispersionCorrection()),
+    }
+    for what, (a, b) in checks.items():
+        if a != b:
+            raise HybridNonbondedError(f"end states differ in their {what} ({a} vs {b}); build both with one setting")
+
+
+def add_nonbonded_forces(
+    hybrid,
+    system_a,
+    system_b,
+    a_to_h: np.ndarray,
+    b_to_h: np.ndarray,
+    h_to_a: np.ndarray,
+    h_to_b: np.ndarray,
+    role: np.ndarray,
+    groups: dict[str, int],
+    softcore_alpha: float = SOFTCORE_ALPHA,
+) -> dict[str, float]:
+    """Add the hybrid NonbondedForce, the softcore force and the dispersion-correction force.
+
+    Parameters
+    ----------
+    hybrid : openmm.System
+        The hybrid system (particles already added).
+    system_a, system_b : openmm.System
+        Plain end states.
+    a_to_h, b_to_h : ndarray of int, shape (N_a,), (N_b,)
+        Hybrid index of each particle of A / of B.
+    h_to_a, h_to_b : ndarray of int, shape (N_hybrid,)
+        Index in A / in B of each hybrid particle, -1 where it has none.
+    role : ndarray of int, shape (N_hybrid,)
+        Role of each hybrid particle (environment, core, unique A, unique B).
+    groups : dict
+        Force groups: keys ``"nonbonded"``, ``"softcore"``, ``"dispersion"``.
+    softcore_alpha : float
+        Softcore α of the Beutler potential.
+
+    Returns
+    -------
+    dict
+        Facts for :class:`~fep.hybrid.HybridLegInfo`: dispersion coefficients (kJ/mol·nm³) of A, B and the
+        hybrid NonbondedForce, number of offsets and exceptions.
+    """
+    import openmm
+
+    nb_a = _only_nonbonded(system_a, "A")
+    nb_b = _only_nonbonded(system_b, "B")
+    _check_same_settings(nb_a, nb_b)
+    pa = _particle_params(nb_a)
+    pb = _particle_params(nb_b)
+    n = hybrid.getNumParticles()
+
+    nb = openmm.NonbondedForce()
+    nb.setName("hybrid_nonbonded")
+    _copy_settings(nb_a, nb)
+    for name in LAMBDA_PARAMETERS:
+        nb.addGlobalParameter(name, 0.0)
+    n_offsets = 0
+    # softcore per-particle parameters: sa, ea, sb, eb, ua, ub
+    sc_params = np.zeros((n, 6))
+    for h in range(n):
+        r = role[h]
+        if r == ROLE_ENV:
+            q, s, e = pa[h_to_a[h]]
+            nb.addParticle(q, s, e)
+            sc_params[h] = (s, e, s, e, 0, 0)
+        elif r == ROLE_CORE:
+            qa, sa, ea = pa[h_to_a[h]]
+            qb, sb, eb = pb[h_to_b[h]]
+            nb.addParticle(qa, sa, ea)
+            if qb != qa:
+                nb.addParticleParameterOffset("lambda_electrostatics_core", h, qb - qa, 0.0, 0.0)
+                n_offsets += 1
+            if sb != sa or eb != ea:
+                nb.addParticleParameterOffset("lambda_sterics_core", h, 0.0, sb - sa, eb - ea)
+                n_offsets += 1
+            sc_params[h] = (sa, ea, sb, eb, 0, 0)
+        elif r == ROLE_UNIQUE_A:
+            qa, sa, ea = pa[h_to_a[h]]
+            nb.addParticle(qa, sa, 0.0)
+            if qa != 0.0:
+                nb.addParticleParameterOffset("lambda_electrostatics_a", h, -qa, 0.0, 0.0)
+                n_offsets += 1
+            sc_params[h] = (sa, ea, sa, 0.0, 1, 0)
+        else:
+            qb, sb, eb = pb[h_to_b[h]]
+            nb.addParticle(0.0, sb, 0.0)
+            if qb != 0.0:
+                nb.addParticleParameterOffset("lambda_electrostatics_b", h, qb, 0.0, 0.0)
+                n_offsets += 1
+            sc_params[h] = (sb, 0.0, sb, eb, 0, 1)
+
+    def normal(params: np.ndarray, idx: np.ndarray, i: int, j: int) -> tuple[float, float, float]:
+        qi, si, ei = params[idx[i]]
+        qj, sj, ej = params[idx[j]]
+        return qi * qj, 0.5 * (si + sj), math.sqrt(ei * ej)
+
+    exc_a = _exceptions(nb_a, a_to_h)
+    exc_b = _exceptions(nb_b, b_to_h)
+    pairs: list[tuple[int, int]] = []
+    for key in sorted(set(exc_a) | set(exc_b)):
+        i, j = key
+        ri, rj = role[i], role[j]
+        if ri == ROLE_ENV and rj == ROLE_ENV:
+            if key not in exc_a:
+                raise HybridNonbondedError(f"environment exception {key} exists in B but not in A")
+            idx = nb.addException(i, j, *exc_a[key])
+        elif ROLE_UNIQUE_A in (ri, rj):
+            qq, s, e = exc_a[key]
+            idx = nb.addException(i, j, qq, s, e)
+            if qq != 0.0:
+                nb.addExceptionParameterOffset("lambda_electrostatics_a", idx, -qq, 0.0, 0.0)
+            if e != 0.0:
+                nb.addExceptionParameterOffset("lambda_sterics_a", idx, 0.0, 0.0, -e)
+        elif ROLE_UNIQUE_B in (ri, rj):
+            qq, s, e = exc_b[key]
+            idx = nb.addException(i, j, 0.0, s, 0.0)
+            if qq != 0.0:
+                nb.addExceptionParameterOffset("lambda_electrostatics_b", idx, qq, 0.0, 0.0)
+            if e != 0.0:
+                nb.addExceptionParameterOffset("lambda_sterics_b", idx, 0.0, 0.0, e)
+        else:
+            va = exc_a.get(key) or normal(pa, h_to_a, i, j)
+            vb = exc_b.get(key) or normal(pb, h_to_b, i, j)
+            idx = nb.addException(i, j, *va)
+            if vb[0] != va[0]:
+                nb.addExceptionParameterOffset("lambda_electrostatics_core", idx, vb[0] - va[0], 0.0, 0.0)
+            if vb[1] != va[1] or vb[2] != va[2]:
+                nb.addExceptionParameterOffset("lambda_sterics_core", idx, 0.0, vb[1] - va[1], vb[2] - va[2])
+        pairs.append(key)
+    unique_a = np.flatnonzero(role == ROLE_UNIQUE_A)
+    unique_b = np.flatnonzero(role == ROLE_UNIQUE_B)
+    for i in unique_a:
+        for j in unique_b:
+            nb.addException(int(i), int(j), 0.0, 1.0, 0.0)
+            pairs.append((int(i), int(j)))
+    nb.setForceGroup(groups["nonbonded"])
+    nb.setReciprocalSpaceForceGroup(-1)
+
+    # softcore Lennard-Jones of the unique atoms
+    if len(unique_a) or len(unique_b):
+        sc = openmm.CustomNonbondedForce(SOFTCORE_EXPRESSION.format(alpha=repr(float(softcore_alpha))))
+        sc.setName("hybrid_softcore")
+        sc.addGlobalParameter("lambda_sterics_a", 0.0)
+        sc.addGlobalParameter("lambda_sterics_b", 0.0)
+        for name in ("sa", "ea", "sb", "eb", "ua", "ub"):
+            sc.addPerParticleParameter(name)
+        for row in sc_params:
+            sc.addParticle([float(x) for x in row])
+        method = nb.getNonbondedMethod()
+        if method == openmm.NonbondedForce.NoCutoff:
+            sc.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
+        elif method == openmm.NonbondedForce.CutoffNonPeriodic:
+            sc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffNonPeriodic)
+        else:
+            sc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+        sc.setCutoffDistance(nb.getCutoffDistance())
+        sc.setUseSwitchingFunction(nb.getUseSwitchingFunction())
+        sc.setSwitchingDistance(nb.getSwitchingDistance())
+        sc.setUseLongRangeCorrection(False)
+        for i, j in pairs:
+            sc.addExclusion(i, j)
+        everyone = np.arange(n)
+        if len(unique_a):
+            sc.addInteractionGroup([int(x) for x in unique_a], [int(x) for x in everyone[role != ROLE_UNIQUE_B]])
+        if len(unique_b):
+            sc.addInteractionGroup([int(x) for x in unique_b], [int(x) for x in everyone[role != ROLE_UNIQUE_A]])
+        sc.setForceGroup(groups["softcore"])
+        hybrid.addForce(sc)
+    hybrid.addForce(nb)
+
+    # long-range dispersion correction: exact at both ends, cheap on λ change
+    c_a = dispersion_coefficient(nb_a)
+    c_b = dispersion_coefficient(nb_b)
+    c_h = dispersion_coefficient(nb)
+    if nb.getUseDispersionCorrection() and (c_a != c_h or c_b != c_h):
+        cutoff = _v(nb.getCutoffDistance())
+        # energy of the one-pair force = (c0 + c1 λ) * unit / V (OpenMM normalises group pairs by N(N+1)/2)
+        unit = 4.0 * math.pi * n / (n + 1) / (3.0 * cutoff**3)
+        lrc = openmm.CustomNonbondedForce(LRC_EXPRESSION)
+        lrc.setName("hybrid_dispersion_correction")
+        lrc.addGlobalParameter("lrc_c0", (c_a - c_h) / unit)
+        lrc.addGlobalParameter("lrc_c1", (c_b - c_a) / unit)
+        lrc.addGlobalParameter("lrc_cutoff", cutoff)
+        lrc.addGlobalParameter("lambda_sterics_core", 0.0)
+        for _ in range(n):
+            lrc.addParticle([])
+        lrc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+        lrc.setCutoffDistance(cutoff)
+        lrc.setUseLongRangeCorrection(True)
+        # the CPU platform shares one neighbour list: every nonbonded force needs the same exclusions
+        excluded_with_0 = set()
+        for i, j in pairs:
+            lrc.addExclusion(i, j)
+            if i == 0:
+                excluded_with_0.add(j)
+        partner = next(j for j in range(1, n) if j not in excluded_with_0)
+        lrc.addInteractionGroup([0], [partner])
+        lrc.setForceGroup(groups["dispersion"])
+        hybrid.addForce(lrc)
+    return {
+        "dispersion_coefficient_a": c_a,
+        "dispersion_coefficient_b": c_b,
+        "dispersion_coefficient_nonbonded": c_h,
+        "n_parameter_offsets": float(n_offsets),
+        "n_exceptions": float(nb.getNumExceptions()),
+    }

@@ -1,0 +1,221 @@
+"""The hybrid (single-topology) system: end-state identities, continuity in λ, dummies, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+openmm = pytest.importorskip("openmm")
+
+from fep.check import end_state_energy_check  # noqa: E402
+from fep.hybrid import FORCE_GROUPS, HybridError, HybridLeg, build_hybrid  # noqa: E402
+from fep.lambdas import LambdaProtocol  # noqa: E402
+
+REFERENCE_TOL = 0.01  # kJ/mol, the brief's bar for the Reference platform
+
+
+@pytest.fixture(scope="module")
+def series(bench, charge_cache):
+    """Benzene series ligands with Gasteiger charges (fast) and a mapper."""
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MCSMapper
+
+    ligands = {lig.name: lig for lig in read_ligands(bench / "freesolv" / "rhfe_benzenes_ligands.csv")}
+    prepared = {}
+
+    def prep(name):
+        if name not in prepared:
+            prepared[name] = assign_charges(ligands[name], method="gasteiger", cache_dir=charge_cache)
+        return prepared[name]
+
+    return ligands, prep, MCSMapper()
+
+
+@pytest.fixture(scope="module")
+def leg_of(series):
+    """Builder of (end_states, hybrid) for an edge and leg, cached per module."""
+    from fep.systems import SystemSettings, build_end_states
+
+    ligands, prep, mapper = series
+    cache = {}
+    # 0.7 nm cutoff: the 2.4 nm dodecahedron around a benzene is valid for OpenMM (cutoff < half its height)
+    settings = SystemSettings(nonbonded_cutoff="0.7 nm")
+
+    def build(a, b, leg):
+        key = (a, b, leg)
+        if key not in cache:
+            mapping = mapper.map(ligands[a], ligands[b])
+            end_states = build_end_states(prep(a), prep(b), mapping, leg, settings=settings)
+            cache[key] = (end_states, build_hybrid(end_states, mapping), mapping)
+        return cache[key]
+
+    return build
+
+
+def _energy(context, values: dict[str, float], groups=-1) -> float:
+    for name, value in values.items():
+        context.setParameter(name, value)
+    return context.getState(getEnergy=True, groups=groups).getPotentialEnergy()._value
+
+
+def _context(leg: HybridLeg, platform: str = "Reference"):
+    context = openmm.Context(leg.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName(platform))
+    if leg.box_vectors is not None:
+        context.setPeriodicBoxVectors(*leg.box_vectors)
+    context.setPositions(leg.positions)
+    return context
+
+
+def _assert_check(result, tol=REFERENCE_TOL, force_tol=0.01):
+    for label in ("A", "B"):
+        state = result["states"][label]
+        for term, diff in state["difference"].items():
+            assert abs(diff) < tol, f"state {label} {term}: hybrid - (plain + dummy) = {diff:.6f} kJ/mol"
+        assert state["max_force_difference"] < force_tol, (
+            f"state {label} forces differ by {state['max_force_difference']}"
+        )
+    assert result["passed"]
+
+
+# ---------------------------------------------------------------------------------------------- end states
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("benzene", "toluene"),  # substituent growth (ring H -> methyl)
+        ("benzene", "phenol"),  # ring H -> OH
+        ("chlorobenzene", "fluorobenzene"),  # element change Cl -> F: λ-dependent bond terms
+        ("phenol", "aniline"),  # element change O -> N with unique hydrogens on both sides
+        ("benzonitrile", "benzaldehyde"),  # unique atoms on both sides of a mapped substituent
+    ],
+)
+def test_end_states_vacuum_reference(leg_of, a, b):
+    end_states, hybrid, _ = leg_of(a, b, "vacuum")
+    assert hybrid.info.unique_a or hybrid.info.unique_b or sum(hybrid.info.n_lambda_valence_terms.values())
+    _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
+
+
+@pytest.mark.parametrize("a,b", [("benzene", "toluene"), ("benzene", "phenol"), ("chlorobenzene", "fluorobenzene")])
+def test_end_states_solvent_reference(leg_of, a, b):
+    end_states, hybrid, _ = leg_of(a, b, "solvent")
+    info = hybrid.info
+    assert info.periodic and info.n_atoms == info.n_atoms_a + len(info.unique_b)
+    # the dispersion correction differs between A and B: the λ-dependent correction force carries it
+    assert info.dispersion_coefficients["a"] != info.dispersion_coefficients["b"]
+    _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
+
+
+def test_end_states_solvent_cpu_real_box(leg_of):
+    """On CPU the check uses the real (triclinic) box and the hybrid exactly as built."""
+    end_states, hybrid, _ = leg_of("benzene", "phenol", "solvent")
+    result = end_state_energy_check(end_states, hybrid, platform="CPU")
+    assert result["passed"], result["states"]["B"]["difference"]
+    assert result["max_abs_energy_difference"] < 0.05
+
+
+def test_hybrid_layout(leg_of):
+    end_states, hybrid, mapping = leg_of("benzene", "toluene", "solvent")
+    info = hybrid.info
+    n_a = end_states.system_a.getNumParticles()
+    assert info.n_atoms_a == n_a and hybrid.system.getNumParticles() == info.n_atoms
+    assert info.atoms_a == tuple(end_states.ligand_atoms_a)
+    # mapped B atoms are A atoms, unique B atoms are appended after all of A
+    for ia, ib in mapping.mapping.items():
+        assert info.atoms_b[ib] == info.atoms_a[ia]
+    assert all(h >= n_a for h in info.unique_b) and len(info.unique_b) == 4  # methyl C + 3 H
+    assert len(info.unique_a) == 1  # benzene's H where the methyl goes
+    np.testing.assert_allclose(hybrid.positions[list(info.atoms_b)], end_states.positions_b[end_states.ligand_atoms_b])
+    assert hybrid.topology.getNumAtoms() == info.n_atoms
+    assert set(info.force_groups) == set(FORCE_GROUPS) and info.lambda_independent_groups == (FORCE_GROUPS["valence"],)
+
+
+def test_charge_changing_edge_refused(leg_of):
+    end_states, _, mapping = leg_of("benzene", "toluene", "vacuum")
+    charged = mapping.model_copy(update={"charge_change": 1})
+    with pytest.raises(HybridError, match="charge"):
+        build_hybrid(end_states, charged)
+
+
+# ------------------------------------------------------------------------------------------------ λ path
+def test_lambda_independent_group_does_not_depend_on_lambda(leg_of):
+    _, hybrid, _ = leg_of("chlorobenzene", "fluorobenzene", "solvent")
+    context = _context(hybrid, "CPU")
+    group = {FORCE_GROUPS["valence"]}
+    values = [_energy(context, hybrid.lambda_values(x), groups=group) for x in (0.0, 0.37, 1.0)]
+    assert max(values) - min(values) < 1e-6
+    # ... while the λ-dependent valence group does (Cl -> F changes the C-X bond)
+    lam = {FORCE_GROUPS["valence_lambda"]}
+    assert (
+        abs(_energy(context, hybrid.lambda_values(0.0), lam) - _energy(context, hybrid.lambda_values(1.0), lam)) > 1e-3
+    )
+
+
+def test_energy_continuous_along_default_path(leg_of):
+    """No jumps: along the default staging the largest step in energy halves when the step in λ halves."""
+    _, hybrid, _ = leg_of("benzene", "phenol", "solvent")
+    context = _context(hybrid, "CPU")
+    from fep.lambdas import _STAGING, _ramp
+
+    def path(n):
+        energies = []
+        for t in np.linspace(0.0, 1.0, n):
+            energies.append(_energy(context, {k: _ramp(t, *_STAGING[k]) for k in hybrid.info.lambda_parameters}))
+        return np.asarray(energies)
+
+    coarse, fine = path(101), path(201)
+    assert np.all(np.isfinite(fine))
+    step_coarse, step_fine = np.abs(np.diff(coarse)).max(), np.abs(np.diff(fine)).max()
+    assert step_fine < 0.7 * step_coarse  # Lipschitz-like: halves (up to curvature), a jump would not shrink
+    assert step_coarse < 20.0  # kJ/mol per 1 % of the path
+    np.testing.assert_allclose(coarse[[0, -1]], fine[[0, -1]], atol=1e-3)
+
+
+def test_protocol_windows_run_on_hybrid(leg_of):
+    """Every λ parameter of the protocol exists in the hybrid context."""
+    _, hybrid, _ = leg_of("benzene", "toluene", "vacuum")
+    context = _context(hybrid)
+    protocol = LambdaProtocol.windows_for("smoke")
+    assert set(protocol.parameter_names) == set(hybrid.info.lambda_parameters)
+    energies = [_energy(context, window) for window in protocol.windows]
+    assert np.all(np.isfinite(energies))
+
+
+# ---------------------------------------------------------------------------------------------- dummies
+def _nonbonded_groups():
+    return {FORCE_GROUPS[k] for k in ("nonbonded", "softcore", "dispersion")}
+
+
+@pytest.mark.parametrize("state", ["A", "B"])
+def test_dummies_do_not_interact_at_their_dummy_end(leg_of, state):
+    """Move a dummy atom onto a water: only its valence energy changes (nonbonded groups unchanged)."""
+    _, hybrid, _ = leg_of("benzene", "toluene", "solvent")
+    info = hybrid.info
+    dummy = info.unique_b[0] if state == "A" else info.unique_a[0]
+    water_o = next(a.index for a in hybrid.topology.atoms() if a.residue.name == "HOH" and a.element.symbol == "O")
+    context = _context(hybrid, "Reference")
+    values = hybrid.lambda_values(state)
+    before = _energy(context, values, _nonbonded_groups())
+    moved = hybrid.positions.copy()
+    moved[dummy] = moved[water_o] + np.array([0.12, 0.0, 0.0])
+    context.setPositions(moved)
+    after = _energy(context, values, _nonbonded_groups())
+    assert abs(after - before) < 1e-6
+    # at the other end the same move is a clash: the test can fail
+    other = hybrid.lambda_values("B" if state == "A" else "A")
+    clash = _energy(context, other, _nonbonded_groups())
+    context.setPositions(hybrid.positions)
+    assert clash - _energy(context, other, _nonbonded_groups()) > 50.0
+
+
+# --------------------------------------------------------------------------------------------- save/load
+def test_save_load_round_trip(leg_of, tmp_path):
+    _, hybrid, _ = leg_of("benzene", "phenol", "solvent")
+    hybrid.save(tmp_path / "leg")
+    loaded = HybridLeg.load(tmp_path / "leg")
+    assert loaded.info == hybrid.info
+    assert loaded.topology.getNumAtoms() == hybrid.topology.getNumAtoms()
+    np.testing.assert_array_equal(loaded.positions, hybrid.positions)
+    np.testing.assert_array_equal(loaded.box_vectors, hybrid.box_vectors)
+    c1, c2 = _context(hybrid), _context(loaded)
+    for x in (0.0, 0.5, 1.0):
+        assert _energy(c1, hybrid.lambda_values(x)) == pytest.approx(_energy(c2, loaded.lambda_values(x)), abs=1e-9)
