@@ -1,0 +1,111 @@
+"""``fep check``: build one leg of an edge and check the hybrid's end-state energies against the plain systems.
+
+Exit status 0 when every difference is within tolerance (Reference: 0.01 kJ/mol and 0.01 kJ/mol/nm; CPU:
+single-precision noise, see :mod:`fep.check`), 1 otherwise, 2 on an input error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fep.cli._app import app, console, emit_json
+
+
+def _find(ligands, name: str, path: Path):
+    from ligand_prep.base import InputError
+
+    for lig in ligands:
+        if lig.name == name:
+            return lig
+    names = ", ".join(lig.name for lig in ligands[:12])
+    raise InputError(f"{path}: no ligand named '{name}' (found: {names}{', ...' if len(ligands) > 12 else ''})")
+
+
+@app.command("check")
+def check(
+    ligands: Path = typer.Option(..., "--ligands", help="Ligand series: SDF, CSV (name,smiles,...) or SMI."),
+    edge: str = typer.Option(..., "--edge", help="The edge as 'A,B' (ligand names)."),
+    protein: Path | None = typer.Option(None, "--protein", help="Prepared protein PDB (complex leg)."),
+    leg: str | None = typer.Option(
+        None, "--leg", help="solvent, complex or vacuum (default: complex with --protein, else solvent)."
+    ),
+    platform: str = typer.Option("Reference", "--platform", help="OpenMM platform: Reference or CPU."),
+    charge_method: str = typer.Option("am1bcc", "--charge-method", help="am1bcc (default) or gasteiger (quick)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> int:
+    """Check that the hybrid system of one leg reproduces the plain end states at λ = A and λ = B."""
+    from ligand_prep.base import InputError
+
+    names = [part.strip() for part in edge.split(",")]
+    if len(names) != 2 or not all(names):
+        raise InputError(f"--edge '{edge}': give two ligand names separated by a comma, e.g. --edge benzene,phenol")
+    leg = leg or ("complex" if protein else "solvent")
+    if leg not in ("solvent", "complex", "vacuum"):
+        raise InputError(f"--leg '{leg}': choose solvent, complex or vacuum")
+    if leg == "complex" and protein is None:
+        raise InputError("--leg complex needs --protein P.pdb")
+    if platform not in ("Reference", "CPU"):
+        raise InputError(f"--platform '{platform}': choose Reference or CPU")
+
+    from fep.check import end_state_energy_check
+    from fep.hybrid import build_hybrid
+    from fep.systems import build_end_states
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MCSMapper
+
+    out = console()
+    series = read_ligands(ligands, protein=protein)
+    lig_a, lig_b = (_find(series, name, ligands) for name in names)
+    mapping = MCSMapper().map(lig_a, lig_b)
+    prep_a = assign_charges(lig_a, method=charge_method)
+    prep_b = assign_charges(lig_b, method=charge_method)
+    if not as_json:
+        out.print(f"building the {leg} leg of {lig_a.name}~{lig_b.name} ({len(mapping.mapping)} mapped atoms)")
+    end_states = build_end_states(prep_a, prep_b, mapping, leg, protein_pdb=protein)
+    hybrid = build_hybrid(end_states, mapping)
+    result = end_state_energy_check(end_states, hybrid, platform=platform)
+    result["n_atoms"] = hybrid.info.n_atoms
+    result["unique_a"] = len(hybrid.info.unique_a)
+    result["unique_b"] = len(hybrid.info.unique_b)
+    result["warnings"] = list(hybrid.info.warnings)
+    if as_json:
+        emit_json(result)
+    else:
+        from rich.table import Table
+
+        table = Table(title=f"{result['edge']} {leg}: hybrid − (plain + dummy valence), kJ/mol ({platform})")
+        table.add_column("term")
+        for label in ("A", "B"):
+            table.add_column(f"λ={label}: hybrid", justify="right")
+            table.add_column(f"λ={label}: difference", justify="right")
+        for term in result["states"]["A"]["difference"]:
+            row = [term]
+            for label in ("A", "B"):
+                state = result["states"][label]
+                row += [f"{state['hybrid'][term]:.4f}", f"{state['difference'][term]:.2e}"]
+            table.add_row(*row)
+        table.add_row(
+            "max |Δforce| (kJ/mol/nm)",
+            "",
+            f"{result['states']['A']['max_force_difference']:.2e}",
+            "",
+            f"{result['states']['B']['max_force_difference']:.2e}",
+        )
+        out.print(table)
+        for message in result["warnings"]:
+            out.print(f"[yellow]warning: {message}[/yellow]")
+    tol = result["tolerance"]["A"]["energy_kj_mol"]
+    if not result["passed"]:
+        typer.echo(
+            f"FAILED: {result['edge']} {leg}: largest energy difference {result['max_abs_energy_difference']:.3g} "
+            f"kJ/mol, force difference {result['max_force_difference']:.3g} kJ/mol/nm (tolerance {tol:g} kJ/mol on "
+            f"{platform})",
+            err=True,
+        )
+        raise typer.Exit(1)
+    if not as_json:
+        out.print(f"[green]OK[/green]: every end-state difference is below {tol:g} kJ/mol on {platform}")
+    return 0
