@@ -344,6 +344,10 @@ def read_ligands(
         raise InputError(
             f"{path}: poses from SMILES in a protein need a reference ligand in the pocket; add --reference REF.sdf"
         )
+    if needs_pose and protein is not None:
+        from ligand_prep.poses import protein_heavy_atoms
+
+        protein_heavy_atoms(protein)  # read (and cache) the PDB now: a bad file fails before any pose work
     return _build(records, ref_ligand, protein, n_conformers, seed, progress)
 
 

@@ -27,9 +27,11 @@ CLASH_DISTANCE_ANGSTROM = 2.2
 #: Smallest MCS (heavy atoms) accepted as a core to place a ligand on.
 MIN_CORE_ATOMS = 3
 #: rdFMCS timeout per ligand, seconds.
-MCS_TIMEOUT_S = 5
+MCS_TIMEOUT_S = 2
 #: Weight of the MMFF strain (kcal/mol above the best conformer) in the score, Å per kcal/mol.
 STRAIN_WEIGHT = 0.005
+#: Extra rounds of ``n_conformers`` conformers (new seeds) while every pose clashes with the protein.
+CLASH_EXTRA_ROUNDS = 2
 _WATER = {"HOH", "WAT", "H2O", "TIP", "TIP3", "SOL", "DOD"}
 
 
@@ -96,36 +98,85 @@ def _heavy_view(mol):
     return heavy, heavy_idx
 
 
-def _find_core(mol, ref, name: str, ref_name: str) -> list[tuple[int, int]]:
-    """MCS core as (index in mol, index in ref) pairs of heavy atoms."""
+def _mcs_pairs(mol_heavy, ref_heavy, complete_rings: bool, timeout: int) -> tuple[list[tuple[int, int]], bool]:
+    """One rdFMCS search; (heavy-atom index pairs, timed out?)."""
     from rdkit import Chem
     from rdkit.Chem import rdFMCS
 
-    mol_heavy, mol_idx = _heavy_view(mol)
-    ref_heavy, ref_idx = _heavy_view(ref)
     result = rdFMCS.FindMCS(
         [mol_heavy, ref_heavy],
         atomCompare=rdFMCS.AtomCompare.CompareElements,
         bondCompare=rdFMCS.BondCompare.CompareOrder,
         ringMatchesRingOnly=True,
-        completeRingsOnly=True,
-        timeout=MCS_TIMEOUT_S,
+        completeRingsOnly=complete_rings,
+        timeout=timeout,
     )
-    if result.canceled:
-        log.warning(
-            "%s: MCS search with %s timed out after %d s; using the best core found", name, ref_name, MCS_TIMEOUT_S
-        )
-    if result.numAtoms < MIN_CORE_ATOMS:
+    if result.numAtoms == 0:
+        return [], result.canceled
+    query = Chem.MolFromSmarts(result.smartsString)
+    mol_match = mol_heavy.GetSubstructMatch(query)
+    ref_match = ref_heavy.GetSubstructMatch(query)
+    if not mol_match or not ref_match:  # pragma: no cover - the MCS matches both by construction
+        return [], result.canceled
+    return list(zip(mol_match, ref_match, strict=True)), result.canceled
+
+
+def _trim_to_complete_rings(pairs: list[tuple[int, int]], mol_heavy, ref_heavy) -> list[tuple[int, int]]:
+    """Drop partially matched rings (in either molecule), keep the largest connected piece of the rest."""
+    import networkx as nx
+
+    pairs = list(pairs)
+    mol_rings = [set(r) for r in mol_heavy.GetRingInfo().AtomRings()]
+    ref_rings = [set(r) for r in ref_heavy.GetRingInfo().AtomRings()]
+    changed = True
+    while changed and pairs:
+        changed = False
+        in_mol = {i for i, _ in pairs}
+        in_ref = {j for _, j in pairs}
+        drop_mol: set[int] = set()
+        drop_ref: set[int] = set()
+        for ring in mol_rings:
+            if ring & in_mol and not ring <= in_mol:
+                drop_mol |= ring
+        for ring in ref_rings:
+            if ring & in_ref and not ring <= in_ref:
+                drop_ref |= ring
+        kept = [(i, j) for i, j in pairs if i not in drop_mol and j not in drop_ref]
+        if len(kept) != len(pairs):
+            pairs, changed = kept, True
+    if not pairs:
+        return []
+    graph = nx.Graph()
+    graph.add_nodes_from(i for i, _ in pairs)
+    to_ref = dict(pairs)
+    for a, b in ((x, y) for x in to_ref for y in to_ref if x < y):
+        if mol_heavy.GetBondBetweenAtoms(a, b) is not None and ref_heavy.GetBondBetweenAtoms(to_ref[a], to_ref[b]):
+            graph.add_edge(a, b)
+    largest = max(nx.connected_components(graph), key=len)
+    return [(i, j) for i, j in pairs if i in largest]
+
+
+def _find_core(mol, ref, name: str, ref_name: str) -> list[tuple[int, int]]:
+    """MCS core (heavy atoms, whole rings only) as (index in mol, index in ref) pairs.
+
+    rdFMCS with ``completeRingsOnly`` can take very long on drug-sized pairs, so a fast search without it,
+    trimmed to whole rings, runs first; the complete-rings search (with a timeout) runs too and the larger
+    core wins.
+    """
+    mol_heavy, mol_idx = _heavy_view(mol)
+    ref_heavy, ref_idx = _heavy_view(ref)
+    fast, _ = _mcs_pairs(mol_heavy, ref_heavy, complete_rings=False, timeout=MCS_TIMEOUT_S)
+    trimmed = _trim_to_complete_rings(fast, mol_heavy, ref_heavy)
+    complete, canceled = _mcs_pairs(mol_heavy, ref_heavy, complete_rings=True, timeout=MCS_TIMEOUT_S)
+    if canceled:
+        log.info("%s: complete-rings MCS with %s timed out after %d s", name, ref_name, MCS_TIMEOUT_S)
+    pairs = complete if len(complete) >= len(trimmed) else trimmed
+    if len(pairs) < MIN_CORE_ATOMS:
         raise PoseError(
-            f"ligand {name}: shares only {result.numAtoms} heavy atoms (complete rings) with reference {ref_name}; "
+            f"ligand {name}: shares only {len(pairs)} heavy atoms (complete rings) with reference {ref_name}; "
             "choose a reference from the same series, or give this ligand a 3D pose in an SDF"
         )
-    query = Chem.MolFromSmarts(result.smartsString)
-    ref_match = ref_heavy.GetSubstructMatch(query)
-    mol_match = mol_heavy.GetSubstructMatch(query)
-    if not ref_match or not mol_match:  # pragma: no cover - the MCS matches both by construction
-        raise PoseError(f"ligand {name}: MCS with reference {ref_name} could not be matched back")
-    return [(mol_idx[i], ref_idx[j]) for i, j in zip(mol_match, ref_match, strict=True)]
+    return [(mol_idx[i], ref_idx[j]) for i, j in pairs]
 
 
 def _canonical(mol) -> str:
@@ -177,6 +228,53 @@ def _positions(mol, conf_id: int, indices: list[int]):
 
     conf = mol.GetConformer(conf_id)
     return np.array([[p.x, p.y, p.z] for p in (conf.GetAtomPosition(i) for i in indices)], dtype=float).reshape(-1, 3)
+
+
+def _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers: int, seed: int):
+    """Embed conformers on the core, align, copy the core, minimise, score.
+
+    Returns
+    -------
+    list of (core_rmsd, clash_penalty, energy or None, rdkit.Chem.Conformer)
+        Only conformers whose perceived stereochemistry equals ``target``.
+    """
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    from rdkit.Geometry import Point3D
+
+    core_mol = [i for i, _ in core]
+    core_set = set(core_mol)
+    loose = [i for i in heavy if i not in core_set]
+    core_ref_pos = ref_pos[[j for _, j in core]]
+    coord_map = {i: Point3D(*ref_pos[j]) for i, j in core}
+    cids = list(
+        AllChem.EmbedMultipleConfs(
+            mol,
+            numConfs=max(1, n_conformers),
+            randomSeed=seed,
+            coordMap=coord_map,
+            useRandomCoords=True,
+            enforceChirality=True,
+            maxAttempts=50,
+        )
+    )
+    if not cids:
+        log.info("constrained embedding failed; embedding freely and aligning on the core")
+        cids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
+    candidates = []
+    for cid in cids:
+        AllChem.AlignMol(mol, ref, prbCid=cid, atomMap=list(core))
+        conf = mol.GetConformer(cid)
+        for i, j in core:
+            conf.SetAtomPosition(i, Point3D(*ref_pos[j]))
+        energy = _minimize(mol, cid, core_mol, loose=loose)
+        if _pose_smiles(mol, cid) != target:
+            continue
+        diff = _positions(mol, cid, core_mol) - core_ref_pos
+        rmsd = float((diff**2).sum(axis=1).mean() ** 0.5)
+        clash = _clash_penalty(_positions(mol, cid, heavy), tree)
+        candidates.append((rmsd, clash, energy, Chem.Conformer(conf)))
+    return candidates
 
 
 # ------------------------------------------------------------------------------------------ public
@@ -251,8 +349,6 @@ def generate_pose(
         Core too small, embedding failed or stereochemistry could not be kept.
     """
     from rdkit import Chem
-    from rdkit.Chem import AllChem
-    from rdkit.Geometry import Point3D
 
     name = mol_without_pose.GetProp("_Name") if mol_without_pose.HasProp("_Name") else "ligand"
     name = name.strip() or "ligand"
@@ -277,54 +373,27 @@ def generate_pose(
 
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
     for core in attempts:
-        core_mol = [i for i, _ in core]
-        core_set = set(core_mol)
-        core_ref_pos = ref_pos[[j for _, j in core]]
-        coord_map = {i: Point3D(*ref_pos[j]) for i, j in core}
-        cids = list(
-            AllChem.EmbedMultipleConfs(
-                mol,
-                numConfs=max(1, n_conformers),
-                randomSeed=seed,
-                coordMap=coord_map,
-                useRandomCoords=True,
-                enforceChirality=True,
-                maxAttempts=50,
-            )
-        )
-        if not cids:
-            log.info("%s: constrained embedding failed; embedding freely and aligning on the core", name)
-            cids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
-        if not cids:
-            continue
-        atom_map = [(i, j) for i, j in core]
-        candidates = []
-        for cid in cids:
-            AllChem.AlignMol(mol, ref, prbCid=cid, atomMap=atom_map)
-            conf = mol.GetConformer(cid)
-            for i, j in core:
-                conf.SetAtomPosition(i, Point3D(*ref_pos[j]))
-            energy = _minimize(mol, cid, core_mol, loose=[i for i in heavy if i not in core_set])
-            if _pose_smiles(mol, cid) != target:
-                continue
-            diff = _positions(mol, cid, core_mol) - core_ref_pos
-            rmsd = float((diff**2).sum(axis=1).mean() ** 0.5)
-            clash = _clash_penalty(_positions(mol, cid, heavy), tree)
-            candidates.append((rmsd, clash, energy, cid))
+        candidates: list[tuple[float, float, float | None, object]] = []
+        for round_index in range(1 + (CLASH_EXTRA_ROUNDS if tree is not None else 0)):
+            candidates += _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers, seed + 7919 * round_index)
+            if not candidates or min(c[1] for c in candidates) == 0.0:
+                break
+            log.info("%s: every pose so far clashes with the protein; sampling more conformers", name)
         if not candidates:
             log.info("%s: no conformer kept the stereochemistry with a %d-atom core", name, len(core))
             continue
         energies = [c[2] for c in candidates if c[2] is not None]
         e_min = min(energies) if energies else 0.0
         scored = sorted(
-            (rmsd + clash + STRAIN_WEIGHT * ((energy if energy is not None else e_min) - e_min), cid, rmsd, clash)
-            for rmsd, clash, energy, cid in candidates
+            (
+                (rmsd + clash + STRAIN_WEIGHT * ((energy if energy is not None else e_min) - e_min), index)
+                for index, (rmsd, clash, energy, _conf) in enumerate(candidates)
+            ),
         )
-        _score, best, rmsd, clash = scored[0]
+        rmsd, clash, _energy, best_conf = candidates[scored[0][1]]
         if clash > 0:
             log.warning("%s: best pose still clashes with the protein (penalty %.2f)", name, clash)
         out = Chem.Mol(mol)
-        best_conf = Chem.Conformer(mol.GetConformer(best))
         out.RemoveAllConformers()
         out.AddConformer(best_conf, assignId=True)
         out.SetProp("_Name", name)
