@@ -214,29 +214,27 @@ def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=Non
     forcefield : openmm.app.ForceField, optional
         Default: :func:`fep.systems.make_forcefield` of ``settings`` without ligands.
     """
-    import openmm.app as app
 
-    from fep.systems import SystemSettings, _positions_nm, make_forcefield
+    from fep.systems import SystemSettings, _positions_nm, copy_topology, make_forcefield
 
     settings = settings or SystemSettings()
     path = Path(pdb_path)
     pdb = read_pdb(path)
     forcefield = forcefield or make_forcefield(settings)
-    modeller = app.Modeller(pdb.topology, pdb.positions)
-    waters = [r for r in modeller.topology.residues() if r.name in WATER_NAMES]
+    topology, positions = pdb.topology, _positions_nm(pdb.positions)
+    waters = [r for r in topology.residues() if r.name in WATER_NAMES]
     dropped = 0
     if waters and not settings.keep_crystal_waters:
-        modeller.delete(waters)
+        topology, positions, _ = copy_topology(topology, positions, skip_residues={r.index for r in waters})
         dropped = len(waters)
-    positions = _positions_nm(modeller.positions)
-    if modeller.topology.getNumAtoms() == 0:
+    if topology.getNumAtoms() == 0:
         raise InputError(f"protein {path}: no atoms left after removing waters")
-    net_charge = check_protein(modeller.topology, positions, forcefield, source=str(path))
+    net_charge = check_protein(topology, positions, forcefield, source=str(path))
     log.info(
         "protein %s: %d atoms, net charge %+d, %d crystal waters dropped", path, len(positions), net_charge, dropped
     )
     return ProteinStructure(
-        topology=modeller.topology,
+        topology=topology,
         positions=positions,
         net_charge=net_charge,
         path=path,

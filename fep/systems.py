@@ -432,86 +432,157 @@ def ion_counts(n_waters: int, net_charge: int, ionic_strength_molar: float, neut
     return n_pos + pairs, n_neg + pairs
 
 
-def _remove_water_clashes(modeller, first_water_residue: int, min_distance: float) -> int:
-    """Delete added waters whose oxygen is closer than ``min_distance`` (nm, minimum image) to an earlier one.
+def _water_clashes(oxygens: np.ndarray, box: np.ndarray, min_distance: float) -> set[int]:
+    """Waters to drop so that no two water oxygens are closer than ``min_distance`` (nm, minimum image).
 
     ``Modeller.addSolvent`` tiles a pre-equilibrated box and trims it to the triclinic cell; waters meeting across
     the cell faces can end up 0.17-0.19 nm apart (O–O), several hundred kJ/mol each. Liquid TIP3P has no O–O
-    pair closer than ~0.24 nm, so removing one water of each closer pair takes away those clashes only.
-    Returns the number of waters removed.
+    pair closer than ~0.24 nm, so dropping the later water of each closer pair takes away those clashes only.
+
+    Parameters
+    ----------
+    oxygens : ndarray, shape (n_waters, 3)
+    box : ndarray, shape (3, 3)
+    min_distance : float
+
+    Returns
+    -------
+    set of int
+        Indices into ``oxygens``.
     """
     from scipy.spatial import cKDTree
 
-    waters = [r for r in modeller.topology.residues() if r.index >= first_water_residue and r.name == "HOH"]
-    if len(waters) < 2 or min_distance <= 0:
-        return 0
-    positions = _positions_nm(modeller.positions)
-    box = _positions_nm(modeller.topology.getPeriodicBoxVectors())
-    oxygens = positions[[next(a.index for a in r.atoms() if a.element.symbol == "O") for r in waters]]
-    tree = cKDTree(_periodic_images(oxygens, box))
-    n = len(waters)
+    n = len(oxygens)
     removed: set[int] = set()
+    if n < 2 or min_distance <= 0:
+        return removed
+    tree = cKDTree(_periodic_images(oxygens, box))
     for i, neighbours in enumerate(tree.query_ball_point(oxygens, r=min_distance)):
         if i in removed:
             continue
-        for k in neighbours:
-            j = k % n
-            if j != i and j not in removed:
-                removed.add(max(i, j))
-                if max(i, j) == i:
-                    break
-    if removed:
-        modeller.delete([waters[i] for i in sorted(removed)])
-    return len(removed)
+        for j in sorted({k % n for k in neighbours} - {i} - removed):
+            removed.add(max(i, j))
+            if j < i:
+                break
+    return removed
 
 
-def _add_ions(modeller, first_water_residue: int, net_charge: int, settings: SystemSettings) -> tuple[int, int, int]:
-    """Replace randomly chosen added waters by Na+/Cl-; returns (n_waters before, n_pos, n_neg)."""
-    import openmm.app as app
+def _ion_sites(
+    oxygens: np.ndarray, solute: np.ndarray, box: np.ndarray, n_ions: int, min_distance: float, seed: int
+) -> list[int]:
+    """Randomly chosen waters (seeded) to become ions: ``min_distance`` from the solute and from each other.
+
+    Parameters
+    ----------
+    oxygens : ndarray, shape (n_waters, 3)
+        Candidate water oxygens, nm.
+    solute : ndarray, shape (n_solute, 3)
+        Everything that is not a candidate water, nm.
+    box : ndarray, shape (3, 3)
+    n_ions : int
+    min_distance : float
+        nm.
+    seed : int
+
+    Returns
+    -------
+    list of int
+        Indices into ``oxygens``, ``n_ions`` of them.
+    """
     from scipy.spatial import cKDTree
 
-    topology = modeller.topology
-    positions = _positions_nm(modeller.positions)
-    waters = [r for r in topology.residues() if r.index >= first_water_residue and r.name == "HOH"]
-    n_pos, n_neg = ion_counts(
-        len(waters), net_charge, settings.ionic_strength.m_as("molar"), neutralize=settings.neutralize
-    )
-    if n_pos + n_neg == 0:
-        return len(waters), 0, 0
-    water_atoms = {a.index for r in waters for a in r.atoms()}
-    solute = np.array([i for i in range(len(positions)) if i not in water_atoms], dtype=int)
-    box = _positions_nm(topology.getPeriodicBoxVectors())
-    oxygens = np.array([next(a.index for a in r.atoms() if a.element.symbol == "O") for r in waters])
-    o_pos = positions[oxygens]
-    cutoff = settings.ion_min_distance.m_as("nanometer")
-    far = np.ones(len(waters), dtype=bool)
+    if n_ions == 0:
+        return []
+    far = np.ones(len(oxygens), dtype=bool)
     if len(solute):
-        tree = cKDTree(_periodic_images(positions[solute], box))
-        far = np.isinf(tree.query(o_pos, k=1, distance_upper_bound=cutoff)[0])
-    rng = np.random.default_rng(settings.random_seed)
+        tree = cKDTree(_periodic_images(solute, box))
+        far = np.isinf(tree.query(oxygens, k=1, distance_upper_bound=min_distance)[0])
+    rng = np.random.default_rng(seed)
     chosen: list[int] = []
     chosen_images = np.empty((0, 3))
     for w in rng.permutation(np.flatnonzero(far)):
-        if len(chosen_images) and np.min(np.linalg.norm(chosen_images - o_pos[w], axis=1)) < cutoff:
+        if len(chosen_images) and np.min(np.linalg.norm(chosen_images - oxygens[w], axis=1)) < min_distance:
             continue
         chosen.append(int(w))
-        chosen_images = np.vstack([chosen_images, _periodic_images(o_pos[w][None, :], box)])
-        if len(chosen) == n_pos + n_neg:
+        chosen_images = np.vstack([chosen_images, _periodic_images(oxygens[w][None, :], box)])
+        if len(chosen) == n_ions:
             break
-    if len(chosen) < n_pos + n_neg:
-        raise InputError(
-            f"cannot place {n_pos} Na+ and {n_neg} Cl- at least {cutoff} nm from the solute and each other "
-            f"({len(chosen)} places found): increase the padding or lower ion_min_distance"
-        )
-    modeller.delete([waters[w] for w in chosen])
-    ions = app.Topology()
-    chain = ions.addChain()
-    for k in range(n_pos + n_neg):
-        element = app.element.sodium if k < n_pos else app.element.chlorine
-        residue = ions.addResidue(element.symbol.upper(), chain)
-        ions.addAtom(element.symbol.upper(), element, residue)
-    modeller.add(ions, _vec3_nm(o_pos[chosen]))
-    return len(waters), n_pos, n_neg
+    return chosen
+
+
+def copy_topology(topology, positions: np.ndarray, skip_residues=frozenset(), ions=()):
+    """A copy of ``topology`` without some residues, plus monatomic ions in a new last chain.
+
+    Much faster than ``Modeller.delete``/``add`` (no deep copies of Vec3 positions) for 50k-atom boxes.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology
+    positions : ndarray, shape (N, 3)
+        nm.
+    skip_residues : set of int
+        Residue indices to leave out.
+    ions : sequence of (element symbol, ndarray shape (3,))
+        e.g. ``[("Na", xyz), ("Cl", xyz)]``; residue and atom named like OpenMM's (``NA``, ``CL``).
+
+    Returns
+    -------
+    topology : openmm.app.Topology
+    positions : ndarray, shape (M, 3)
+    old_index : list of int
+        For each copied atom, its index in ``topology`` (ions excluded).
+    """
+    import openmm.app as app
+
+    new = app.Topology()
+    new.setPeriodicBoxVectors(topology.getPeriodicBoxVectors())
+    new_atoms: dict[int, Any] = {}
+    old_index: list[int] = []
+    for chain in topology.chains():
+        residues = [r for r in chain.residues() if r.index not in skip_residues]
+        if not residues:
+            continue
+        new_chain = new.addChain(chain.id)
+        for residue in residues:
+            new_residue = new.addResidue(residue.name, new_chain, residue.id, residue.insertionCode)
+            for atom in residue.atoms():
+                new_atoms[atom.index] = new.addAtom(atom.name, atom.element, new_residue, atom.id, atom.formalCharge)
+                old_index.append(atom.index)
+    for bond in topology.bonds():
+        a, b = new_atoms.get(bond[0].index), new_atoms.get(bond[1].index)
+        if a is not None and b is not None:
+            new.addBond(a, b, bond.type, bond.order)
+    rows = [np.asarray(positions, dtype=float).reshape(-1, 3)[old_index]]
+    if ions:
+        chain = new.addChain()
+        for symbol, xyz in ions:
+            element = app.element.Element.getBySymbol(symbol)
+            residue = new.addResidue(symbol.upper(), chain)
+            new.addAtom(symbol.upper(), element, residue)
+            rows.append(np.asarray(xyz, dtype=float).reshape(1, 3))
+    return new, np.vstack(rows), old_index
+
+
+def _merge(parts):
+    """One topology (and positions, shape (N, 3) nm) from ``[(topology, positions), ...]``, chains in order."""
+    import openmm.app as app
+
+    new = app.Topology()
+    rows = []
+    for topology, positions in parts:
+        new_atoms: dict[int, Any] = {}
+        for chain in topology.chains():
+            new_chain = new.addChain(chain.id)
+            for residue in chain.residues():
+                new_residue = new.addResidue(residue.name, new_chain, residue.id, residue.insertionCode)
+                for atom in residue.atoms():
+                    new_atoms[atom.index] = new.addAtom(
+                        atom.name, atom.element, new_residue, atom.id, atom.formalCharge
+                    )
+        for bond in topology.bonds():
+            new.addBond(new_atoms[bond[0].index], new_atoms[bond[1].index], bond.type, bond.order)
+        rows.append(np.asarray(positions, dtype=float).reshape(-1, 3))
+    return new, (np.vstack(rows) if rows else np.empty((0, 3)))
 
 
 # -------------------------------------------------------------------------------------------- building
@@ -530,7 +601,8 @@ def box_vectors_for(positions: np.ndarray, padding: float, shape: str, cutoff: f
 
     The width (distance between periodic images) is ``max(2 r + padding, 2 padding)`` with ``r`` the solute's
     radius around its bounding-box centre, as in ``Modeller.addSolvent``; it is raised where needed so that
-    every box height (``a_x``, ``b_y``, ``c_z``) is at least 2.02 × ``cutoff``, which OpenMM requires (a small
+    every box height (``a_x``, ``b_y``, ``c_z``) is at least 2.2 × ``cutoff``: OpenMM requires 2 ×, and NPT volume
+    fluctuations of a small box need the 10 % margin (a small
     solute with 1.2 nm padding gives a 2.4 nm dodecahedron, whose height 1.70 nm is too small for 0.9 nm).
 
     Parameters
@@ -551,18 +623,21 @@ def box_vectors_for(positions: np.ndarray, padding: float, shape: str, cutoff: f
     if len(positions):
         center = 0.5 * (positions.min(axis=0) + positions.max(axis=0))
         radius = float(np.max(np.linalg.norm(positions - center, axis=1)))
-    width = max(2 * radius + padding, 2 * padding, 2.02 * cutoff / float(np.min(np.diag(unit_box))))
+    width = max(2 * radius + padding, 2 * padding, 2.2 * cutoff / float(np.min(np.diag(unit_box))))
     return unit_box * width
 
 
 @dataclass
 class _Box:
-    """A solvated (or bare) environment holding every ligand of the leg, before splitting per ligand."""
+    """Everything of a leg with every ligand in it, before splitting into one system per ligand."""
 
-    modeller: Any
-    ligand_residues: list[int]  # residue index of each ligand in modeller.topology
+    topology: Any  # environment + all ligands + all added waters (some of which are dropped or become ions)
+    positions: np.ndarray  # (N, 3) nm
+    ligand_residues: list[int]  # residue index of each ligand
+    skip_residues: set[int] = field(default_factory=set)  # waters dropped (clashes) or replaced by ions
+    ions: list[tuple[str, np.ndarray]] = field(default_factory=list)
     net_charge: int = 0
-    n_waters: int = 0
+    n_waters: int = 0  # waters in the final box
     n_pos: int = 0
     n_neg: int = 0
 
@@ -578,37 +653,37 @@ def _assemble(
     import openmm.app as app
     import openmm.unit as u
 
+    parts = []
+    env_charge = 0
     if leg == "complex":
         from fep.protein import load_protein
 
         protein = load_protein(protein_pdb, settings, forcefield=forcefield)
-        modeller = app.Modeller(protein.topology, _vec3_nm(protein.positions))
+        parts.append((protein.topology, protein.positions))
         env_charge = protein.net_charge
-    else:
-        modeller = app.Modeller(app.Topology(), [] * u.nanometer)
-        env_charge = 0
-    residues = []
-    for prep, pos in ligands:
-        residues.append(modeller.topology.getNumResidues())
-        modeller.add(_ligand_topology(prep), _vec3_nm(pos))
-    box = _Box(modeller=modeller, ligand_residues=residues, net_charge=env_charge + ligands[0][0].ligand.formal_charge)
+    n_env_residues = sum(t.getNumResidues() for t, _ in parts)
+    parts += [(_ligand_topology(prep), pos) for prep, pos in ligands]
+    topology, positions = _merge(parts)
+    residues = [n_env_residues + k for k in range(len(ligands))]
+    net_charge = env_charge + ligands[0][0].ligand.formal_charge
     if leg == "vacuum":
-        return box
+        return _Box(topology=topology, positions=positions, ligand_residues=residues, net_charge=net_charge)
     if progress:
         progress("solvating")
-    first_water = modeller.topology.getNumResidues()
+    first_water = topology.getNumResidues()
+    box_vectors = box_vectors_for(
+        positions,
+        settings.padding_for(leg).m_as("nanometer"),
+        settings.box_shape,
+        settings.nonbonded_cutoff.m_as("nanometer"),
+    )
+    modeller = app.Modeller(topology, _vec3_nm(positions))
     try:
-        vectors = box_vectors_for(
-            _positions_nm(modeller.positions),
-            settings.padding_for(leg).m_as("nanometer"),
-            settings.box_shape,
-            settings.nonbonded_cutoff.m_as("nanometer"),
-        )
         with _quiet_ligand_parametrization():
             modeller.addSolvent(
                 forcefield,
                 model=settings.water_model,
-                boxVectors=_vec3_nm(vectors),
+                boxVectors=_vec3_nm(box_vectors),
                 ionicStrength=0 * u.molar,
                 neutralize=False,
             )
@@ -617,36 +692,56 @@ def _assemble(
     except Exception as err:
         names = ", ".join(p.name for p, _ in ligands)
         raise ParametrizationError(f"{leg} leg of {names}: solvation failed ({err})") from err
-    n_removed = _remove_water_clashes(modeller, first_water, settings.water_clash_distance.m_as("nanometer"))
-    log.debug("%s leg: removed %d waters clashing across the cell faces", leg, n_removed)
-    box.n_waters, box.n_pos, box.n_neg = _add_ions(modeller, first_water, box.net_charge, settings)
+    box = _Box(
+        topology=modeller.topology,
+        positions=_positions_nm(modeller.positions),
+        ligand_residues=residues,
+        net_charge=net_charge,
+    )
+    waters = [r for r in box.topology.residues() if r.index >= first_water and r.name == "HOH"]
+    o_index = np.array([next(a.index for a in r.atoms() if a.element.symbol == "O") for r in waters], dtype=int)
+    clashes = _water_clashes(box.positions[o_index], box_vectors, settings.water_clash_distance.m_as("nanometer"))
+    waters = [w for k, w in enumerate(waters) if k not in clashes]
+    o_index = np.delete(o_index, sorted(clashes))
+    n_pos, n_neg = ion_counts(len(waters), net_charge, settings.ionic_strength.m_as("molar"), settings.neutralize)
+    water_atoms = np.zeros(len(box.positions), dtype=bool)
+    water_atoms[[a.index for r in waters for a in r.atoms()]] = True
+    cutoff = settings.ion_min_distance.m_as("nanometer")
+    sites = _ion_sites(
+        box.positions[o_index], box.positions[~water_atoms], box_vectors, n_pos + n_neg, cutoff, settings.random_seed
+    )
+    if len(sites) < n_pos + n_neg:
+        raise InputError(
+            f"{leg} leg: cannot place {n_pos} Na+ and {n_neg} Cl- at least {cutoff} nm from the solute and from "
+            f"each other ({len(sites)} places found): increase the padding or lower ion_min_distance"
+        )
+    box.ions = [("Na" if k < n_pos else "Cl", box.positions[o_index[w]]) for k, w in enumerate(sites)]
+    site_set = set(sites)
+    box.skip_residues = {r.index for k, r in enumerate(waters) if k in site_set}
+    box.skip_residues |= {r.index for r in box.topology.residues() if r.index >= first_water} - {
+        r.index for r in waters
+    }
+    box.n_waters, box.n_pos, box.n_neg = len(waters) - len(sites), n_pos, n_neg
     log.info(
-        "%s leg: %d waters, %d Na+, %d Cl-, %d atoms with all ligands",
+        "%s leg: %d waters (%d removed for clashes), %d Na+, %d Cl-",
         leg,
-        box.n_waters - box.n_pos - box.n_neg,
-        box.n_pos,
-        box.n_neg,
-        modeller.topology.getNumAtoms(),
+        box.n_waters,
+        len(clashes),
+        n_pos,
+        n_neg,
     )
     return box
 
 
 def _split(box: _Box, keep: int):
-    """Topology and positions (nm) of the box with only ligand number ``keep``; plus its atom indices."""
-    import openmm.app as app
-
-    residues = list(box.modeller.topology.residues())
-    drop = [residues[r] for k, r in enumerate(box.ligand_residues) if k != keep]
-    modeller = app.Modeller(box.modeller.topology, box.modeller.positions)
-    if drop:
-        modeller.delete(drop)
-    kept = residues[box.ligand_residues[keep]]
-    # the ligands are consecutive residues: the ``keep`` ligands before the kept one were dropped
-    ligand_residue = list(modeller.topology.residues())[box.ligand_residues[keep] - keep]
-    ligand_atoms = [a.index for a in ligand_residue.atoms()]
-    if len(ligand_atoms) != len(list(kept.atoms())):  # pragma: no cover - internal consistency
-        raise RuntimeError("ligand residue bookkeeping went wrong")
-    return modeller.topology, _positions_nm(modeller.positions), ligand_atoms
+    """Topology, positions (nm, shape (N, 3)) and ligand atom indices of the box with ligand ``keep`` only."""
+    others = {r for k, r in enumerate(box.ligand_residues) if k != keep}
+    topology, positions, old_index = copy_topology(
+        box.topology, box.positions, skip_residues=box.skip_residues | others, ions=box.ions
+    )
+    ligand = next(r for r in box.topology.residues() if r.index == box.ligand_residues[keep])
+    new_of_old = {old: new for new, old in enumerate(old_index)}
+    return topology, positions, [new_of_old[a.index] for a in ligand.atoms()]
 
 
 def build_end_states(
@@ -726,7 +821,7 @@ def build_end_states(
         mapping=mapping,
         settings=settings,
         net_charge=box.net_charge,
-        n_waters=box.n_waters - box.n_pos - box.n_neg,
+        n_waters=box.n_waters,
         n_positive_ions=box.n_pos,
         n_negative_ions=box.n_neg,
     )
