@@ -128,7 +128,7 @@ def check_stereo_defined(mol, label: str) -> None:
             continue
         if info.type == Chem.StereoType.Atom_Tetrahedral:
             atom = mol.GetAtomWithIdx(info.centeredOn)
-            unspecified.append(f"chiral centre at atom {info.centeredOn + 1} ({atom.GetSymbol()})")
+            unspecified.append(f"stereocentre at atom {info.centeredOn + 1} ({atom.GetSymbol()})")
         elif info.type == Chem.StereoType.Bond_Double:
             bond = mol.GetBondWithIdx(info.centeredOn)
             unspecified.append(f"double bond {bond.GetBeginAtomIdx() + 1}={bond.GetEndAtomIdx() + 1}")

@@ -43,7 +43,10 @@ def test_check_molecule_accepts_sage_elements(smiles):
     check_molecule(Chem.MolFromSmiles(smiles), "ligand ok")
 
 
-@pytest.mark.parametrize(("smiles", "needle"), [("CC(F)Cl", "chiral centre"), ("CC=CC", "double bond")])
+@pytest.mark.parametrize(
+    ("smiles", "needle"),
+    [("CC(F)Cl", "stereocentre"), ("CC1CCC(C)CC1", "stereocentre at atom 2"), ("CC=CC", "double bond")],
+)
 def test_undefined_stereo(smiles, needle):
     with pytest.raises(LigandValidationError, match=needle):
         check_stereo_defined(Chem.MolFromSmiles(smiles), "ligand s")
