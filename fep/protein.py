@@ -215,13 +215,14 @@ def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=Non
         Default: :func:`fep.systems.make_forcefield` of ``settings`` without ligands.
     """
 
-    from fep.systems import SystemSettings, _positions_nm, copy_topology, make_forcefield
+    from fep.solvation import copy_topology, positions_nm
+    from fep.systems import SystemSettings, make_forcefield
 
     settings = settings or SystemSettings()
     path = Path(pdb_path)
     pdb = read_pdb(path)
     forcefield = forcefield or make_forcefield(settings)
-    topology, positions = pdb.topology, _positions_nm(pdb.positions)
+    topology, positions = pdb.topology, positions_nm(pdb.positions)
     waters = [r for r in topology.residues() if r.name in WATER_NAMES]
     dropped = 0
     if waters and not settings.keep_crystal_waters:

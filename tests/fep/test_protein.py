@@ -111,7 +111,8 @@ def test_missing_file(tmp_path):
 def test_check_protein_returns_charge(bench):
     import openmm.app as app
 
-    from fep.systems import _positions_nm, make_forcefield
+    from fep.solvation import positions_nm
+    from fep.systems import make_forcefield
 
     pdb = app.PDBFile(str(bench / "tyk2" / "protein.pdb"))
-    assert check_protein(pdb.topology, _positions_nm(pdb.positions), make_forcefield(SystemSettings())) == -2
+    assert check_protein(pdb.topology, positions_nm(pdb.positions), make_forcefield(SystemSettings())) == -2
