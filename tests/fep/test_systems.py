@@ -251,6 +251,16 @@ def test_hmr_can_be_disabled_and_conserves_mass(ligands):
     assert m_heavy[0] == pytest.approx(m_plain[0] - 3 * (4.0 - m_plain[8]))  # methyl carbon gave 3 H their mass
 
 
+def test_charged_ligand_is_neutralised(tmp_path):
+    benzoate = _prepared("benzoate", "[O-]C(=O)c1ccccc1", 2, tmp_path, charge=-1)
+    system, topology, positions, box = build_ligand_system(benzoate, "solvent")
+    names = _residue_names(topology)
+    n_water, n_na, n_cl = names.count("HOH"), names.count("NA"), names.count("CL")
+    assert n_na - n_cl == 1 and abs(_charges(system).sum()) < 1e-4
+    assert n_cl == math.floor((n_water + n_na + n_cl - 1) * 0.15 / 55.4 + 0.5)
+    assert positions.shape == (system.getNumParticles(), 3) and box.shape == (3, 3)
+
+
 # ---------------------------------------------------------------------------------------------- vacuum
 def test_vacuum_no_box_no_cutoff_only_ligand(vacuum, ligands):
     import openmm
