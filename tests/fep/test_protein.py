@@ -125,3 +125,22 @@ def test_check_protein_returns_charge(bench):
 
     pdb = app.PDBFile(str(bench / "tyk2" / "protein.pdb"))
     assert check_protein(pdb.topology, positions_nm(pdb.positions), make_forcefield(SystemSettings())) == -2
+
+
+def test_cli_protein_check_and_fix(bench, tmp_path, capsys):
+    import json
+
+    from fep.cli import main
+
+    assert main(["protein", str(bench / "tyk2" / "protein.pdb"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_atoms"] == 4652 and out["net_charge"] == -2 and out["crystal_waters_dropped"] == 2
+
+    tpo = _edited(bench, tmp_path / "tpo.pdb", rename=(_is("THR", 923), "TPO"))
+    assert main(["protein", str(tpo)]) == 2
+    assert "TPO 923" in capsys.readouterr().err
+
+    lys = _edited(bench, tmp_path / "lys.pdb", drop=_is("LYS", 1077, ("NZ", "HZ1", "HZ2", "HZ3")))
+    assert main(["protein", str(lys), "--fix-protein", str(tmp_path / "fixed.pdb"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["repair"]["added_atoms"] == ["A LYS 1077 NZ"] and out["n_atoms"] == 4652
