@@ -237,17 +237,20 @@ def _add_b_bonds(top, atoms, end_states, b_to_h: np.ndarray, role: np.ndarray) -
 def _constraints(hybrid, system_a, system_b, b_to_h: np.ndarray, role: np.ndarray, edge: str) -> list[str]:
     """A's constraints, plus B's that involve a unique B atom or a core pair A does not constrain."""
     warnings = []
+    from openmm import _openmm
+
+    get = _openmm.System_getConstraintParameters
     cons: dict[tuple[int, int], float] = {}
     for n in range(system_a.getNumConstraints()):
-        i, j, d = system_a.getConstraintParameters(n)
-        cons[(min(i, j), max(i, j))] = _v(d)
+        i, j, d = get(system_a, n)
+        cons[(min(i, j), max(i, j))] = d
     core_only_a = {key for key in cons if role[key[0]] == ROLE_CORE and role[key[1]] == ROLE_CORE}
     seen_b = set()
+    b_list = b_to_h.tolist()
     for n in range(system_b.getNumConstraints()):
-        i, j, d = system_b.getConstraintParameters(n)
-        hi, hj = int(b_to_h[i]), int(b_to_h[j])
+        i, j, d = get(system_b, n)
+        hi, hj = b_list[i], b_list[j]
         key = (min(hi, hj), max(hi, hj))
-        d = _v(d)
         seen_b.add(key)
         if key in cons:
             if abs(cons[key] - d) > CONSTRAINT_TOLERANCE_NM:

@@ -42,35 +42,29 @@ def _v(x) -> float:
     return float(x._value) if hasattr(x, "_value") else float(x)
 
 
-def _collect(system, to_h: np.ndarray, kind: str) -> list[tuple[tuple[int, ...], tuple[float, ...]]]:
-    """All terms of one kind in ``system`` as (hybrid atoms, parameters) with canonical atom order."""
+def _collect(system, to_h: np.ndarray, kind: str) -> list[tuple[tuple[int, ...], tuple]]:
+    """All terms of one kind in ``system`` as (hybrid atoms in canonical order, parameters)."""
     import openmm
+    from openmm import _openmm  # unit-free SWIG getters: ~10x faster on 30k-particle systems
 
-    cls = {
-        "bond": openmm.HarmonicBondForce,
-        "angle": openmm.HarmonicAngleForce,
-        "torsion": openmm.PeriodicTorsionForce,
+    cls, count, get = {
+        "bond": (openmm.HarmonicBondForce, "getNumBonds", _openmm.HarmonicBondForce_getBondParameters),
+        "angle": (openmm.HarmonicAngleForce, "getNumAngles", _openmm.HarmonicAngleForce_getAngleParameters),
+        "torsion": (openmm.PeriodicTorsionForce, "getNumTorsions", _openmm.PeriodicTorsionForce_getTorsionParameters),
     }[kind]
-    terms = []
+    n_atoms = {"bond": 2, "angle": 3, "torsion": 4}[kind]
+    to_h = to_h.tolist()
+    out = []
     for force in system.getForces():
         if not isinstance(force, cls):
             continue
-        if kind == "bond":
-            for n in range(force.getNumBonds()):
-                i, j, r0, k = force.getBondParameters(n)
-                terms.append(((int(to_h[i]), int(to_h[j])), (_v(r0), _v(k))))
-        elif kind == "angle":
-            for n in range(force.getNumAngles()):
-                i, j, m, theta0, k = force.getAngleParameters(n)
-                terms.append(((int(to_h[i]), int(to_h[j]), int(to_h[m])), (_v(theta0), _v(k))))
-        else:
-            for n in range(force.getNumTorsions()):
-                i, j, m, q, per, phase, k = force.getTorsionParameters(n)
-                terms.append(((int(to_h[i]), int(to_h[j]), int(to_h[m]), int(to_h[q])), (int(per), _v(phase), _v(k))))
-    out = []
-    for atoms, params in terms:
-        canon = _canonical(atoms)
-        out.append((canon, params))
+        for n in range(getattr(force, count)()):
+            values = get(force, n)
+            atoms = tuple(to_h[a] for a in values[:n_atoms])
+            params = tuple(values[n_atoms:])
+            if kind == "torsion":
+                params = (int(params[0]), float(params[1]), float(params[2]))
+            out.append((_canonical(atoms), params))
     return out
 
 
@@ -83,17 +77,18 @@ def _split_terms(
     static: list = []
     pool_a: Counter = Counter()
     pool_b: Counter = Counter()
+    role = role.tolist()
     for atoms, params in terms_a:
-        roles = role[list(atoms)]
-        if np.any(roles == ROLE_UNIQUE_A) or np.all(roles == ROLE_ENV):
+        roles = [role[a] for a in atoms]
+        if ROLE_UNIQUE_A in roles or all(r == ROLE_ENV for r in roles):
             static.append((atoms, params))
         else:
             pool_a[(atoms, params)] += 1
     for atoms, params in terms_b:
-        roles = role[list(atoms)]
-        if np.any(roles == ROLE_UNIQUE_B):
+        roles = [role[a] for a in atoms]
+        if ROLE_UNIQUE_B in roles:
             static.append((atoms, params))
-        elif np.all(roles == ROLE_ENV):
+        elif all(r == ROLE_ENV for r in roles):
             continue  # the environment is identical in A and B: taken once, from A
         else:
             pool_b[(atoms, params)] += 1

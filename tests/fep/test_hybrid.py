@@ -219,3 +219,15 @@ def test_save_load_round_trip(leg_of, tmp_path):
     c1, c2 = _context(hybrid), _context(loaded)
     for x in (0.0, 0.5, 1.0):
         assert _energy(c1, hybrid.lambda_values(x)) == pytest.approx(_energy(c2, loaded.lambda_values(x)), abs=1e-9)
+
+
+def test_dispersion_coefficient_matches_openmm(leg_of):
+    """Our closed form of OpenMM's dispersion coefficient equals OpenMM's own (evaluated on a sparse lattice)."""
+    from fep.hybrid_nonbonded import dispersion_coefficient, dispersion_coefficient_openmm
+
+    end_states, hybrid, _ = leg_of("benzene", "toluene", "solvent")
+    for system in (end_states.system_a, end_states.system_b, hybrid.system):
+        nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+        assert dispersion_coefficient(nb) == pytest.approx(dispersion_coefficient_openmm(nb), rel=1e-10)
+    coefficients = hybrid.info.dispersion_coefficients
+    assert coefficients["a"] < 0 and coefficients["b"] < coefficients["a"]  # toluene adds attraction
