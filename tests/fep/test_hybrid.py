@@ -231,3 +231,40 @@ def test_dispersion_coefficient_matches_openmm(leg_of):
         assert dispersion_coefficient(nb) == pytest.approx(dispersion_coefficient_openmm(nb), rel=1e-10)
     coefficients = hybrid.info.dispersion_coefficients
     assert coefficients["a"] < 0 and coefficients["b"] < coefficients["a"]  # toluene adds attraction
+
+
+# ------------------------------------------------------------------------------------------------ tyk2
+@pytest.fixture(scope="module")
+def tyk2_edge(bench, charge_cache):
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MCSMapper
+
+    ligands = {lig.name: lig for lig in read_ligands(bench / "tyk2" / "ligands.sdf")}
+    a, b = ligands["lig_ejm_31"], ligands["lig_ejm_42"]
+    prep_a = assign_charges(a, method="gasteiger", cache_dir=charge_cache)
+    prep_b = assign_charges(b, method="gasteiger", cache_dir=charge_cache)
+    return prep_a, prep_b, MCSMapper().map(a, b)
+
+
+def test_tyk2_solvent_end_states(tyk2_edge):
+    from fep.systems import build_end_states
+
+    prep_a, prep_b, mapping = tyk2_edge
+    end_states = build_end_states(prep_a, prep_b, mapping, "solvent")
+    hybrid = build_hybrid(end_states, mapping)
+    assert len(hybrid.info.unique_a) >= 1 and len(hybrid.info.unique_b) >= 1
+    _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
+
+
+@pytest.mark.slow
+def test_tyk2_complex_end_states(tyk2_edge, bench):
+    """The complex leg (35k atoms): about 5 minutes on the Reference platform on 2 busy cores."""
+    from fep.systems import build_end_states
+
+    prep_a, prep_b, mapping = tyk2_edge
+    end_states = build_end_states(prep_a, prep_b, mapping, "complex", protein_pdb=bench / "tyk2" / "protein.pdb")
+    hybrid = build_hybrid(end_states, mapping)
+    _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
+    # the CPU platform, in the real (triclinic) box, agrees within single-precision noise
+    assert end_state_energy_check(end_states, hybrid, platform="CPU")["passed"]
