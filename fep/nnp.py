@@ -58,6 +58,7 @@ GAS_CONSTANT_KJ = 8.314462618e-3
 ANI2X_SYMBOLS = ("H", "C", "N", "O", "F", "S", "Cl")
 _WARN_OVERLAP = 0.1
 _WARN_N_EFFECTIVE = 10.0
+_WARN_MISMATCH_KJ_MOL = 1.0
 
 Progress = Callable[[int, int, str], None]
 
@@ -294,6 +295,21 @@ def sample_lambda_states(
 
 
 # ------------------------------------------------------------------------------------------ the correction
+def _parameter_mismatch(system, ligand_atoms, delta_u, lig0: np.ndarray) -> float | None:
+    """Std (kJ/mol) over the λ = 0 frames of [ligand intra energy with the system's parameters] − [with
+    ``ligand_system(prepared)``]; ~0 when both parametrize the ligand alike (constrained bonds only add a
+    constant). None when the system's forces cannot be read by the kernel."""
+    from gpu_kernels.mm_intra import MMIntraKernel
+
+    try:
+        kernel = MMIntraKernel.from_system(system, ligand_atoms, device="cpu")
+    except MlfepError as err:
+        log.debug("parameter consistency check skipped: %s", err)
+        return None
+    diff = kernel.energies(lig0) - delta_u.mm.energies(lig0)
+    return float(np.std(diff)) if len(diff) > 1 else 0.0
+
+
 def _check_inputs(system, topology, ligand_atoms, frames, boxes, prepared) -> tuple[np.ndarray, np.ndarray | None]:
     name = prepared.name
     frames = np.asarray(frames, dtype=np.float64)
@@ -408,6 +424,7 @@ def endpoint_correction(
     idx = np.unique(np.round(np.linspace(0, len(frames) - 1, n_use)).astype(int))
     lig0 = make_whole(frames[idx][:, ligand_atoms], None if boxes is None else boxes[idx], delta_u.bonds)
     du = [delta_u(lig0)]
+    mismatch = _parameter_mismatch(system, ligand_atoms, delta_u, lig0)
 
     lambdas = list(settings.lambdas)
     try:
@@ -456,7 +473,16 @@ def endpoint_correction(
             ),
         )
     status, why = "pass", ""
-    if min_ov < _WARN_OVERLAP:
+    if mismatch is not None and mismatch > _WARN_MISMATCH_KJ_MOL:
+        status, why = (
+            "warn",
+            (
+                f"the ligand's intramolecular MM energy in the system differs from ligand_system(prepared) by a "
+                f"fluctuating {mismatch:.2f} kJ/mol (std): different force field or charges? The correction then "
+                "includes that difference"
+            ),
+        )
+    elif min_ov < _WARN_OVERLAP:
         status, why = "warn", f"low overlap {min_ov:.3f} between {pair}"
     elif n_eff < _WARN_N_EFFECTIVE:
         status, why = "warn", f"few effective samples ({n_eff:.1f}) in some λ state; sample longer"

@@ -164,6 +164,24 @@ def test_make_whole_undoes_triclinic_wrapping(methanol):
     np.testing.assert_allclose(delta_u(whole), delta_u(frames[:3]), atol=1e-6)
 
 
+def test_parameter_mismatch_between_system_and_prepared_ligand_is_detected(methanol):
+    import openmm
+
+    from fep.nnp import _parameter_mismatch
+    from fep.nnp_system import DeltaU
+
+    prepared, system, _, frames = methanol
+    delta_u = DeltaU(prepared, device="cpu")
+    assert _parameter_mismatch(system, range(6), delta_u, frames[:10]) < 1e-6
+    other = openmm.XmlSerializer.clone(system)  # e.g. another force field: stiffer angles
+    for force in other.getForces():
+        if isinstance(force, openmm.HarmonicAngleForce):
+            for k in range(force.getNumAngles()):
+                i, j, m, theta0, k_angle = force.getAngleParameters(k)
+                force.setAngleParameters(k, i, j, m, theta0, 3.0 * k_angle)
+    assert _parameter_mismatch(other, range(6), delta_u, frames[:10]) > 1.0
+
+
 # --------------------------------------------------------------------------------------------- correction
 def test_fast_vacuum_correction_is_finite_with_positive_error(methanol):
     prepared, system, topology, frames = methanol
