@@ -62,8 +62,11 @@ def water_clashes(oxygens: np.ndarray, box: np.ndarray, min_distance: float) -> 
     """Waters to drop so that no two water oxygens are closer than ``min_distance`` (nm, minimum image).
 
     ``Modeller.addSolvent`` tiles a pre-equilibrated box and trims it to the triclinic cell; waters meeting across
-    the cell faces can end up 0.17-0.19 nm apart (O–O), several hundred kJ/mol each. Liquid TIP3P has no O–O
-    pair closer than ~0.24 nm, so dropping the later water of each closer pair takes away those clashes only.
+    the cell faces end up 0.17-0.24 nm apart (O–O) with forces up to 1.7e5 kJ/mol/nm. Measured on toluene in a
+    4.0 nm dodecahedron (1442 waters): dropping the later water of each pair closer than 0.20 / 0.22 / 0.24 nm
+    removes 11 / 37 / 67 waters and leaves 54 / 5 / 0 atoms with forces above 1e4 kJ/mol/nm (energy per water
+    -26 / -31 / -33 kJ/mol, vs -16 without). The default 0.24 nm costs ~5 % of the waters of a small box; NPT
+    equilibration restores the density.
 
     Parameters
     ----------
