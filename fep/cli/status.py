@@ -1,0 +1,113 @@
+"""``fep status``: what has finished, what is running and what failed in a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from fep.cli._app import app, console, emit_json
+
+
+def _pid_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def collect_status(run_dir: Path) -> dict:
+    """Edges and legs of a run directory with their state (done / running / interrupted / failed / pending)."""
+    import json
+
+    from fep.runner import RunSpec
+    from ligand_prep.base import InputError
+    from ligand_prep.models import Network
+
+    if not (run_dir / "run.json").exists():
+        raise InputError(f"{run_dir}: not a run directory (run.json missing); start one with `fep run -o {run_dir}`")
+    spec = RunSpec.from_json_file(run_dir / "run.json")
+    network = Network.from_json_file(run_dir / "network.json")
+    from fep.protocol import LEGS_FOR_MODE
+
+    edges = []
+    for mapping in network.edges:
+        folder = run_dir / "edges" / mapping.key
+        entry = {"edge": mapping.key, "state": "pending", "legs": [], "error": None}
+        result_path = folder / "edge_result.json"
+        if result_path.exists():
+            data = json.loads(result_path.read_text())
+            entry["state"] = "done" if data.get("status") == "done" else "failed"
+            entry["error"] = data.get("error")
+            entry["ddg_mm_kcal_mol"] = data.get("ddg_mm_kcal_mol")
+            entry["ddg_ml_kcal_mol"] = data.get("ddg_ml_kcal_mol")
+        for r in range(spec.protocol.repeats):
+            for leg in LEGS_FOR_MODE[spec.mode]:
+                leg_dir = folder / f"repeat_{r}" / leg
+                leg_entry = {"leg": leg, "repeat": r, "state": "pending"}
+                status_path = leg_dir / "status.json"
+                if (leg_dir / "leg_result.json").exists():
+                    leg_entry["state"] = "done"
+                elif status_path.exists():
+                    st = json.loads(status_path.read_text())
+                    alive = _pid_alive(int(st["pid"]))
+                    leg_entry.update(
+                        state="running" if alive else "interrupted",
+                        phase=st["phase"],
+                        done=st["done"],
+                        total=st["total"],
+                        eta_s=st["eta_s"],
+                    )
+                entry["legs"].append(leg_entry)
+        if entry["state"] == "pending" and any(leg["state"] != "pending" for leg in entry["legs"]):
+            states = {leg["state"] for leg in entry["legs"]}
+            entry["state"] = "running" if "running" in states else "interrupted"
+        edges.append(entry)
+    counts = {s: sum(e["state"] == s for e in edges) for s in ("done", "running", "interrupted", "failed", "pending")}
+    return {
+        "run_dir": str(run_dir),
+        "mode": spec.mode,
+        "protocol": spec.protocol.name,
+        "counts": counts,
+        "edges": edges,
+    }
+
+
+@app.command("status")
+def status(
+    run_dir: Path = typer.Argument(..., help="Run directory of `fep run`."),
+    json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
+) -> None:
+    """Show what has finished, what is running and what failed."""
+    info = collect_status(run_dir)
+    if json_out:
+        emit_json(info)
+        return
+    from rich.table import Table
+
+    out = console()
+    counts = ", ".join(f"{n} {s}" for s, n in info["counts"].items() if n)
+    table = Table(title=f"{run_dir} ({info['mode']}, protocol {info['protocol']}): {counts}")
+    for column in ("edge", "state", "legs", "detail"):
+        table.add_column(column)
+    colours = {"done": "green", "running": "cyan", "interrupted": "yellow", "failed": "red", "pending": "white"}
+    for e in info["edges"]:
+        legs = []
+        for leg in e["legs"]:
+            text = f"{leg['leg']}:{leg['state']}"
+            if leg["state"] in ("running", "interrupted") and leg.get("total"):
+                text += f" {leg['phase']} {leg['done']}/{leg['total']}"
+            legs.append(text)
+        detail = e["error"] or ""
+        if e["state"] == "done" and e.get("ddg_mm_kcal_mol") is not None:
+            detail = f"ΔΔG MM {e['ddg_mm_kcal_mol']:.2f}" + (
+                f", ML {e['ddg_ml_kcal_mol']:.2f}" if e.get("ddg_ml_kcal_mol") is not None else ""
+            )
+        colour = colours[e["state"]]
+        table.add_row(e["edge"], f"[{colour}]{e['state']}[/{colour}]", "  ".join(legs), detail)
+    out.print(table)

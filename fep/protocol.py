@@ -1,0 +1,203 @@
+"""Protocols: every setting of a run (systems, λ windows, sampling, NNP correction) in one validated model.
+
+Four tiers ship with mlfep (``fep protocol show NAME``):
+
+``smoke``
+    Seconds to a few minutes on 2 CPU cores. Proves the pipeline end to end; the numbers are meaningless.
+``fast``
+    CPU-feasible relative hydration free energies of small molecules (11 windows, small boxes).
+``default``
+    GPU RBFE, OpenFE-like: 12 windows × 5 ns, 3 repeats.
+``production``
+    More windows and time (22 windows × 10 ns, 3 repeats), e.g. for difficult edges.
+
+A user file (JSON or YAML) names a ``base`` tier and overrides any field, e.g.::
+
+    base: default
+    repeats: 1
+    sampler: {n_iterations: 800}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from fep.nnp import NNPSettings
+from fep.sampler import SamplerSettings
+from fep.systems import SystemSettings
+from ligand_prep.base import FrozenModel, InputError
+
+__all__ = ["TIERS", "Protocol", "load_protocol", "tier"]
+
+LEGS_FOR_MODE: dict[str, tuple[str, str]] = {"binding": ("complex", "solvent"), "hydration": ("solvent", "vacuum")}
+
+
+class Protocol(FrozenModel):
+    """Everything that decides how an edge is simulated and corrected."""
+
+    name: str = Field(description="Tier or file name, recorded with every result.")
+    description: str = Field("", description="What this protocol is for.")
+    system: SystemSettings = Field(default_factory=SystemSettings, description="How end-state systems are built.")
+    n_windows: int = Field(12, ge=2, le=64, description="Number of λ windows (the default staged schedule).")
+    lambda_schedule: dict[str, tuple[float, ...]] | None = Field(
+        None, description="User-defined schedule: λ parameter -> values per window (overrides n_windows)."
+    )
+    sampler: SamplerSettings = Field(default_factory=SamplerSettings, description="Replica-exchange settings.")
+    repeats: int = Field(1, ge=1, le=10, description="Independent repeats of every leg (different seeds).")
+    charge_method: Literal["am1bcc", "gasteiger", "mmff94"] = Field(
+        "am1bcc", description="Ligand partial charges (AM1-BCC for real work)."
+    )
+    nnp: NNPSettings = Field(default_factory=NNPSettings, description="ANI-2x endpoint correction settings.")
+
+    @model_validator(mode="after")
+    def _schedule_ok(self) -> Protocol:
+        if self.lambda_schedule is not None:
+            lengths = {len(v) for v in self.lambda_schedule.values()}
+            if len(lengths) != 1:
+                raise ValueError("every λ parameter in lambda_schedule needs the same number of windows")
+        return self
+
+    # ------------------------------------------------------------------------------------------- views
+    def windows(self) -> tuple[dict[str, float], ...]:
+        """The λ windows: one dict (λ parameter -> value) per window, state A first, state B last."""
+        from fep.lambdas import LambdaProtocol, default_protocol
+
+        if self.lambda_schedule is not None:
+            schedule = {k: list(v) for k, v in self.lambda_schedule.items()}
+            try:
+                return tuple(LambdaProtocol.from_schedule(schedule).windows)
+            except (ValueError, ValidationError) as err:
+                raise InputError(f"protocol {self.name}: invalid lambda_schedule ({err})") from err
+        return tuple(default_protocol(self.n_windows).windows)
+
+    def sampler_for(self, leg: str, *, repeat: int = 0, platform: str | None = None) -> SamplerSettings:
+        """Sampler settings of one leg: vacuum runs NVT; each repeat gets its own seed."""
+        update: dict[str, Any] = {"seed": self.sampler.seed + 1009 * repeat}
+        if leg == "vacuum":
+            update["pressure"] = None
+            update["equilibration_npt_steps"] = 0
+        if platform:
+            update["platform"] = platform
+        return self.sampler.model_copy(update=update)
+
+    def ns_per_window(self) -> float:
+        """Production ns per window and repeat."""
+        return self.sampler.n_iterations * self.sampler.steps_per_iteration * self.sampler.timestep.m_as("ns")
+
+
+def _tiers() -> dict[str, dict[str, Any]]:
+    return {
+        "smoke": {
+            "name": "smoke",
+            "description": "Proves the pipeline in minutes on 2 CPU cores; numbers are meaningless.",
+            "system": {"solvent_padding": "1.0 nm", "complex_padding": "0.8 nm"},
+            "n_windows": 5,
+            "sampler": {
+                "steps_per_iteration": 250,
+                "n_iterations": 20,
+                "minimization_max_iterations": 200,
+                "equilibration_nvt_steps": 250,
+                "equilibration_npt_steps": 250,
+                "snapshot_interval": 2,
+                "checkpoint_interval_s": 60.0,
+            },
+            "repeats": 1,
+            "nnp": {"n_frames": 10, "lambdas": (0.0, 0.5, 1.0), "steps_per_state": 200, "sample_interval": 10},
+        },
+        "fast": {
+            "name": "fast",
+            "description": "CPU-feasible relative hydration free energies of small molecules.",
+            "system": {"solvent_padding": "1.0 nm"},
+            "n_windows": 11,
+            "sampler": {
+                "steps_per_iteration": 500,
+                "n_iterations": 150,
+                "minimization_max_iterations": 500,
+                "equilibration_nvt_steps": 2500,
+                "equilibration_npt_steps": 2500,
+                "snapshot_interval": 5,
+                "checkpoint_interval_s": 120.0,
+            },
+            "repeats": 1,
+            "nnp": {"n_frames": 30, "lambdas": (0.0, 0.25, 0.5, 0.75, 1.0), "steps_per_state": 1000},
+        },
+        "default": {
+            "name": "default",
+            "description": "GPU RBFE, OpenFE-like: 12 windows x 5 ns, 3 repeats.",
+            "n_windows": 12,
+            "sampler": {"steps_per_iteration": 625, "n_iterations": 2000, "snapshot_interval": 40},
+            "repeats": 3,
+        },
+        "production": {
+            "name": "production",
+            "description": "Difficult edges: 22 windows x 10 ns, 3 repeats.",
+            "n_windows": 22,
+            "sampler": {"steps_per_iteration": 625, "n_iterations": 4000, "snapshot_interval": 40},
+            "repeats": 3,
+        },
+    }
+
+
+TIERS = ("smoke", "fast", "default", "production")
+
+
+def tier(name: str) -> Protocol:
+    """One of the shipped protocol tiers."""
+    tiers = _tiers()
+    if name not in tiers:
+        raise InputError(f"unknown protocol '{name}': choose {', '.join(TIERS)} or give a protocol file")
+    return Protocol.model_validate(tiers[name])
+
+
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "lambda_schedule":
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_protocol(name_or_path: str | Path) -> Protocol:
+    """A tier by name (``smoke``/``fast``/``default``/``production``) or a JSON/YAML protocol file.
+
+    A file may name ``base`` (a tier, default ``default``) and override any field; unknown fields are rejected
+    with the file and field named.
+    """
+    text = str(name_or_path)
+    if text in TIERS:
+        return tier(text)
+    path = Path(text)
+    if not path.exists():
+        raise InputError(f"protocol '{text}' is neither a tier ({', '.join(TIERS)}) nor an existing file")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(path.read_text())
+        else:
+            data = json.loads(path.read_text())
+    except Exception as err:
+        raise InputError(f"{path}: cannot read the protocol file ({err})") from err
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a protocol file must hold a mapping of settings")
+    data.pop("schema_version", None)
+    base = data.pop("base", "default")
+    tiers = _tiers()
+    if base not in tiers:
+        raise InputError(f"{path}: base '{base}' is not a tier ({', '.join(TIERS)})")
+    merged = _deep_update(tiers[base], data)
+    merged.setdefault("name", path.stem)
+    if "name" not in data:
+        merged["name"] = path.stem
+    try:
+        return Protocol.model_validate(merged)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise InputError(f"{path}: invalid protocol setting '{loc}': {first['msg']}") from err

@@ -1,0 +1,414 @@
+"""Run edges: for each leg build end states and the hybrid, sample with HREX, analyse, correct with ANI-2x.
+
+Run-directory layout (every file written atomically; any stage can be resumed or re-run alone)::
+
+    RUN_DIR/run.json                         RunSpec: mode, protocol, versions
+    RUN_DIR/network.json                     the planned network (ligands with poses, edges with mappings)
+    RUN_DIR/edges/<A>~<B>/edge.json          the edge's mapping
+    RUN_DIR/edges/<A>~<B>/repeat_<r>/<leg>/  end_states/ (plain A and B systems), hybrid/ (HybridLeg.save),
+                                             sampler/ (HREX store), status.json, leg_result.json,
+                                             nnp_A.json, nnp_B.json
+    RUN_DIR/edges/<A>~<B>/edge_result.json   EdgeResult (also written, with the error, when the edge fails)
+
+A finished leg (``leg_result.json`` newer than its last sampler checkpoint) is skipped; an interrupted one
+resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from fep.protocol import LEGS_FOR_MODE, Protocol
+from ligand_prep.base import FrozenModel, InputError, MlfepError, atomic_write_text
+from ligand_prep.models import AtomMapping, Ligand, Network, PreparedLigand
+
+__all__ = ["LegProgress", "RunSpec", "prepare_ligands", "run_edge", "run_leg", "run_network"]
+
+log = logging.getLogger(__name__)
+
+
+class RunSpec(FrozenModel):
+    """What a run directory holds: recorded once, checked when the run is resumed."""
+
+    mode: Literal["binding", "hydration"] = Field(description="Binding or hydration free energies.")
+    protocol: Protocol = Field(description="The protocol every edge uses.")
+    protein: str | None = Field(None, description="Protein PDB (binding mode).")
+    nnp: bool = Field(False, description="Whether the ANI-2x endpoint correction is applied.")
+    versions: dict[str, str] = Field(default_factory=dict, description="Package versions at creation.")
+
+
+class LegProgress(FrozenModel):
+    """Progress of one leg, as the CLI and `fep status` show it."""
+
+    edge: str
+    leg: str
+    repeat: int
+    phase: str
+    done: int
+    total: int
+    ns_done: float
+    ns_total: float
+    eta_s: float | None
+    pid: int
+    updated: float
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("mlfep", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar", "torchani", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def prepare_ligands(
+    ligands: Sequence[Ligand], protocol: Protocol, progress: Callable[[str], None] | None = None
+) -> dict[str, PreparedLigand]:
+    """Charges (cached on disk) for every ligand."""
+    from ligand_prep.charges import assign_charges
+
+    out = {}
+    for lig in ligands:
+        if progress:
+            progress(f"charges for {lig.name}")
+        out[lig.name] = assign_charges(
+            lig, method=protocol.charge_method, forcefield=protocol.system.small_molecule_forcefield
+        )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ legs
+def _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir: Path):
+    """Build (or reload) the end states and hybrid of one leg."""
+    import openmm
+
+    from fep.hybrid import HybridLeg, build_hybrid
+    from fep.systems import build_end_states
+
+    hybrid_dir = leg_dir / "hybrid"
+    if (hybrid_dir / "leg.json").exists():
+        return HybridLeg.load(hybrid_dir)
+    end_states = build_end_states(prep_a, prep_b, mapping, leg, settings=protocol.system, protein_pdb=protein)
+    es_dir = leg_dir / "end_states"
+    for tag in ("a", "b"):
+        atomic_write_text(
+            es_dir / f"system_{tag}.xml", openmm.XmlSerializer.serialize(getattr(end_states, f"system_{tag}"))
+        )
+    atomic_write_text(
+        es_dir / "atoms.json",
+        json.dumps({"ligand_atoms_a": end_states.ligand_atoms_a, "ligand_atoms_b": end_states.ligand_atoms_b}),
+    )
+    hybrid = build_hybrid(end_states, mapping)
+    hybrid.save(hybrid_dir)  # leg.json is written last: it marks a complete build
+    return hybrid
+
+
+def _write_status(leg_dir: Path, edge: str, leg: str, repeat: int, **fields: Any) -> None:
+    status = LegProgress(
+        edge=edge,
+        leg=leg,
+        repeat=repeat,
+        pid=os.getpid(),
+        updated=time.time(),
+        **{
+            "phase": "starting",
+            "done": 0,
+            "total": 0,
+            "ns_done": 0.0,
+            "ns_total": 0.0,
+            "eta_s": None,
+            **fields,
+        },
+    )
+    status.to_json_file(leg_dir / "status.json")
+
+
+def run_leg(
+    prep_a: PreparedLigand,
+    prep_b: PreparedLigand,
+    mapping: AtomMapping,
+    leg: str,
+    protocol: Protocol,
+    leg_dir: str | os.PathLike[str],
+    *,
+    protein: str | None = None,
+    repeat: int = 0,
+    platform: str | None = None,
+    extend_iterations: int = 0,
+    progress: Callable[[LegProgress], None] | None = None,
+):
+    """Build, sample and analyse one leg; returns its :class:`analysis.results.LegResult`."""
+    from analysis.mbar import analyse_leg
+    from analysis.results import LegResult
+    from fep.sampler import HREXSampler
+    from fep.sampler_storage import load_samples
+
+    leg_dir = Path(leg_dir)
+    result_path = leg_dir / "leg_result.json"
+    sampler_dir = leg_dir / "sampler"
+    windows = protocol.windows()
+    settings = protocol.sampler_for(leg, repeat=repeat, platform=platform)
+    checkpoint = sampler_dir / "checkpoint.json"
+    if (
+        extend_iterations == 0
+        and result_path.exists()
+        and checkpoint.exists()
+        and result_path.stat().st_mtime >= checkpoint.stat().st_mtime
+    ):
+        done = LegResult.from_json_file(result_path)
+        if done.n_iterations >= settings.n_iterations:
+            log.info("%s %s: finished earlier, skipped", mapping.key, leg)
+            return done
+
+    def report(phase: str, **fields: Any) -> None:
+        _write_status(leg_dir, mapping.key, leg, repeat, phase=phase, **fields)
+        if progress:
+            progress(LegProgress.from_json_file(leg_dir / "status.json"))
+
+    report("building")
+    hybrid = _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir)
+    sampler = HREXSampler(
+        hybrid.system,
+        hybrid.topology,
+        hybrid.positions,
+        hybrid.box_vectors,
+        windows,
+        settings,
+        sampler_dir,
+        static_force_groups=hybrid.info.lambda_independent_groups,
+    )
+
+    def on_progress(p) -> None:
+        report(p.phase, done=p.iteration, total=p.n_iterations, ns_done=p.ns_done, ns_total=p.ns_total, eta_s=p.eta_s)
+
+    if extend_iterations:
+        sampler.extend(extend_iterations, progress=on_progress)
+    else:
+        sampler.run(progress=on_progress)
+    report("analysing")
+    data = load_samples(sampler_dir)
+    result = analyse_leg(data.energies, data.replica_states, data.temperature_k, leg=leg, lambda_windows=windows)
+    result.to_json_file(result_path)
+    report("done", done=data.n_iterations, total=data.n_iterations)
+    return result
+
+
+def correct_leg(
+    prep_a: PreparedLigand,
+    prep_b: PreparedLigand,
+    leg: str,
+    protocol: Protocol,
+    leg_dir: str | os.PathLike[str],
+    *,
+    platform: str | None = None,
+) -> list:
+    """ANI-2x endpoint corrections of both end states of a sampled leg (cached as nnp_A.json / nnp_B.json)."""
+    import openmm
+
+    from analysis.results import EndpointCorrection
+    from fep.hybrid import HybridLegInfo
+    from fep.nnp import endpoint_correction, nnp_support
+    from fep.sampler_storage import load_samples
+
+    leg_dir = Path(leg_dir)
+    info = HybridLegInfo.from_json_file(leg_dir / "hybrid" / "leg.json")
+    atoms = json.loads((leg_dir / "end_states" / "atoms.json").read_text())
+    checkpoint = leg_dir / "sampler" / "checkpoint.json"
+    data = None
+    out = []
+    for state, prep in (("A", prep_a), ("B", prep_b)):
+        path = leg_dir / f"nnp_{state}.json"
+        if path.exists() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
+            out.append(EndpointCorrection.from_json_file(path))
+            continue
+        ok, reason = nnp_support(prep)
+        if not ok:
+            corr = EndpointCorrection(
+                leg=leg,
+                state=state,
+                ligand=prep.name,
+                dg_kcal_mol=None,
+                dg_err_kcal_mol=None,
+                n_effective=None,
+                min_overlap=None,
+                status="skipped",
+                reason=reason,
+            )
+        else:
+            if data is None:
+                data = load_samples(leg_dir / "sampler")
+            frames, boxes = data.end_state_frames(0 if state == "A" else -1)
+            if state == "A":
+                frames = frames[:, : info.n_atoms_a]
+            else:
+                frames = frames[:, np.asarray(info.b_to_hybrid)]
+            tag = state.lower()
+            system = openmm.XmlSerializer.deserialize((leg_dir / "end_states" / f"system_{tag}.xml").read_text())
+            settings = protocol.nnp
+            if platform:
+                settings = settings.model_copy(update={"platform": platform})
+            corr = endpoint_correction(
+                system,
+                None,
+                atoms[f"ligand_atoms_{tag}"],
+                frames,
+                boxes,
+                prep,
+                leg=leg,
+                state=state,
+                temperature_k=data.temperature_k,
+                settings=settings,
+            )
+        corr.to_json_file(path)
+        out.append(corr)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- edges
+def edge_dir(run_dir: str | os.PathLike[str], mapping: AtomMapping) -> Path:
+    """The folder of one edge inside a run directory."""
+    return Path(run_dir) / "edges" / mapping.key
+
+
+def run_edge(
+    prepared: dict[str, PreparedLigand],
+    mapping: AtomMapping,
+    spec: RunSpec,
+    run_dir: str | os.PathLike[str],
+    *,
+    platform: str | None = None,
+    extend_iterations: int = 0,
+    progress: Callable[[LegProgress], None] | None = None,
+):
+    """Every leg and repeat of one edge, then the NNP corrections and the edge's ΔΔG.
+
+    Returns the :class:`analysis.results.EdgeResult` (also written to ``edge_result.json``).
+    """
+    from analysis.results import combine_edge
+
+    folder = edge_dir(run_dir, mapping)
+    mapping.to_json_file(folder / "edge.json")
+    prep_a, prep_b = prepared[mapping.ligand_a], prepared[mapping.ligand_b]
+    protocol = spec.protocol
+    legs = LEGS_FOR_MODE[spec.mode]
+    repeats = []
+    for r in range(protocol.repeats):
+        leg_results = {}
+        corrections = []
+        for leg in legs:
+            leg_dir = folder / f"repeat_{r}" / leg
+            leg_results[leg] = run_leg(
+                prep_a,
+                prep_b,
+                mapping,
+                leg,
+                protocol,
+                leg_dir,
+                protein=spec.protein if leg == "complex" else None,
+                repeat=r,
+                platform=platform,
+                extend_iterations=extend_iterations,
+                progress=progress,
+            )
+            if spec.nnp:
+                corrections.extend(correct_leg(prep_a, prep_b, leg, protocol, leg_dir, platform=platform))
+        repeats.append(combine_edge(mapping.ligand_a, mapping.ligand_b, spec.mode, leg_results, corrections))
+    if len(repeats) == 1:
+        result = repeats[0]
+    else:
+        first = repeats[0]
+        result = combine_edge(
+            mapping.ligand_a, mapping.ligand_b, spec.mode, dict(first.legs), first.corrections, repeats=repeats
+        )
+    result.to_json_file(folder / "edge_result.json")
+    return result
+
+
+def run_network(
+    network: Network,
+    spec: RunSpec,
+    run_dir: str | os.PathLike[str],
+    *,
+    platform: str | None = None,
+    extend_iterations: int = 0,
+    progress: Callable[[LegProgress], None] | None = None,
+    message: Callable[[str], None] | None = None,
+) -> list:
+    """Run every edge of ``network`` in order; a failed edge is recorded and the rest carry on."""
+    from analysis.results import EdgeResult
+
+    run_dir = Path(run_dir)
+    prepared = prepare_ligands(network.ligands, spec.protocol, progress=message)
+    results = []
+    for mapping in network.edges:
+        try:
+            results.append(
+                run_edge(
+                    prepared,
+                    mapping,
+                    spec,
+                    run_dir,
+                    platform=platform,
+                    extend_iterations=extend_iterations,
+                    progress=progress,
+                )
+            )
+        except KeyboardInterrupt:
+            raise
+        except Exception as err:  # a failed edge must not stop the network
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            kind = "" if isinstance(err, MlfepError) else f"{type(err).__name__}: "
+            log.error("edge %s failed: %s%s", mapping.key, kind, text)
+            failed = EdgeResult.failed(mapping.ligand_a, mapping.ligand_b, spec.mode, f"{kind}{text}")
+            folder = edge_dir(run_dir, mapping)
+            failed.to_json_file(folder / "edge_result.json")
+            atomic_write_text(folder / "error.txt", traceback.format_exc())
+            results.append(failed)
+            if message:
+                message(f"edge {mapping.key} failed: {kind}{text}")
+    return results
+
+
+def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Network, *, resume: bool) -> None:
+    """Create a run directory, or check that an existing one holds the same run (``resume``)."""
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "run.json"
+    if spec_path.exists():
+        if not resume:
+            raise InputError(f"{run_dir} already holds a run: add --resume to continue it, or choose a new -o folder")
+        old = RunSpec.from_json_file(spec_path)
+        if old.mode != spec.mode or old.protocol != spec.protocol:
+            raise InputError(
+                f"{run_dir} holds a {old.mode} run with protocol '{old.protocol.name}'; this command asks for a "
+                f"{spec.mode} run with protocol '{spec.protocol.name}': use a new -o folder"
+            )
+        old_net = Network.from_json_file(run_dir / "network.json")
+        new_edges = {e.key for e in network.edges} - {e.key for e in old_net.edges}
+        if new_edges or {lig.name for lig in network.ligands} != {lig.name for lig in old_net.ligands}:
+            network = Network(
+                mode=network.mode,
+                ligands=tuple({lig.name: lig for lig in (*old_net.ligands, *network.ligands)}.values()),
+                edges=(*old_net.edges, *(e for e in network.edges if e.key in new_edges)),
+                planner=old_net.planner,
+                protein=old_net.protein,
+            )
+            network.to_json_file(run_dir / "network.json")
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    network.to_json_file(run_dir / "network.json")
+    spec.to_json_file(spec_path)
