@@ -268,13 +268,23 @@ def sample_lambda_states(
     total = len(lambdas) * (n_equil + n_samples * settings.sample_interval)
     done = 0
     out = []
+
+    def step(n: int, lam: float) -> None:
+        try:
+            integrator.step(n)
+        except openmm.OpenMMException as err:  # e.g. "Particle coordinate is NaN"
+            raise MlfepError(
+                f"ligand {delta_u.name}: ML/MM simulation at λ={lam:g} became unstable ({err}); "
+                "use a smaller timestep in the NNP settings"
+            ) from err
+
     for lam in lambdas:
         context.setParameter(LAMBDA_PARAMETER, float(lam))
-        integrator.step(n_equil)
+        step(n_equil, lam)
         done += n_equil
         coords, boxes = [], []
         for _ in range(n_samples):
-            integrator.step(settings.sample_interval)
+            step(settings.sample_interval, lam)
             done += settings.sample_interval
             state = context.getState(getPositions=True)
             pos = state.getPositions(asNumpy=True).value_in_unit(u.nanometer)

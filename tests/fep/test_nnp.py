@@ -221,6 +221,23 @@ def test_fast_vacuum_correction_is_finite_with_positive_error(methanol):
     assert failed.status == "fail" and failed.dg_kcal_mol is None and "overlap" in failed.reason
 
 
+def test_unstable_ml_mm_dynamics_raise_a_clear_error(methanol):
+    from fep.nnp import sample_lambda_states
+    from ligand_prep.base import MlfepError
+
+    _, system, _, frames = methanol
+
+    class Exploding:  # a ΔU whose forces are not finite, as after a blow-up
+        name, n_atoms, bonds = "methanol", 6, np.array([[0, 1]])
+
+        def energy_and_forces(self, coords):
+            return float("nan"), np.full((6, 3), np.nan)
+
+    settings = NNPSettings(steps_per_state=20, sample_interval=5, platform="Reference")
+    with pytest.raises(MlfepError, match=r"unstable.*timestep"):
+        sample_lambda_states(system, range(6), Exploding(), frames[0], None, [1.0], 300.0, settings)
+
+
 def test_input_errors(methanol):
     prepared, system, topology, frames = methanol
     kwargs = {"leg": "vacuum", "state": "A", "temperature_k": 300.0}
