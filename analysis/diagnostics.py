@@ -192,7 +192,7 @@ def convergence_series(
         'fraction', 'forward_dg', 'forward_err', 'reverse_dg', 'reverse_err' (kcal/mol); fractions whose MBAR
         solve failed or gave no finite value are left out of every list.
     """
-    from analysis.mbar import solve_mbar
+    from analysis.mbar import newton_mbar, solve_mbar
 
     n_samples = u_kln.shape[2]
     out: dict[str, list[float]] = {
@@ -204,8 +204,12 @@ def convergence_series(
         if n > n_samples:
             continue
         try:
-            fwd = solve_mbar(u_kln[:, :, :n], initial_f_k=initial_f_k)
-            rev = solve_mbar(u_kln[:, :, n_samples - n :], initial_f_k=initial_f_k)
+            if initial_f_k is not None:
+                fwd = newton_mbar(u_kln[:, :, :n], initial_f_k)
+                rev = newton_mbar(u_kln[:, :, n_samples - n :], initial_f_k)
+            else:
+                fwd = solve_mbar(u_kln[:, :, :n])
+                rev = solve_mbar(u_kln[:, :, n_samples - n :])
         except Exception as err:  # a tiny subset can make the solver fail: leave the point out
             logger.debug("convergence fraction %.2f skipped: %s", fraction, err)
             continue

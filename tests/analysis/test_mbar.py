@@ -150,3 +150,15 @@ def test_analysis_error_is_mlfep_error():
     from ligand_prep.base import MlfepError
 
     assert issubclass(AnalysisError, MlfepError) and issubclass(AnalysisError, RuntimeError)
+
+
+def test_newton_mbar_equals_pymbar():
+    from analysis.mbar import newton_mbar
+
+    u_kln = oscillator_u_kln(np.random.default_rng(9), SPRINGS, 300)
+    dg, err, f_k, _ = solve_mbar(u_kln)
+    start = f_k + np.random.default_rng(1).normal(0, 0.05, size=f_k.size)  # a nearby start, as in a bootstrap
+    dg_n, err_n, f_n = newton_mbar(u_kln, start)
+    assert dg_n == pytest.approx(dg, abs=1e-7)
+    assert np.allclose(f_n, f_k - f_k[0], atol=1e-7)
+    assert err_n == pytest.approx(err, rel=1e-6)
