@@ -11,14 +11,17 @@ How the environment is made
 2. Protein (complex leg): read with ``openmm.app.PDBFile``, crystal waters dropped unless asked, residue
    templates checked *before* any expensive work (:mod:`fep.protein`).
 3. Solvation happens once, with both ligands present as solute (``Modeller.addSolvent``, dodecahedron by
-   default), so no water clashes with any atom of A or of B. Ions are then placed by :func:`_add_ions`:
-   neutralising counter-ions for the net charge of the leg (protein + ligand A) plus NaCl at the ionic
+   default), so no water clashes with any atom of A or of B; waters that clash with each other across the
+   cell faces are removed (:func:`fep.solvation.water_clashes`). Ions are then placed
+   (:func:`fep.solvation.ion_sites`): neutralising counter-ions for the net charge of the leg (protein + ligand A) plus NaCl at the ionic
    strength, with OpenMM's counting rule, on randomly chosen waters (seeded, so reproducible) at least
    ``ion_min_distance`` from the solute and from each other. The box follows OpenMM's padding rule but is
-   never smaller than the cutoff allows (:func:`box_vectors_for`): a small ligand with 1.2 nm padding gets a
+   never smaller than the cutoff allows (:func:`fep.solvation.box_vectors_for`): a small ligand with 1.2 nm padding gets a
    2.80 nm dodecahedron rather than 2.4 nm, whose height (1.70 nm) OpenMM would reject with a 0.9 nm cutoff.
 4. System A is that box without ligand B, system B the box without ligand A; the environment atoms keep their
-   order, so the k-th environment atom of A is the k-th of B.
+   order, so the k-th environment atom of A is the k-th of B. Atom order in each system: protein (and kept
+   crystal waters), the ligand (residue ``LIG``, mol-block order), waters (``HOH``), ions (``NA``, ``CL``).
+5. Each system is checked to carry exactly the prepared partial charges of its ligand.
 
 Nonbonded treatment: PME with ``nonbonded_cutoff`` (0.9 nm), the long-range dispersion correction ON (the
 standard for homogeneous liquids; the hybrid topology must keep it λ-independent or recompute it, see

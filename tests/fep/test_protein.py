@@ -64,13 +64,20 @@ def test_nonstandard_residue_is_named(bench, tmp_path):
     assert "--extra-forcefield FILE.xml" in str(info.value)
 
 
-def test_missing_side_chain_atom_then_fix(bench, tmp_path):
+def test_missing_side_chain_atom_then_fix(bench, tmp_path, capsys):
     pdb = _edited(bench, tmp_path / "lys.pdb", drop=_is("LYS", 1077, ("NZ", "HZ1", "HZ2", "HZ3")))
     with pytest.raises(ParametrizationError, match=r"chain A residue LYS 1077 .*missing heavy atoms: NZ") as info:
         load_protein(pdb)
     assert "--fix-protein" in str(info.value)
-    repair = fix_protein(pdb, tmp_path / "fixed.pdb")
-    assert repair.added_atoms == ("A LYS 1077 NZ",) and repair.added_hydrogens == 3
+    # repair through the CLI (fep protein --fix-protein), which calls fix_protein
+    import json
+
+    from fep.cli import main
+
+    assert main(["protein", str(pdb), "--fix-protein", str(tmp_path / "fixed.pdb"), "--json"]) == 0
+    repair = json.loads(capsys.readouterr().out)["repair"]
+    assert repair["added_atoms"] == ["A LYS 1077 NZ"] and repair["added_hydrogens"] == 3
+    assert repair["added_residues"] == [] and repair["skipped_gaps"] == []
     fixed = load_protein(tmp_path / "fixed.pdb")
     assert fixed.topology.getNumAtoms() == 4652 and fixed.net_charge == -2
     lys = next(r for r in fixed.topology.residues() if r.name == "LYS" and r.id == "1077")
@@ -127,7 +134,7 @@ def test_check_protein_returns_charge(bench):
     assert check_protein(pdb.topology, positions_nm(pdb.positions), make_forcefield(SystemSettings())) == -2
 
 
-def test_cli_protein_check_and_fix(bench, tmp_path, capsys):
+def test_cli_protein_check(bench, tmp_path, capsys):
     import json
 
     from fep.cli import main
@@ -140,7 +147,11 @@ def test_cli_protein_check_and_fix(bench, tmp_path, capsys):
     assert main(["protein", str(tpo)]) == 2
     assert "TPO 923" in capsys.readouterr().err
 
-    lys = _edited(bench, tmp_path / "lys.pdb", drop=_is("LYS", 1077, ("NZ", "HZ1", "HZ2", "HZ3")))
-    assert main(["protein", str(lys), "--fix-protein", str(tmp_path / "fixed.pdb"), "--json"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["repair"]["added_atoms"] == ["A LYS 1077 NZ"] and out["n_atoms"] == 4652
+
+@pytest.mark.slow
+def test_fix_protein_builds_a_short_internal_loop(bench, tmp_path):
+    pdb = _edited(bench, tmp_path / "gap.pdb", drop=_is("GLY", 904))
+    repair = fix_protein(pdb, tmp_path / "fixed.pdb")
+    assert len(repair.added_residues) == 1 and "GLY" in repair.added_residues[0] and repair.skipped_gaps == ()
+    fixed = load_protein(tmp_path / "fixed.pdb")
+    assert fixed.topology.getNumAtoms() == 4652 and fixed.net_charge == -2
