@@ -87,6 +87,8 @@ def run(
     from fep.protocol import LEGS_FOR_MODE, load_protocol
     from fep.runner import RunSpec, open_run_dir, package_versions, run_network
 
+    if (output / "run.json").exists() and not resume:
+        raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
     out = console()
     proto = load_protocol(protocol)
     net = _network_for(network_file, edge, ligands, reference, protein, mode, out)

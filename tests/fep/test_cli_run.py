@@ -1,0 +1,179 @@
+"""`fep run` and `fep status` end to end on a tiny hydration edge (real systems, real sampling, tiny lengths)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from fep.cli import main
+
+TINY = {
+    "base": "smoke",
+    "name": "tiny",
+    "n_windows": 3,
+    "sampler": {
+        "steps_per_iteration": 50,
+        "n_iterations": 6,
+        "minimization_max_iterations": 50,
+        "equilibration_nvt_steps": 100,
+        "equilibration_npt_steps": 100,
+        "snapshot_interval": 1,
+        "checkpoint_interval_s": 0.0,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_inputs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny")
+    ligands = folder / "ligands.csv"
+    ligands.write_text("name,smiles,dg_kcal_mol\nbenzene,c1ccccc1,-0.90\ntoluene,Cc1ccccc1,-0.90\n")
+    protocol = folder / "tiny.json"
+    protocol.write_text(json.dumps(TINY))
+    return ligands, protocol
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_inputs, tmp_path_factory, charge_cache):
+    ligands, protocol = tiny_inputs
+    run_dir = tmp_path_factory.mktemp("run") / "r"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFEP_CACHE_DIR", str(charge_cache))
+    code = main(
+        [
+            "run",
+            "--edge",
+            "benzene,toluene",
+            "--ligands",
+            str(ligands),
+            "--mode",
+            "hydration",
+            "--protocol",
+            str(protocol),
+            "-o",
+            str(run_dir),
+        ]
+    )
+    mp.undo()
+    return code, run_dir
+
+
+def test_run_writes_every_stage(finished_run):
+    code, run_dir = finished_run
+    assert code == 0
+    edge = run_dir / "edges" / "benzene~toluene"
+    result = json.loads((edge / "edge_result.json").read_text())
+    assert result["status"] == "done"
+    assert math.isfinite(result["ddg_mm_kcal_mol"]) and result["ddg_mm_err_kcal_mol"] > 0
+    for leg in ("solvent", "vacuum"):
+        leg_dir = edge / "repeat_0" / leg
+        leg_result = json.loads((leg_dir / "leg_result.json").read_text())
+        assert leg_result["n_iterations"] == TINY["sampler"]["n_iterations"]
+        assert leg_result["n_states"] == TINY["n_windows"]
+        assert (leg_dir / "hybrid" / "system.xml").exists()
+        assert (leg_dir / "end_states" / "system_a.xml").exists()
+    # the edge's ΔΔG is solvent minus vacuum
+    legs = result["legs"]
+    assert result["ddg_mm_kcal_mol"] == pytest.approx(legs["solvent"]["dg_kcal_mol"] - legs["vacuum"]["dg_kcal_mol"])
+
+
+def test_rerun_with_resume_does_no_simulation(finished_run, tiny_inputs, capsys):
+    _, run_dir = finished_run
+    ligands, protocol = tiny_inputs
+    checkpoint = run_dir / "edges" / "benzene~toluene" / "repeat_0" / "solvent" / "sampler" / "checkpoint.json"
+    before = checkpoint.stat().st_mtime_ns
+    code = main(
+        [
+            "run",
+            "--edge",
+            "benzene,toluene",
+            "--ligands",
+            str(ligands),
+            "--mode",
+            "hydration",
+            "--protocol",
+            str(protocol),
+            "-o",
+            str(run_dir),
+            "--resume",
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert checkpoint.stat().st_mtime_ns == before
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["status"] == "done"
+
+
+def test_rerun_without_resume_refuses(finished_run, tiny_inputs, capsys):
+    _, run_dir = finished_run
+    ligands, protocol = tiny_inputs
+    code = main(
+        ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "--protocol", str(protocol), "-o", str(run_dir)]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--resume" in err and len(err.strip().splitlines()) == 1
+
+
+def test_status_reports_done(finished_run, capsys):
+    _, run_dir = finished_run
+    assert main(["status", str(run_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["counts"]["done"] == 1
+    assert {leg["state"] for leg in info["edges"][0]["legs"]} == {"done"}
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--edge", "benzene,xylene"], "xylene"),
+        (["--edge", "benzene"], "two ligand names"),
+        (["--mode", "binding", "--edge", "benzene,toluene"], "protein"),
+        (["--protocol", "turbo", "--edge", "benzene,toluene"], "turbo"),
+        (["--nnp", "mace", "--edge", "benzene,toluene"], "--nnp"),
+    ],
+)
+def test_bad_run_options_give_one_line(tiny_inputs, tmp_path, capsys, args, expected):
+    ligands, _ = tiny_inputs
+    code = main(["run", "--ligands", str(ligands), "-o", str(tmp_path / "x"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert expected in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_status_of_a_non_run_dir(tmp_path, capsys):
+    assert main(["status", str(tmp_path)]) == 2
+    assert "run.json" in capsys.readouterr().err
+
+
+def test_a_failing_leg_is_recorded_and_the_command_says_so(tiny_inputs, tmp_path, capsys, charge_cache, monkeypatch):
+    ligands, _ = tiny_inputs
+    monkeypatch.setenv("MLFEP_CACHE_DIR", str(charge_cache))
+    broken = dict(TINY, sampler={**TINY["sampler"], "timestep": "200 fs", "max_nan_retries": 1})
+    protocol = tmp_path / "broken.json"
+    protocol.write_text(json.dumps(broken))
+    run_dir = tmp_path / "r"
+    code = main(
+        [
+            "run",
+            "--edge",
+            "benzene,toluene",
+            "--ligands",
+            str(ligands),
+            "--mode",
+            "hydration",
+            "--protocol",
+            str(protocol),
+            "-o",
+            str(run_dir),
+        ]
+    )
+    assert code == 1
+    result = json.loads((run_dir / "edges" / "benzene~toluene" / "edge_result.json").read_text())
+    assert result["status"] == "failed" and result["error"]
+    capsys.readouterr()
+    assert main(["status", str(run_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["failed"] == 1
