@@ -9,6 +9,12 @@ Metropolis pair swaps (all-pairs Gibbs mixing, vectorised over disjoint pairs). 
 written with each checkpoint (see :mod:`fep.sampler_storage` for the folder layout); :func:`load_samples`
 reads them back.
 
+Cost per iteration and replica, on top of the MD steps: one positions/velocities/box upload and download
+(the platform then rebuilds its neighbour list once), one evaluation of the static force groups and K
+evaluations of the λ-dependent groups, i.e. about (K + 2) force evaluations per ``steps_per_iteration``
+steps; swaps and I/O are negligible. With the hybrid's NonbondedForce in a λ-dependent group each state
+evaluation costs about one MD step (measured in benchmarks/sampler_speed.py).
+
 Examples
 --------
 >>> settings = SamplerSettings(n_iterations=2000, pressure="1 bar")            # doctest: +SKIP
