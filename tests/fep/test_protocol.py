@@ -75,3 +75,14 @@ def test_bad_protocol_files_name_the_problem(tmp_path, text, expected):
 def test_unknown_tier_is_a_clear_error():
     with pytest.raises(InputError, match="neither a tier"):
         load_protocol("turbo")
+
+
+def test_cli_protocol_show(capsys):
+    from fep.cli import main
+
+    assert main(["protocol", "show", "default", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["n_windows"] == 12 and shown["repeats"] == 3
+    assert Protocol.model_validate(shown) == tier("default")
+    assert main(["protocol", "show", "turbo"]) == 2
+    assert "turbo" in capsys.readouterr().err
