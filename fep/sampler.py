@@ -178,6 +178,20 @@ def _nm_array(values, what: str, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
+def _same_setting(stored: Any, value: Any) -> bool:
+    """Whether a setting read back from sampler.json (JSON form) equals ``value`` (numbers compared with units)."""
+    if value is None or stored is None:
+        return value is None and stored is None
+    if hasattr(value, "units"):
+        from openff.units import Quantity
+
+        try:
+            return math.isclose(Quantity(stored).m_as(value.units), value.m, rel_tol=1e-9)
+        except Exception:
+            return False
+    return stored == value
+
+
 def _seed(*parts: int) -> int:
     value = 0x9E3779B1
     for part in parts:
@@ -394,7 +408,7 @@ class HREXSampler:
                 f"{self.folder}: holds a run of another system or other states "
                 f"({metadata['n_atoms']} atoms, {metadata['n_states']} states); use a new folder"
             )
-        changed = [k for k in _MUST_MATCH if metadata["settings"].get(k) != settings.get(k)]
+        changed = [k for k in _MUST_MATCH if not _same_setting(metadata["settings"].get(k), getattr(self.settings, k))]
         if changed:
             raise InputError(
                 f"{self.folder}: was started with different {', '.join(changed)}; resume with the same settings "

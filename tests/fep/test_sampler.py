@@ -315,3 +315,11 @@ def test_a_folder_in_use_by_another_run_is_refused(tmp_path):
     assert (
         HREXSampler(system, topology, positions, None, [{"k": 1.0}], toy_settings(), tmp_path).run().n_iterations == 50
     )
+
+
+def test_resume_accepts_the_same_settings_written_differently(tmp_path):
+    system, topology, positions = harmonic_system(n=2)
+    HREXSampler(system, topology, positions, None, [{"k": 1.0}], toy_settings(n_iterations=2), tmp_path).run()
+    same = toy_settings(n_iterations=4, timestep="0.004 ps", collision_rate="0.01 / fs")
+    summary = HREXSampler(system, topology, positions, None, [{"k": 1.0}], same, tmp_path).run()
+    assert summary.resumed_from_iteration == 2 and summary.n_iterations == 4
