@@ -155,3 +155,14 @@ def test_fix_protein_builds_a_short_internal_loop(bench, tmp_path):
     assert len(repair.added_residues) == 1 and "GLY" in repair.added_residues[0] and repair.skipped_gaps == ()
     fixed = load_protein(tmp_path / "fixed.pdb")
     assert fixed.topology.getNumAtoms() == 4652 and fixed.net_charge == -2
+
+
+@pytest.mark.parametrize(
+    ("target", "n_atoms", "charge", "chains"),
+    [("p38", 5637, -7, {"A"}), ("thrombin", 4626, 4, {"H", "L"}), ("mcl1", 2448, 4, {"B"}), ("ptp1b", 4820, -6, {"A"})],
+)
+def test_benchmark_proteins_load_with_readme_charges(bench, target, n_atoms, charge, chains):
+    """Net charges as listed in shared/benchmarks/README.md; no false chain breaks (thrombin has two chains)."""
+    protein = load_protein(bench / target / "protein.pdb")
+    assert protein.topology.getNumAtoms() == n_atoms and protein.net_charge == charge
+    assert {c.id for c in protein.topology.chains()} == chains
