@@ -32,6 +32,12 @@ MCS_TIMEOUT_S = 2
 STRAIN_WEIGHT = 0.005
 #: Extra rounds of ``n_conformers`` conformers (new seeds) while every pose clashes with the protein.
 CLASH_EXTRA_ROUNDS = 2
+#: Symmetry-distinct placements of the core tried (e.g. a substituted phenyl matched both ways round).
+MAX_CORE_PLACEMENTS = 4
+#: A non-core heavy atom within this distance (Å) of a non-core reference heavy atom counts as overlaid.
+OVERLAY_DISTANCE_ANGSTROM = 1.0
+#: Score bonus (Å) per overlaid atom.
+OVERLAY_WEIGHT = 0.2
 _WATER = {"HOH", "WAT", "H2O", "TIP", "TIP3", "SOL", "DOD"}
 
 
@@ -179,6 +185,44 @@ def _find_core(mol, ref, name: str, ref_name: str) -> list[tuple[int, int]]:
     return [(mol_idx[i], ref_idx[j]) for i, j in pairs]
 
 
+def _equivalent_cores(mol, ref, pairs: list[tuple[int, int]], limit: int) -> list[list[tuple[int, int]]]:
+    """``pairs`` and up to ``limit - 1`` other placements of the same core on ``mol`` (symmetry-distinct).
+
+    A phenyl ring in the core can be matched two ways round: the substituents outside the core then land on
+    different sides. Placements that only swap symmetry-equivalent atoms of ``mol`` are dropped.
+    """
+    from rdkit import Chem
+
+    mol_heavy, mol_idx = _heavy_view(mol)
+    ref_heavy, ref_idx = _heavy_view(ref)
+    mol_pos = {m: h for h, m in enumerate(mol_idx)}
+    ref_pos = {m: h for h, m in enumerate(ref_idx)}
+    heavy_pairs = [(mol_pos[i], ref_pos[j]) for i, j in pairs]
+    ref_atoms = sorted(j for _, j in heavy_pairs)
+    ref_set = set(ref_atoms)
+    tagged = Chem.Mol(ref_heavy)
+    for atom in tagged.GetAtoms():
+        atom.SetAtomMapNum(atom.GetIdx() + 1)
+    bonds = [b.GetIdx() for b in tagged.GetBonds() if b.GetBeginAtomIdx() in ref_set and b.GetEndAtomIdx() in ref_set]
+    query = Chem.MolFromSmarts(Chem.MolFragmentToSmarts(tagged, atomsToUse=ref_atoms, bondsToUse=bonds or None))
+    if query is None:  # pragma: no cover - RDKit writes SMARTS it can read
+        return [pairs]
+    query_ref = [a.GetAtomMapNum() - 1 for a in query.GetAtoms()]
+    ranks = list(Chem.CanonicalRankAtoms(mol_heavy, breakTies=False))
+    seen = {frozenset((ranks[i], j) for i, j in heavy_pairs)}
+    cores = [pairs]
+    for match in mol_heavy.GetSubstructMatches(query, uniquify=False, useChirality=False, maxMatches=500):
+        if len(cores) >= limit:
+            break
+        alt = list(zip(match, query_ref, strict=True))
+        key = frozenset((ranks[i], j) for i, j in alt)
+        if key in seen:
+            continue
+        seen.add(key)
+        cores.append([(mol_idx[i], ref_idx[j]) for i, j in alt])
+    return cores
+
+
 def _canonical(mol) -> str:
     from rdkit import Chem
 
@@ -235,18 +279,24 @@ def _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers: int, see
 
     Returns
     -------
-    list of (core_rmsd, clash_penalty, energy or None, rdkit.Chem.Conformer)
-        Only conformers whose perceived stereochemistry equals ``target``.
+    list of (core_rmsd, clash_penalty, energy or None, overlay, core size, rdkit.Chem.Conformer)
+        Only conformers whose perceived stereochemistry equals ``target``. ``overlay`` counts the heavy atoms
+        outside the core that sit on a heavy atom of the reference outside the core (within
+        :data:`OVERLAY_DISTANCE_ANGSTROM`): a Cl replaced by F should take the Cl's place.
     """
     from rdkit import Chem
     from rdkit.Chem import AllChem
     from rdkit.Geometry import Point3D
+    from scipy.spatial import cKDTree
 
     core_mol = [i for i, _ in core]
     core_set = set(core_mol)
     loose = [i for i in heavy if i not in core_set]
     core_ref_pos = ref_pos[[j for _, j in core]]
     coord_map = {i: Point3D(*ref_pos[j]) for i, j in core}
+    core_ref = {j for _, j in core}
+    rest = [a.GetIdx() for a in ref.GetAtoms() if a.GetAtomicNum() > 1 and a.GetIdx() not in core_ref]
+    ref_rest = cKDTree(ref_pos[rest]) if rest else None
     cids = list(
         AllChem.EmbedMultipleConfs(
             mol,
@@ -273,7 +323,10 @@ def _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers: int, see
         diff = _positions(mol, cid, core_mol) - core_ref_pos
         rmsd = float((diff**2).sum(axis=1).mean() ** 0.5)
         clash = _clash_penalty(_positions(mol, cid, heavy), tree)
-        candidates.append((rmsd, clash, energy, Chem.Conformer(conf)))
+        overlay = 0
+        if ref_rest is not None and loose:
+            overlay = int((ref_rest.query(_positions(mol, cid, loose), k=1)[0] < OVERLAY_DISTANCE_ANGSTROM).sum())
+        candidates.append((rmsd, clash, energy, overlay, len(core), Chem.Conformer(conf)))
     return candidates
 
 
@@ -366,38 +419,49 @@ def generate_pose(
 
     pairs = _find_core(mol, ref, name, reference.name)
     chiral = {a.GetIdx() for a in mol.GetAtoms() if a.GetChiralTag() != Chem.ChiralType.CHI_UNSPECIFIED}
-    attempts = [pairs]
+    # other placements of the core only matter where something can tell them apart: the protein, or reference
+    # atoms outside the core for the substituents to overlay
+    ref_heavy_count = sum(1 for a in ref.GetAtoms() if a.GetAtomicNum() > 1)
+    placements = MAX_CORE_PLACEMENTS if tree is not None or ref_heavy_count > len(pairs) else 1
+    attempts = [_equivalent_cores(mol, ref, pairs, placements) if placements > 1 else [pairs]]
     reduced = [(i, j) for i, j in pairs if i not in chiral]
     if len(reduced) != len(pairs) and len(reduced) >= MIN_CORE_ATOMS:
-        attempts.append(reduced)  # a core stereocentre of opposite handedness cannot copy the reference's
+        attempts.append([reduced])  # a core stereocentre of opposite handedness cannot copy the reference's
 
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]
-    for core in attempts:
-        candidates: list[tuple[float, float, float | None, object]] = []
+    for cores in attempts:
+        candidates: list[tuple[float, float, float | None, int, int, object]] = []
         for round_index in range(1 + (CLASH_EXTRA_ROUNDS if tree is not None else 0)):
-            candidates += _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers, seed + 7919 * round_index)
+            for core in cores:
+                candidates += _sample(
+                    mol, ref, ref_pos, core, heavy, target, tree, n_conformers, seed + 7919 * round_index
+                )
             if not candidates or min(c[1] for c in candidates) == 0.0:
                 break
             log.info("%s: every pose so far clashes with the protein; sampling more conformers", name)
         if not candidates:
-            log.info("%s: no conformer kept the stereochemistry with a %d-atom core", name, len(core))
+            log.info("%s: no conformer kept the stereochemistry with a %d-atom core", name, len(cores[0]))
             continue
         energies = [c[2] for c in candidates if c[2] is not None]
         e_min = min(energies) if energies else 0.0
         scored = sorted(
             (
-                (rmsd + clash + STRAIN_WEIGHT * ((energy if energy is not None else e_min) - e_min), index)
-                for index, (rmsd, clash, energy, _conf) in enumerate(candidates)
-            ),
+                rmsd
+                + clash
+                + STRAIN_WEIGHT * ((energy if energy is not None else e_min) - e_min)
+                - OVERLAY_WEIGHT * overlay,
+                index,
+            )
+            for index, (rmsd, clash, energy, overlay, _size, _conf) in enumerate(candidates)
         )
-        rmsd, clash, _energy, best_conf = candidates[scored[0][1]]
+        rmsd, clash, _energy, _overlay, size, best_conf = candidates[scored[0][1]]
         if clash > 0:
             log.warning("%s: best pose still clashes with the protein (penalty %.2f)", name, clash)
         out = Chem.Mol(mol)
         out.RemoveAllConformers()
         out.AddConformer(best_conf, assignId=True)
         out.SetProp("_Name", name)
-        log.info("%s: pose on %s, core %d atoms, core RMSD %.3f Å", name, reference.name, len(core), rmsd)
+        log.info("%s: pose on %s, core %d atoms, core RMSD %.3f Å", name, reference.name, size, rmsd)
         return Chem.MolToMolBlock(out), rmsd
     raise PoseError(
         f"ligand {name}: no conformer could be placed on reference {reference.name} with its stereochemistry kept; "

@@ -109,3 +109,18 @@ def test_existing_conformers_are_ignored():
     block, rmsd = generate_pose(mol, benzene)
     assert Chem.MolFromMolBlock(block, removeHs=False).GetNumConformers() == 1
     assert rmsd < 0.1
+
+
+@pytest.mark.parametrize("smiles", ["Cc1ccccc1F", "Fc1ccccc1C", "c1cc(F)c(C)cc1"])
+def test_substituent_takes_the_place_of_the_reference_one(smiles):
+    """F of 2-fluorotoluene goes where the Cl of the 2-chlorotoluene reference is, whichever way the ring matches."""
+    reference = _ligand("Cc1ccccc1Cl", "chlorotoluene")
+    ref_mol = reference.to_rdkit()
+    chlorine = ref_mol.GetConformer().GetPositions()[
+        next(a.GetIdx() for a in ref_mol.GetAtoms() if a.GetSymbol() == "Cl")
+    ]
+    block, rmsd = generate_pose(_named(smiles, "fluorotoluene"), reference)
+    mol = Chem.MolFromMolBlock(block, removeHs=False)
+    fluorine = mol.GetConformer().GetPositions()[next(a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "F")]
+    assert np.linalg.norm(fluorine - chlorine) < 0.6
+    assert rmsd < 0.1
