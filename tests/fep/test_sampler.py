@@ -177,7 +177,12 @@ def test_extend_adds_exactly_n_iterations(tmp_path):
     system, topology, positions = harmonic_system(n=2)
     states = [{"k": k} for k in FORCE_CONSTANTS[:2]]
     sampler = HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=20), tmp_path)
-    assert sampler.run().n_iterations == 20
+    reports = []
+    assert sampler.run(progress=reports.append).n_iterations == 20
+    assert [r.phase for r in reports[:2]] == ["equilibration_nvt"] * 2 and reports[1].iteration == 2
+    production = [r for r in reports if r.phase == "production"]
+    assert [r.iteration for r in production] == list(range(1, 21)) and production[-1].eta_s == 0.0
+    assert production[-1].ns_done == pytest.approx(20 * 25 * 4e-6) == production[0].ns_total
     summary = sampler.extend(7)
     assert summary.n_iterations == 27 and summary.iterations_this_call == 7 and summary.resumed_from_iteration == 20
     data = load_samples(tmp_path)
