@@ -207,7 +207,8 @@ def read_experimental(path: str | os.PathLike[str]) -> dict[str, ExperimentalVal
         raise InputError(f"{path}: needs a 'ligand' or 'name' column (found: {', '.join(headers) or 'no header'})")
     values: dict[str, ExperimentalValue] = {}
     rows_of: dict[str, int] = {}
-    for row_number, row in enumerate(reader, start=2):
+    for row in reader:
+        row_number = reader.line_num  # physical line: header = row 1, blank lines counted
         name = (row.get(key) or "").strip()
         if not name:
             continue

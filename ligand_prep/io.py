@@ -127,7 +127,8 @@ def _read_csv(path: Path) -> list[_Record]:
             "a ligand CSV needs a header with 'name' and 'smiles'"
         )
     records = []
-    for row_number, row in enumerate(reader, start=2):
+    for row in reader:
+        row_number = reader.line_num  # physical line: header = row 1, blank lines counted
         if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
             continue
         source = f"{path.name} row {row_number}"

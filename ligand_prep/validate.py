@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: Elements OpenFF Sage covers (and AM1-BCC handles); anything else is refused.
 ALLOWED_ELEMENTS = ("H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I")
 
-_METALS_HINT = "metal complexes and boron compounds are not supported by the OpenFF Sage force field"
+_METALS_HINT = "metal complexes and boron compounds cannot be simulated with it: remove or replace them"
 
 
 def check_molecule(mol, label: str) -> None:
@@ -56,7 +56,8 @@ def check_molecule(mol, label: str) -> None:
     bad = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in ALLOWED_ELEMENTS})
     if bad:
         raise LigandValidationError(
-            f"{label}: unsupported element {', '.join(bad)} ({_METALS_HINT}; allowed: {' '.join(ALLOWED_ELEMENTS)})"
+            f"{label}: unsupported element {', '.join(bad)} (the OpenFF Sage force field covers only "
+            f"{' '.join(ALLOWED_ELEMENTS)}; {_METALS_HINT})"
         )
     radicals = [a for a in mol.GetAtoms() if a.GetNumRadicalElectrons() > 0]
     if radicals:

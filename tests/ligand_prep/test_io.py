@@ -186,3 +186,10 @@ def test_missing_columns(tmp_path):
     path.write_text("id,smiles\nbenzene,c1ccccc1\n")
     with pytest.raises(InputError, match=r"missing column.*'name'"):
         read_ligands(path)
+
+
+def test_csv_row_numbers_count_blank_lines(tmp_path):
+    path = tmp_path / "gaps.csv"
+    path.write_text("name,smiles\nbenzene,c1ccccc1\n\nbad_one,C1CC\n")
+    with pytest.raises(LigandValidationError, match=r"gaps\.csv row 4 \(bad_one\)"):
+        read_ligands(path)
