@@ -29,7 +29,7 @@ ANI2X_ELEMENTS = frozenset({1, 6, 7, 8, 9, 16, 17})
 
 
 @functools.lru_cache(maxsize=8)
-def _load(weights: str, device: str, dtype: str):
+def _load(weights: str, device: str, dtype: str, self_energies: bool = True):
     import torch
     from torchani.arch import Assembler
     from torchani.utils import SYMBOLS_2X
@@ -48,11 +48,14 @@ def _load(weights: str, device: str, dtype: str):
     model.requires_grad_(False)
     model.eval()
     model.to(device=torch.device(device), dtype=getattr(torch, dtype))
+    if not self_energies:
+        # energies measured from the free atoms: small numbers, so float32 keeps ~1e-5 kJ/mol
+        model.energy_shifter.self_energies.zero_()
     log.info("loaded ANI-2x from %s on %s (%s)", weights, device, dtype)
     return model
 
 
-def load_ani2x(device: Any = None, dtype: Any = None, weights: str | None = None):
+def load_ani2x(device: Any = None, dtype: Any = None, weights: str | None = None, self_energies: bool = True):
     """The ANI-2x ensemble (8 networks) as a torchani module, cached per process, device and dtype.
 
     Parameters
@@ -64,6 +67,8 @@ def load_ani2x(device: Any = None, dtype: Any = None, weights: str | None = None
     weights : str, optional
         The state-dict file; default :func:`fep.nnp_models.find_ani2x_weights` (raises
         :class:`~fep.nnp_models.ModelWeightsError` with install instructions when missing).
+    self_energies : bool
+        False: a copy whose self (free-atom) energies are zero, i.e. energies measured from the free atoms.
     """
     if weights is None:
         from fep.nnp_models import find_ani2x_weights
@@ -71,7 +76,7 @@ def load_ani2x(device: Any = None, dtype: Any = None, weights: str | None = None
         weights = str(find_ani2x_weights())
     dev = resolve_device(device)
     dt = resolve_dtype(dtype)
-    return _load(str(weights), str(dev), str(dt).replace("torch.", ""))
+    return _load(str(weights), str(dev), str(dt).replace("torch.", ""), bool(self_energies))
 
 
 class ANIBatch:
@@ -90,6 +95,9 @@ class ANIBatch:
     threads : int, optional
         torch intra-op threads during the calls (restored afterwards); 1 is fastest for one small molecule on a
         busy CPU. Default: leave torch's setting.
+    from_free_atoms : bool
+        True: energies measured from the free atoms (the self energies :attr:`self_energy` left out), computed
+        without ever forming the large absolute total, so float32 stays precise (use it for MD forces).
 
     Examples
     --------
@@ -102,8 +110,9 @@ class ANIBatch:
         species: Sequence[int],
         device: Any = None,
         dtype: Any = None,
-        chunk_size: int = 512,
+        chunk_size: int = 128,
         threads: int | None = None,
+        from_free_atoms: bool = False,
     ) -> None:
         from ligand_prep.base import InputError
 
@@ -120,7 +129,8 @@ class ANIBatch:
         self.dtype = resolve_dtype(dtype)
         self.chunk_size = int(chunk_size)
         self.threads = threads
-        self.model = load_ani2x(self.device, self.dtype)
+        self.from_free_atoms = bool(from_free_atoms)
+        self.model = load_ani2x(self.device, self.dtype, self_energies=not self.from_free_atoms)
 
     @property
     def n_atoms(self) -> int:
@@ -132,8 +142,8 @@ class ANIBatch:
         """Sum of ANI-2x's self (free-atom) energies of these atoms, kJ/mol: a composition-only constant."""
         import torch
 
-        model = self.model
-        zs = torch.tensor([self.species], device=self.device)
+        model = load_ani2x("cpu", "float64")
+        zs = torch.tensor([self.species])
         idx = model.species_converter(zs)
         sae = model.energy_shifter.self_energies.to(torch.float64)[idx[0]]
         return float(sae.sum().cpu()) * HARTREE_TO_KJ_MOL
@@ -165,7 +175,8 @@ class ANIBatch:
         Returns
         -------
         ndarray, shape (F,)
-            ANI-2x energies in kJ/mol (absolute, including the self energies), float64.
+            ANI-2x energies in kJ/mol, float64: absolute (self energies included), or from the free atoms when
+            ``from_free_atoms``.
         """
         import torch
 
@@ -206,7 +217,8 @@ class ANIBatch:
         return e, f
 
     def reference_energies(self, coords: Any) -> np.ndarray:
-        """Reference path: one frame at a time through torchani on the CPU in float64, shape (F,) kJ/mol."""
+        """Reference path: one frame at a time through torchani on the CPU in float64, shape (F,) kJ/mol
+        (from the free atoms when this batch is)."""
         import torch
 
         model = load_ani2x("cpu", "float64")
@@ -219,4 +231,4 @@ class ANIBatch:
             for i, frame in enumerate(x):
                 xyz = torch.from_numpy(frame * 10.0)[None]
                 out[i] = float(model((zs, xyz)).energies[0]) * HARTREE_TO_KJ_MOL
-        return out
+        return out - self.self_energy if self.from_free_atoms else out
