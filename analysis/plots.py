@@ -28,14 +28,17 @@ __all__ = [
     "network_figure",
     "overlap_axes",
     "save_figure",
+    "save_rendered",
 ]
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, **adjust: float):
+    """A figure with fixed margins (constrained layout costs more than the drawing itself)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=100)
+    fig.subplots_adjust(**{"left": 0.12, "right": 0.95, "bottom": 0.12, "top": 0.9, **adjust})
     FigureCanvasAgg(fig)
     return fig
 
@@ -49,8 +52,13 @@ def figure_bytes(fig, fmt: str = "png") -> bytes:
 
 def save_figure(fig, stem: str | Path, formats: Sequence[str] = ("png", "svg")) -> dict[str, Path]:
     """Write ``fig`` as ``stem.png`` and ``stem.svg`` (atomically); returns format → path."""
+    return save_rendered({fmt: figure_bytes(fig, fmt) for fmt in formats}, stem)
+
+
+def save_rendered(rendered: Mapping[str, bytes], stem: str | Path) -> dict[str, Path]:
+    """Write already rendered figures (format → bytes) as ``stem.<format>``; returns format → path."""
     stem = Path(stem)
-    return {fmt: atomic_write_bytes(stem.with_suffix(f".{fmt}"), figure_bytes(fig, fmt)) for fmt in formats}
+    return {fmt: atomic_write_bytes(stem.with_suffix(f".{fmt}"), data) for fmt, data in rendered.items()}
 
 
 # ------------------------------------------------------------------------------------------ leg plots
@@ -127,7 +135,7 @@ def convergence_axes(ax, convergence: Mapping[str, Sequence[float]], dg: float |
 
 def leg_diagnostics_figure(leg: LegResult, title: str = ""):
     """One row of three panels for a leg: overlap, convergence, mixing."""
-    fig = _figure(11.0, 3.4)
+    fig = _figure(11.0, 3.4, left=0.06, right=0.98, bottom=0.15, top=0.83, wspace=0.3)
     axes = fig.subplots(1, 3)
     overlap_axes(axes[0], leg.overlap_matrix)
     convergence_axes(axes[1], leg.convergence, leg.dg_kcal_mol)
@@ -147,7 +155,7 @@ def correlation_figure(
     title: str = "",
 ):
     """Predicted vs experimental (kcal/mol) with the identity line and 1 and 2 kcal/mol bands."""
-    fig = _figure(4.8, 4.6)
+    fig = _figure(4.8, 4.6, left=0.15, bottom=0.11, top=0.93)
     ax = fig.add_subplot(1, 1, 1)
     x = np.asarray(experimental, dtype=float)
     y = np.asarray(predicted, dtype=float)
@@ -198,7 +206,7 @@ def network_figure(
         graph.add_edge(edge.ligand_a, edge.ligand_b)
     if network is not None:
         graph.add_nodes_from(network.ligands)
-    fig = _figure(7.0, 6.0)
+    fig = _figure(7.0, 6.0, left=0.02, right=0.98, bottom=0.02, top=0.94)
     ax = fig.add_subplot(1, 1, 1)
     ax.set_axis_off()
     if graph.number_of_nodes() == 0:

@@ -353,9 +353,14 @@ def write_report(
     # plots
     images: dict[str, bytes] = {}
     plot_dir = out / "plots"
-    fig = plots.network_figure(edges, net, exp)
-    images["network"] = plots.figure_bytes(fig)
-    paths.update({f"plot_network_{k}": v for k, v in plots.save_figure(fig, plot_dir / "network").items()})
+
+    def render(fig, key: str, stem: Path) -> bytes:
+        rendered = {"png": plots.figure_bytes(fig, "png"), "svg": plots.figure_bytes(fig, "svg")}
+        paths.update({f"plot_{key}_{k}": v for k, v in plots.save_rendered(rendered, stem).items()})
+        plots.close(fig)
+        return rendered["png"]
+
+    images["network"] = render(plots.network_figure(edges, net, exp), "network", plot_dir / "network")
     quantity = "ΔG_bind" if edges[0].mode == "binding" else "ΔG_hyd"
     if net is not None and exp:
         best = net.dg_ml_kcal_mol or net.dg_mm_kcal_mol
@@ -370,10 +375,7 @@ def write_report(
                 quantity=quantity,
                 title="ligands (MLE)",
             )
-            images["nodes"] = plots.figure_bytes(fig)
-            paths.update(
-                {f"plot_nodes_{k}": v for k, v in plots.save_figure(fig, plot_dir / "correlation_nodes").items()}
-            )
+            images["nodes"] = render(fig, "nodes", plot_dir / "correlation_nodes")
         done = [e for e in edges if e.status == "done" and e.ligand_a in exp and e.ligand_b in exp]
         if done:
             fig = plots.correlation_figure(
@@ -384,10 +386,7 @@ def write_report(
                 quantity="Δ" + quantity,
                 title="edges",
             )
-            images["edges"] = plots.figure_bytes(fig)
-            paths.update(
-                {f"plot_edges_{k}": v for k, v in plots.save_figure(fig, plot_dir / "correlation_edges").items()}
-            )
+            images["edges"] = render(fig, "edges", plot_dir / "correlation_edges")
     leg_images: dict[str, bytes] = {}
     n_legs = max(1, sum(len(e.legs) for e in edges))
     done_legs = 0
@@ -396,10 +395,7 @@ def write_report(
             fig = plots.leg_diagnostics_figure(
                 leg, f"{e.key} {name}: ΔG = {leg.dg_kcal_mol:.2f} ± {leg.dg_err_kcal_mol:.2f}"
             )
-            leg_images[f"{e.key}/{name}"] = plots.figure_bytes(fig)
-            saved = plots.save_figure(fig, plot_dir / _safe(e.key) / name)
-            paths.update({f"plot_{e.key}_{name}_{k}": v for k, v in saved.items()})
-            plots.close(fig)
+            leg_images[f"{e.key}/{name}"] = render(fig, f"{e.key}_{name}", plot_dir / _safe(e.key) / name)
             done_legs += 1
             if progress is not None:
                 progress("plots", done_legs / n_legs)

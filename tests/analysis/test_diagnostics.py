@@ -37,8 +37,13 @@ def test_overlap_verdict_thresholds():
 
 
 def test_convergence_verdict():
-    series = {"fraction": [0.5, 1.0], "forward_dg": [1.0, 1.1], "forward_err": [0.1, 0.07],
-              "reverse_dg": [1.2, 1.1], "reverse_err": [0.1, 0.07]}  # fmt: skip
+    series = {
+        "fraction": [0.5, 1.0],
+        "forward_dg": [1.0, 1.1],
+        "forward_err": [0.1, 0.07],
+        "reverse_dg": [1.2, 1.1],
+        "reverse_err": [0.1, 0.07],
+    }
     assert diag.convergence_verdict(series).status == "pass"
     drift = dict(series, reverse_dg=[2.0, 1.1])
     assert diag.convergence_verdict(drift).status == "warn"
@@ -50,7 +55,7 @@ def test_convergence_series_on_oscillators():
     springs = np.array([1.0, 2.0, 4.0])
     x = rng.normal(0, 1 / np.sqrt(springs)[:, None], size=(3, 400))
     u_kln = 0.5 * springs[None, :, None] * x[:, None, :] ** 2
-    series = diag.convergence_series(u_kln, 1.0, n_fractions=4)
+    series = diag.convergence_series(u_kln, 1.0, n_fractions=4, initial_f_k=0.5 * np.log(springs))
     assert series["fraction"] == [0.25, 0.5, 0.75, 1.0]
     assert series["forward_dg"][-1] == pytest.approx(series["reverse_dg"][-1])
     errs = series["forward_err"]

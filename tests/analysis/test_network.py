@@ -10,8 +10,21 @@ from analysis.results import EdgeResult
 from ligand_prep.base import InputError
 
 TRUE = {"a": 0.0, "b": 1.3, "c": -0.7, "d": 2.1, "e": 0.4, "f": -1.8, "g": 0.9, "h": 1.6}
-PAIRS = [("a", "b"), ("b", "c"), ("c", "d"), ("d", "e"), ("e", "f"), ("f", "g"), ("g", "h"), ("h", "a"),
-         ("a", "c"), ("b", "e"), ("d", "g"), ("f", "a"), ("c", "h")]  # fmt: skip
+PAIRS = [
+    ("a", "b"),
+    ("b", "c"),
+    ("c", "d"),
+    ("d", "e"),
+    ("e", "f"),
+    ("f", "g"),
+    ("g", "h"),
+    ("h", "a"),
+    ("a", "c"),
+    ("b", "e"),
+    ("d", "g"),
+    ("f", "a"),
+    ("c", "h"),
+]
 
 
 def consistent_edges(sigma: float = 0.2) -> list[tuple[str, str, float, float]]:

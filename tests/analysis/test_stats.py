@@ -58,3 +58,12 @@ def test_statistics_reject_bad_input():
         compute_statistics([1.0, 2.0], [1.0], kind="edges")
     const = compute_statistics([1.0, 1.0, 1.0], [1.0, 2.0, 3.0], kind="edges", n_bootstrap=20)
     assert "pearson_r" not in const.metrics and "rmse" in const.metrics
+
+
+def test_kendall_tau_matches_scipy_with_ties():
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 5, size=40).astype(float)
+    y = x + rng.integers(-2, 3, size=40)
+    assert kendall_tau(x, y) == pytest.approx(kendalltau(x, y).statistic, rel=1e-12)
