@@ -99,8 +99,11 @@ def _heavy_view(mol):
     heavy = Chem.RemoveAllHs(mol, sanitize=False)
     if heavy.GetNumAtoms() != len(heavy_idx):  # pragma: no cover - RemoveAllHs keeps heavy-atom order
         raise PoseError("internal error: hydrogen removal changed the heavy atom count")
-    heavy.UpdatePropertyCache(strict=False)
-    Chem.FastFindRings(heavy)
+    try:
+        Chem.SanitizeMol(heavy)  # SSSR ring perception: whole-ring trimming needs the smallest rings
+    except Exception:  # pragma: no cover - validated molecules sanitize
+        heavy.UpdatePropertyCache(strict=False)
+        Chem.FastFindRings(heavy)
     return heavy, heavy_idx
 
 

@@ -124,3 +124,16 @@ def test_substituent_takes_the_place_of_the_reference_one(smiles):
     fluorine = mol.GetConformer().GetPositions()[next(a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "F")]
     assert np.linalg.norm(fluorine - chlorine) < 0.6
     assert rmsd < 0.1
+
+
+def test_core_found_when_the_complete_rings_search_is_slow(bench):
+    """p38 2ee vs 2r: rdFMCS with completeRingsOnly times out with an 8-atom core; the trimmed fast search
+    finds the 22-atom scaffold (pyridopyrimidinone + difluorophenoxy + NH)."""
+    from ligand_prep.poses import _find_core
+
+    docked = {lig.name: lig for lig in read_ligands(bench / "p38" / "ligands.sdf")}
+    mol = _named(docked["lig_p38a_2ee"].smiles, "lig_p38a_2ee")
+    core = _find_core(Chem.AddHs(mol), docked["lig_p38a_2r"].to_rdkit(), "lig_p38a_2ee", "lig_p38a_2r")
+    assert len(core) >= 22
+    _block, rmsd = generate_pose(mol, docked["lig_p38a_2r"])
+    assert rmsd < 0.5
