@@ -135,5 +135,5 @@ def test_core_found_when_the_complete_rings_search_is_slow(bench):
     mol = _named(docked["lig_p38a_2ee"].smiles, "lig_p38a_2ee")
     core = _find_core(Chem.AddHs(mol), docked["lig_p38a_2r"].to_rdkit(), "lig_p38a_2ee", "lig_p38a_2r")
     assert len(core) >= 22
-    _block, rmsd = generate_pose(mol, docked["lig_p38a_2r"])
-    assert rmsd < 0.5
+    ring_atoms = {i for i, _ in core if mol.GetAtomWithIdx(i).IsInRing()}
+    assert len(ring_atoms) == 16  # the bicycle (10) and the phenyl (6), whole
