@@ -1,11 +1,15 @@
 """3D poses for ligands given as SMILES, placed on a reference ligand's pose by their common core.
 
-:func:`generate_pose` finds the maximum common substructure (MCS) of heavy atoms between the new molecule
-and the reference, embeds several ETKDG conformers with the core atoms' coordinates as constraints, aligns
-each on the core, copies the reference core coordinates onto it, relaxes the rest with a short MMFF
-minimisation (core atoms restrained), and keeps the conformer with the best score: core RMSD + a penalty for
-heavy-atom clashes with the protein (when a PDB is given) + a small strain term. :func:`embed_free` embeds a
-molecule without any reference (the first ligand of a series without ``--reference``).
+:func:`generate_pose` finds the maximum common substructure (MCS) of heavy atoms, whole rings only, between
+the new molecule and the reference; embeds several ETKDG conformers with the core atoms' coordinates as
+constraints (for each symmetry-distinct placement of the core, e.g. a substituted phenyl matched both ways
+round); aligns each on the core, copies the reference core coordinates onto it and relaxes it with a short
+MMFF minimisation (core atoms held within 0.05 Å, other heavy atoms within 0.3 Å so the sampled torsions
+stay); and keeps the conformer with the best score: core RMSD + a penalty for heavy atoms closer than
+2.2 Å to protein heavy atoms (when a PDB is given) + a small strain term − a bonus for substituents that sit
+on the reference's own substituents. While every pose clashes, more conformers are sampled.
+:func:`embed_free` embeds a molecule without any reference (the first ligand of a series without
+``--reference``).
 """
 
 from __future__ import annotations
@@ -78,7 +82,9 @@ def _protein_heavy_atoms(path: str, _mtime_ns: int, _size: int):
                 raise InputError(f"{path}: unreadable coordinates in line '{line.rstrip()[:60]}'") from None
     if not coords:
         raise InputError(f"{path}: no protein atoms found (expected ATOM/HETATM records)")
-    return np.asarray(coords, dtype=float)
+    array = np.asarray(coords, dtype=float)
+    array.flags.writeable = False  # shared through the cache
+    return array
 
 
 def _clash_penalty(positions, tree) -> float:
