@@ -318,9 +318,25 @@ def markdown(p: dict) -> str:
         "Correction cost for the other tiers: the fixed part of the smoke run + their ML/MM steps × ms/step. "
         f"Target: {p['target']}.",
         "",
+        "Reading the two ratios: wall time is what a user waits for, but on a shared, overloaded machine it "
+        "penalises the ML/MM steps most (every step hands over between OpenMM's threads and the Python ANI "
+        "callback, and each hand-over waits for a time slice); CPU time counts the work done. On an idle machine "
+        "the plain MM step runs on all cores while the ANI call uses one, so the idle wall ratio lies between "
+        "the CPU-time ratio and about twice it. On a GPU the MM leg is the GPU's and the per-step ANI call "
+        "(~15 atoms) is latency-bound, so measure there before quoting a GPU ratio.",
+        "",
     ]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--markdown-from":
+        # re-render the table from a saved JSON: nnp_speed.py --markdown-from results/nnp_speed.json
+        saved = json.loads(Path(sys.argv[2]).read_text())
+        from ligand_prep.base import atomic_write_text
+
+        atomic_write_text(Path(sys.argv[2]).with_suffix(".md"), markdown(saved))
+    else:
+        main()
