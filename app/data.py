@@ -1,0 +1,504 @@
+"""What the dashboard reads: runs (folders of ``fep run`` under a runs root), their progress and their results.
+
+Everything here reads files only (``run.json``, ``network.json``, ``edges/<A>~<B>/edge_result.json``,
+``status.json`` of each leg, ``app_launch.json`` and ``fep_run.log`` written when a run is launched from the
+dashboard). Nothing imports openmm or torch; RDKit is imported inside the functions that draw molecules.
+
+Where runs come from is a :class:`RunSource`: :class:`FolderRunSource` lists the run directories under a runs
+root (``fep app --runs DIR``). A store-backed source can be plugged in through :func:`open_source` without
+touching the pages: they only call ``list_runs()`` and ``run_dir(name)``.
+
+Examples
+--------
+>>> source = open_source(runs="runs")          # doctest: +SKIP
+>>> [r.name for r in source.list_runs()]       # doctest: +SKIP
+['tyk2-smoke', 'benzenes']
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import Field
+
+from ligand_prep.base import FrozenModel, InputError
+
+__all__ = [
+    "LAUNCH_FILE",
+    "LOG_FILE",
+    "RUNS_ENV",
+    "STORE_ENV",
+    "FolderRunSource",
+    "RunResults",
+    "RunSource",
+    "RunSummary",
+    "age_text",
+    "created_text",
+    "edge_table",
+    "ligand_table",
+    "load_results",
+    "mol_image_uri",
+    "open_source",
+    "predictions_sdf",
+    "report_html",
+    "results_csv",
+    "run_signature",
+    "run_status",
+    "summarize_run",
+]
+
+log = logging.getLogger(__name__)
+
+#: Environment variables set by ``fep app`` for the Streamlit process.
+RUNS_ENV = "MLFEP_RUNS_DIR"
+STORE_ENV = "MLFEP_STORE"
+#: Written by the dashboard when it launches a run (pid, command, time), and the run's combined output.
+LAUNCH_FILE = "app_launch.json"
+LOG_FILE = "fep_run.log"
+
+RunState = Literal["starting", "running", "done", "failed", "partial", "interrupted", "pending"]
+
+
+class RunSummary(FrozenModel):
+    """One line of the runs list."""
+
+    name: str = Field(description="Folder name of the run (its identifier in the dashboard).")
+    path: str = Field(description="Run directory.")
+    state: RunState = Field(description="Overall state of the run.")
+    created: float | None = Field(None, description="Creation time (Unix seconds).")
+    mode: str = Field("", description="binding or hydration.")
+    protocol: str = Field("", description="Protocol name.")
+    n_edges: int = Field(0, description="Number of planned edges.")
+    counts: dict[str, int] = Field(default_factory=dict, description="Edges per state (done, running, ...).")
+    progress: float = Field(0.0, ge=0.0, le=1.0, description="Fraction of the legs' work done.")
+    message: str = Field("", description="Why the run failed or what it waits for.")
+
+
+class RunSource(Protocol):
+    """Where the dashboard finds runs (a runs folder today, the results store later)."""
+
+    def list_runs(self) -> list[RunSummary]:
+        """Every run, newest first."""
+        ...
+
+    def run_dir(self, name: str) -> Path:
+        """The run directory of the run called ``name`` (raises InputError when unknown)."""
+        ...
+
+
+class FolderRunSource:
+    """Runs are the folders under ``root`` that hold a ``run.json`` (or were launched from the dashboard)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+
+    def _candidates(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [
+            p for p in self.root.iterdir() if p.is_dir() and ((p / "run.json").is_file() or (p / LAUNCH_FILE).is_file())
+        ]
+
+    def list_runs(self) -> list[RunSummary]:
+        runs = [summarize_run(p) for p in self._candidates()]
+        return sorted(runs, key=lambda r: (-(r.created or 0.0), r.name))
+
+    def run_dir(self, name: str) -> Path:
+        path = (self.root / name).resolve()
+        if path.parent != self.root or not path.is_dir():
+            raise InputError(f"run '{name}' not found under {self.root}")
+        return path
+
+
+def open_source(runs: str | os.PathLike[str] | None = None, store: str | None = None) -> RunSource:
+    """The run source for the dashboard: ``store`` (a store URL) if given, else the folder ``runs``.
+
+    Defaults come from the environment variables :data:`STORE_ENV` and :data:`RUNS_ENV` (set by ``fep app``),
+    else ``./runs``.
+    """
+    store = store or os.environ.get(STORE_ENV) or None
+    runs = runs or os.environ.get(RUNS_ENV) or "runs"
+    if store:
+        try:
+            from fep import store as store_module  # the results store (optional, when installed)
+        except ImportError as err:
+            raise InputError(
+                f"--store {store}: this mlfep has no results store yet; give the runs folder with --runs DIR"
+            ) from err
+        log.info("store %s given; runs are listed from the folder %s (%s)", store, runs, store_module.__name__)
+    return FolderRunSource(runs)
+
+
+# ------------------------------------------------------------------------------------------- status
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of this process counts as finished
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _log_tail(run_dir: Path, n_lines: int = 20) -> str:
+    path = run_dir / LOG_FILE
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(lines[-n_lines:])
+
+
+def _last_error_line(text: str) -> str:
+    for line in reversed(text.splitlines()):
+        if line.startswith("error:") or "Error" in line:
+            return line.strip()
+    return ""
+
+
+def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Edges and legs of a run with their state, plus the launcher's process and log.
+
+    Returns the dict of :func:`fep.cli.status.collect_status` (keys ``mode``, ``protocol``, ``counts``,
+    ``edges``; each edge has ``state``, ``error`` and ``legs`` with ``phase``, ``done``, ``total``, ``eta_s``)
+    and ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). A run that
+    was launched but has not written ``run.json`` yet has empty ``edges``.
+    """
+    from fep.cli.status import collect_status
+
+    run_dir = Path(run_dir)
+    launch = _read_json(run_dir / LAUNCH_FILE)
+    alive = _pid_alive(launch.get("pid")) if launch else False
+    if (run_dir / "run.json").is_file() and (run_dir / "network.json").is_file():
+        info = collect_status(run_dir)
+    else:
+        info = {"run_dir": str(run_dir), "mode": "", "protocol": "", "counts": {}, "edges": []}
+        if launch:
+            info.update(mode=launch.get("mode", ""), protocol=launch.get("protocol", ""))
+    info["launch"] = launch
+    info["process_alive"] = alive
+    info["log_tail"] = _log_tail(run_dir)
+    return info
+
+
+def _progress_fraction(edges: list[dict[str, Any]]) -> float:
+    total, done = 0.0, 0.0
+    for edge in edges:
+        for leg in edge["legs"]:
+            total += 1.0
+            if leg["state"] == "done" or edge["state"] in ("done", "failed"):
+                done += 1.0
+            elif leg.get("total"):
+                done += min(1.0, leg.get("done", 0) / leg["total"])
+    return done / total if total else 0.0
+
+
+def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
+    """The runs-list line of one run directory (never raises for a broken run: says so in ``message``)."""
+    run_dir = Path(run_dir)
+    launch = _read_json(run_dir / LAUNCH_FILE) or {}
+    created = launch.get("created")
+    if created is None:
+        try:
+            created = (run_dir / "run.json").stat().st_mtime
+        except OSError:
+            created = None
+    try:
+        info = run_status(run_dir)
+    except Exception as err:  # a half-written or foreign folder must not break the list
+        return RunSummary(name=run_dir.name, path=str(run_dir), state="failed", created=created, message=str(err))
+    counts = {k: v for k, v in info["counts"].items() if v}
+    edges = info["edges"]
+    alive = info["process_alive"]
+    message = ""
+    if not edges:
+        if alive:
+            state: RunState = "starting"
+            message = "reading ligands, charges and planning before the first leg"
+        else:
+            state = "failed"
+            message = _last_error_line(info["log_tail"]) or "the run process ended before writing run.json"
+    elif counts.get("running"):
+        state = "running"
+    elif counts.get("pending") or counts.get("interrupted"):
+        state = "running" if alive else ("interrupted" if counts.get("interrupted") else "pending")
+    elif counts.get("failed"):
+        state = "partial" if counts.get("done") else "failed"
+        message = next((e["error"] for e in edges if e["error"]), "")
+    else:
+        state = "done"
+    return RunSummary(
+        name=run_dir.name,
+        path=str(run_dir),
+        state=state,
+        created=created,
+        mode=info["mode"],
+        protocol=info["protocol"],
+        n_edges=len(edges),
+        counts=counts,
+        progress=round(_progress_fraction(edges), 4),
+        message=message,
+    )
+
+
+# ------------------------------------------------------------------------------------------ results
+def run_signature(run_dir: str | os.PathLike[str]) -> tuple:
+    """(path, mtime_ns) of every result file of a run: changes when a result is added or rewritten."""
+    run_dir = Path(run_dir)
+    files = [run_dir / "network.json", *sorted((run_dir / "edges").glob("*/edge_result.json"))]
+    return tuple((str(p), p.stat().st_mtime_ns) for p in files if p.is_file())
+
+
+@dataclass
+class RunResults:
+    """Everything the results page shows for one run.
+
+    ``net`` is None when no edge has finished. ``experimental`` maps ligand name → experimental ΔG (kcal/mol).
+    """
+
+    run_dir: Path
+    edges: list = field(default_factory=list)  # analysis.results.EdgeResult
+    network: Any | None = None  # ligand_prep.models.Network
+    net: Any | None = None  # analysis.results.NetworkResult
+    experimental: dict[str, float] = field(default_factory=dict)
+    experimental_values: dict[str, Any] = field(default_factory=dict)  # name -> ExperimentalValue
+
+    @property
+    def mode(self) -> str:
+        return self.edges[0].mode if self.edges else (self.network.mode if self.network else "")
+
+
+def load_results(run_dir: str | os.PathLike[str], *, n_bootstrap: int = 200, seed: int = 0) -> RunResults:
+    """Edge results, the network and the network estimate (MLE ΔG, statistics vs experiment) of a run.
+
+    Raises
+    ------
+    InputError
+        The folder holds no finished or failed edge yet.
+    """
+    from analysis.network import analyse_network, experimental_dg
+    from analysis.report import experimental_from_network, load_run_dir
+
+    run_dir = Path(run_dir)
+    edges, network = load_run_dir(run_dir)
+    values = experimental_from_network(network)
+    exp = experimental_dg(values)
+    names = [lig.name for lig in network.ligands] if network is not None else []
+    for e in edges:
+        names.extend(n for n in (e.ligand_a, e.ligand_b) if n not in names)
+    net = None
+    if any(e.status == "done" for e in edges):
+        net = analyse_network(edges, ligands=names, experimental=exp, n_bootstrap=n_bootstrap, seed=seed)
+    return RunResults(
+        run_dir=run_dir, edges=edges, network=network, net=net, experimental=exp, experimental_values=values
+    )
+
+
+def _num(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def ligand_table(results: RunResults, *, images: bool = True) -> list[dict[str, Any]]:
+    """Ranked ligands: rank, structure (image URI), ligand, ΔG, σ, estimate, MM, ML, experimental, |error|.
+
+    Ligands without an estimate (not connected to any finished edge) come last with an empty rank.
+    """
+    net = results.net
+    smiles = {lig.name: lig.smiles for lig in results.network.ligands} if results.network is not None else {}
+    rows: list[dict[str, Any]] = []
+    ranked = list(net.ranking) if net is not None else []
+    others = [n for n in (list(smiles) or []) if n not in ranked]
+    for e in results.edges:
+        others.extend(n for n in (e.ligand_a, e.ligand_b) if n not in ranked and n not in others)
+    for rank, name in enumerate([*ranked, *others], start=1):
+        mm = mm_err = ml = ml_err = None
+        if net is not None and name in net.dg_mm_kcal_mol:
+            mm, mm_err = net.dg_mm_kcal_mol[name], net.dg_mm_err_kcal_mol[name]
+            if net.dg_ml_kcal_mol is not None and name in net.dg_ml_kcal_mol:
+                ml = net.dg_ml_kcal_mol[name]
+                ml_err = (net.dg_ml_err_kcal_mol or {}).get(name)
+        best, best_err, which = (ml, ml_err, "ML") if ml is not None else (mm, mm_err, "MM" if mm is not None else "")
+        exp = results.experimental.get(name)
+        value = results.experimental_values.get(name)
+        rows.append(
+            {
+                "rank": rank if name in ranked else None,
+                "structure": mol_image_uri(smiles[name]) if images and name in smiles else None,
+                "ligand": name,
+                "dg_kcal_mol": _num(best),
+                "dg_err_kcal_mol": _num(best_err),
+                "estimate": which,
+                "dg_mm_kcal_mol": _num(mm),
+                "dg_mm_err_kcal_mol": _num(mm_err),
+                "dg_ml_kcal_mol": _num(ml),
+                "dg_ml_err_kcal_mol": _num(ml_err),
+                "exp_dg_kcal_mol": _num(exp),
+                "exp_dg_err_kcal_mol": _num(getattr(value, "dg_err_kcal_mol", None)),
+                "abs_error_kcal_mol": None if best is None or exp is None else _num(abs(best - exp)),
+                "smiles": smiles.get(name, ""),
+            }
+        )
+    return rows
+
+
+def edge_table(results: RunResults) -> list[dict[str, Any]]:
+    """ΔΔG per edge: MM and ML with σ, experimental ΔΔG, worst verdict and the verdict messages or error."""
+    from analysis.results import worst_status
+
+    rows = []
+    exp = results.experimental
+    for e in results.edges:
+        done = e.status == "done"
+        exp_ddg = exp[e.ligand_b] - exp[e.ligand_a] if e.ligand_a in exp and e.ligand_b in exp else None
+        best = e.ddg_best[0] if done else None
+        rows.append(
+            {
+                "edge": e.key,
+                "status": e.status,
+                "ddg_mm_kcal_mol": _num(e.ddg_mm_kcal_mol) if done else None,
+                "ddg_mm_err_kcal_mol": _num(e.ddg_mm_err_kcal_mol) if done else None,
+                "ddg_ml_kcal_mol": _num(e.ddg_ml_kcal_mol),
+                "ddg_ml_err_kcal_mol": _num(e.ddg_ml_err_kcal_mol),
+                "exp_ddg_kcal_mol": _num(exp_ddg),
+                "abs_error_kcal_mol": None if best is None or exp_ddg is None else _num(abs(best - exp_ddg)),
+                "verdict": worst_status(e.verdicts) if done else "fail",
+                "details": e.error
+                if not done
+                else "; ".join(f"{v.name}: {v.message}" for v in e.verdicts if v.status != "pass") or e.ml_reason,
+            }
+        )
+    return rows
+
+
+_CSV_COLUMNS = (
+    "rank",
+    "ligand",
+    "dg_kcal_mol",
+    "dg_err_kcal_mol",
+    "estimate",
+    "dg_mm_kcal_mol",
+    "dg_mm_err_kcal_mol",
+    "dg_ml_kcal_mol",
+    "dg_ml_err_kcal_mol",
+    "exp_dg_kcal_mol",
+    "exp_dg_err_kcal_mol",
+    "smiles",
+)
+
+
+def results_csv(results: RunResults) -> str:
+    """The ranked ligand table as CSV text (no images)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=_CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in ligand_table(results, images=False):
+        writer.writerow({k: "" if row[k] is None else row[k] for k in _CSV_COLUMNS})
+    return buf.getvalue()
+
+
+def predictions_sdf(results: RunResults) -> str:
+    """SDF of the run's ligands (poses) with the predictions as SD properties.
+
+    Properties: ``mlfep_rank``, ``mlfep_dg_kcal_mol``, ``mlfep_dg_err_kcal_mol``, ``mlfep_estimate`` (ML or MM),
+    ``mlfep_dg_mm_kcal_mol``, ``mlfep_dg_ml_kcal_mol`` (empty values are left out), plus the ``mlfep_*`` ligand
+    properties of :func:`ligand_prep.io.write_sdf`.
+
+    Raises
+    ------
+    InputError
+        The run has no network.json (no poses to write).
+    """
+    from ligand_prep.io import write_sdf
+
+    if results.network is None:
+        raise InputError(f"{results.run_dir}: no network.json, so no ligand poses to write")
+    props: dict[str, dict[str, str]] = {}
+    for row in ligand_table(results, images=False):
+        entry = {
+            "mlfep_rank": row["rank"],
+            "mlfep_dg_kcal_mol": row["dg_kcal_mol"],
+            "mlfep_dg_err_kcal_mol": row["dg_err_kcal_mol"],
+            "mlfep_estimate": row["estimate"],
+            "mlfep_dg_mm_kcal_mol": row["dg_mm_kcal_mol"],
+            "mlfep_dg_ml_kcal_mol": row["dg_ml_kcal_mol"],
+        }
+        props[row["ligand"]] = {k: str(v) for k, v in entry.items() if v not in (None, "")}
+    known = {lig.name for lig in results.network.ligands}
+    props = {k: v for k, v in props.items() if k in known}
+    with tempfile.TemporaryDirectory(prefix="mlfep-sdf-") as tmp:
+        path = write_sdf(results.network.ligands, Path(tmp) / "predictions.sdf", properties=props)
+        return path.read_text()
+
+
+def report_html(run_dir: str | os.PathLike[str], *, n_bootstrap: int = 200) -> Path:
+    """``RUN_DIR/report/report.html``, (re)written with :func:`analysis.report.write_report` when older than
+    any result file of the run."""
+    from analysis.report import load_run_dir, write_report
+
+    run_dir = Path(run_dir)
+    out = run_dir / "report"
+    html = out / "report.html"
+    newest = max((mtime for _, mtime in run_signature(run_dir)), default=0)
+    if html.is_file() and html.stat().st_mtime_ns >= newest:
+        return html
+    edges, network = load_run_dir(run_dir)
+    return write_report(edges, network, out, n_bootstrap=n_bootstrap, title=f"mlfep report: {run_dir.name}")[
+        "report_html"
+    ]
+
+
+# --------------------------------------------------------------------------------------- molecules
+def mol_image_uri(smiles: str, size: tuple[int, int] = (180, 120)) -> str | None:
+    """A 2D depiction of ``smiles`` as a ``data:image/svg+xml;base64,...`` URI (None if it does not parse)."""
+    from rdkit import Chem
+    from rdkit.Chem.Draw import rdMolDraw2D
+
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    if mol is None:
+        return None
+    drawer = rdMolDraw2D.MolDraw2DSVG(*size)
+    drawer.drawOptions().clearBackground = False
+    rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
+    drawer.FinishDrawing()
+    svg = drawer.GetDrawingText()
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+def age_text(seconds: float | None) -> str:
+    """'12 s', '5 min', '2.1 h' (empty for None)."""
+    if seconds is None:
+        return ""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def created_text(created: float | None) -> str:
+    """Local time of a Unix timestamp as 'YYYY-MM-DD HH:MM' (empty for None)."""
+    return "" if created is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(created))

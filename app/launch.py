@@ -1,0 +1,435 @@
+"""New runs from the dashboard: uploads (size-limited, parsed as data only), per-ligand validation, network
+planning and editing, a cost estimate, and the launch of ``fep run`` as a detached process.
+
+The launched process is the ordinary CLI (``python -m fep run NETWORK.json -o RUN_DIR ...``) in its own session
+(``start_new_session=True``), its output in ``RUN_DIR/fep_run.log``: it keeps running when the browser or the
+dashboard closes, and ``fep status RUN_DIR`` / the progress page follow it like any CLI run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ligand_prep.base import InputError, MlfepError, atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "UPLOAD_LIMITS",
+    "LigandCheck",
+    "add_edge",
+    "check_pdb",
+    "check_protocol",
+    "cost_estimate",
+    "disconnected",
+    "launch_run",
+    "new_run_dir",
+    "plan",
+    "read_series",
+    "remove_edges",
+    "save_upload",
+]
+
+log = logging.getLogger(__name__)
+
+#: Largest accepted upload per kind, in bytes, and the suffixes accepted.
+UPLOAD_LIMITS: dict[str, int] = {
+    "protein": 50_000_000,
+    "ligands": 20_000_000,
+    "reference": 2_000_000,
+    "protocol": 200_000,
+}
+_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "protein": (".pdb",),
+    "ligands": (".sdf", ".sd", ".csv", ".smi"),
+    "reference": (".sdf", ".sd", ".mol"),
+    "protocol": (".json", ".yaml", ".yml"),
+}
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def save_upload(kind: str, filename: str, data: bytes, folder: str | os.PathLike[str]) -> Path:
+    """Check an uploaded file and write it into ``folder`` as ``<kind><suffix>``.
+
+    Only the suffix of the user's file name is kept (no path from the browser is used); the content must be
+    UTF-8 text within :data:`UPLOAD_LIMITS`. Nothing is executed or unpickled: the file is later parsed by the
+    ligand, protein or protocol readers.
+
+    Raises
+    ------
+    InputError
+        Unknown kind, wrong suffix, empty, too large or not text (names the file and the limit).
+    """
+    if kind not in UPLOAD_LIMITS:
+        raise InputError(f"unknown upload kind '{kind}'")
+    suffix = Path(filename).suffix.lower()
+    if suffix not in _SUFFIXES[kind]:
+        raise InputError(f"{filename}: a {kind} file must end in {', '.join(_SUFFIXES[kind])}")
+    if not data:
+        raise InputError(f"{filename}: the file is empty")
+    limit = UPLOAD_LIMITS[kind]
+    if len(data) > limit:
+        raise InputError(f"{filename}: {len(data) / 1e6:.1f} MB is more than the {limit / 1e6:g} MB allowed for {kind}")
+    try:
+        data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{filename}: not a text file (byte {err.start} is not UTF-8); upload the plain file") from err
+    return atomic_write_bytes(Path(folder) / f"{kind}{suffix}", data)
+
+
+def check_pdb(path: str | os.PathLike[str]) -> int:
+    """Number of ATOM/HETATM records of an uploaded PDB; raises InputError when there are none."""
+    path = Path(path)
+    count = sum(line.startswith(("ATOM  ", "HETATM")) for line in path.read_text(errors="replace").splitlines())
+    if count == 0:
+        raise InputError(f"{path.name}: no ATOM or HETATM records; upload the protein as a PDB file")
+    return count
+
+
+def check_protocol(path: str | os.PathLike[str]):
+    """The :class:`~fep.protocol.Protocol` of an uploaded protocol file (JSON or YAML, read as data only)."""
+    from fep.protocol import load_protocol
+
+    return load_protocol(path)
+
+
+# --------------------------------------------------------------------------------------- validation
+@dataclass(frozen=True)
+class LigandCheck:
+    """The validation outcome of one ligand record (``ok`` False: ``message`` says what to fix)."""
+
+    record: str
+    ligand: str
+    ok: bool
+    message: str
+
+
+_WHERE = re.compile(r"\b(record|row|line) (\d+)\b")
+
+
+def _split_records(path: Path) -> tuple[str, list[tuple[int, str]]]:
+    """(header, [(original number, text)]) of a ligand file, one entry per record or row."""
+    text = path.read_text(encoding="utf-8-sig")
+    suffix = path.suffix.lower()
+    if suffix in (".sdf", ".sd"):
+        blocks, current = [], []
+        for line in text.splitlines():
+            current.append(line)
+            if line.startswith("$$$$"):
+                blocks.append("\n".join(current) + "\n")
+                current = []
+        if any(line.strip() for line in current):
+            blocks.append("\n".join(current) + "\n$$$$\n")
+        return "", list(enumerate(blocks, start=1))
+    lines = text.splitlines()
+    if suffix == ".csv":
+        rows = [(number, line + "\n") for number, line in enumerate(lines[1:], start=2) if line.strip()]
+        return ((lines[0] + "\n") if lines else ""), rows
+    rows = [(number, line + "\n") for number, line in enumerate(lines, start=1) if line.strip()]
+    return "", rows
+
+
+def read_series(
+    path: str | os.PathLike[str],
+    *,
+    reference: str | os.PathLike[str] | None = None,
+    protein: str | os.PathLike[str] | None = None,
+    max_ligands: int = 200,
+    display_name: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[list, list[LigandCheck]]:
+    """Read a ligand series with :func:`ligand_prep.io.read_ligands`, keeping the good ligands and one message
+    per bad record.
+
+    ``read_ligands`` stops at the first invalid record; this drops that record (its error message, with the
+    record or row number of the uploaded file, goes into the checks) and reads the rest again, so that every
+    bad ligand is reported at once. Errors that are not about one record (missing columns, a bad reference)
+    raise. Messages name the file as ``display_name`` (the user's file name) when given.
+
+    Returns
+    -------
+    (list of Ligand, list of LigandCheck)
+        The valid ligands (posed) and a check per record, valid ones included.
+
+    Raises
+    ------
+    InputError
+        The file cannot be read as a ligand series, or holds more than ``max_ligands`` records.
+    """
+    from ligand_prep.io import read_ligands
+
+    path = Path(path)
+    header, records = _split_records(path)
+    if len(records) > max_ligands:
+        raise InputError(
+            f"{display_name or path.name}: {len(records)} ligands; the dashboard accepts up to {max_ligands} per run"
+        )
+    remaining = list(records)
+    bad: dict[int, str] = {}
+    work = path.parent / f"_validated{path.suffix.lower()}"
+    ligands: list = []
+    while remaining:
+        atomic_write_text(work, header + "".join(text for _, text in remaining))
+        try:
+            ligands = read_ligands(work, reference=reference, protein=protein, progress=progress)
+            break
+        except MlfepError as err:
+            message = str(err).replace(work.name, display_name or path.name)
+            index = _culprit(message, remaining, path)
+            if index is None:
+                raise InputError(message) from err
+            message = _WHERE.sub(lambda m: _original(m, remaining, path), message)
+            bad[remaining[index][0]] = message
+            del remaining[index]
+            ligands = []
+    by_number = dict(zip((n for n, _ in remaining), ligands, strict=False))
+    kind = "row" if path.suffix.lower() == ".csv" else "line" if path.suffix.lower() == ".smi" else "record"
+    checks = []
+    for number, text in records:
+        lig = by_number.get(number)
+        if number in bad:
+            checks.append(LigandCheck(f"{kind} {number}", _guess_name(text, path), False, bad[number]))
+        elif lig is not None:
+            checks.append(LigandCheck(f"{kind} {number}", lig.name, True, "ok"))
+    return ligands, checks
+
+
+_POSE = re.compile(r"^ligand (\S+):")
+
+
+def _position(found: re.Match, path: Path) -> int:
+    """Index into the remaining records of a 'row N' / 'record N' / 'line N' in a message."""
+    number = int(found.group(2))
+    return number - 2 if path.suffix.lower() == ".csv" else number - 1
+
+
+def _original(found: re.Match, remaining: list[tuple[int, str]], path: Path) -> str:
+    index = _position(found, path)
+    if 0 <= index < len(remaining):
+        return f"{found.group(1)} {remaining[index][0]}"
+    return found.group(0)
+
+
+def _culprit(message: str, remaining: list[tuple[int, str]], path: Path) -> int | None:
+    """Which remaining record a read_ligands error is about (the last place it names), or None."""
+    places = list(_WHERE.finditer(message))
+    if places:
+        index = _position(places[-1], path)
+        return index if 0 <= index < len(remaining) else None
+    named = _POSE.match(message)
+    if named:
+        for index, (_, text) in enumerate(remaining):
+            if _guess_name(text, path) == named.group(1):
+                return index
+    return None
+
+
+def _guess_name(text: str, path: Path) -> str:
+    first = text.splitlines()[0] if text.strip() else ""
+    if path.suffix.lower() == ".csv":
+        return first.split(",")[0].strip()
+    if path.suffix.lower() in (".smi",):
+        parts = first.split()
+        return " ".join(parts[1:]) if len(parts) > 1 else ""
+    return first.strip()
+
+
+# ------------------------------------------------------------------------------------------ network
+def plan(
+    ligands: Sequence,
+    *,
+    mode: str,
+    planner: str = "mst",
+    protein: str | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+):
+    """The planned :class:`~ligand_prep.models.Network` (:func:`ligand_prep.network.plan_network`)."""
+    from ligand_prep.network import plan_network
+
+    if len(ligands) < 2:
+        raise InputError(f"a network needs at least two valid ligands; {len(ligands)} passed validation")
+    return plan_network(list(ligands), mode=mode, network=planner, protein=protein, progress=progress)
+
+
+def add_edge(network, ligand_a: str, ligand_b: str):
+    """``network`` with the edge A → B added (mapped with :class:`~ligand_prep.mapping.MCSMapper`).
+
+    Raises
+    ------
+    InputError
+        Same ligand twice, unknown name, or the edge (either direction) is already planned.
+    MappingError
+        The two ligands cannot be mapped.
+    """
+    from ligand_prep.mapping import MCSMapper
+
+    if ligand_a == ligand_b:
+        raise InputError(f"edge {ligand_a}~{ligand_b}: choose two different ligands")
+    keys = {frozenset((e.ligand_a, e.ligand_b)) for e in network.edges}
+    if frozenset((ligand_a, ligand_b)) in keys:
+        raise InputError(f"edge {ligand_a}~{ligand_b} is already in the network")
+    try:
+        a, b = network.ligand(ligand_a), network.ligand(ligand_b)
+    except KeyError as err:
+        raise InputError(f"ligand {err.args[0]} is not in the network") from err
+    mapping = MCSMapper().map(a, b)
+    return network.model_copy(update={"edges": (*network.edges, mapping), "planner": _edited(network.planner)})
+
+
+def remove_edges(network, keys: Sequence[str]):
+    """``network`` without the edges whose key (``'A~B'``) is in ``keys``."""
+    keys = set(keys)
+    unknown = keys - {e.key for e in network.edges}
+    if unknown:
+        raise InputError(f"edge(s) {', '.join(sorted(unknown))} not in the network")
+    kept = tuple(e for e in network.edges if e.key not in keys)
+    if not kept:
+        raise InputError("removing every edge leaves nothing to run; keep at least one")
+    return network.model_copy(update={"edges": kept, "planner": _edited(network.planner)})
+
+
+def _edited(planner: str) -> str:
+    return planner if planner.endswith("+edited") else f"{planner}+edited"
+
+
+def disconnected(network) -> list[str]:
+    """Ligands not connected to the largest connected part of the network (empty when connected)."""
+    import networkx as nx
+
+    graph = nx.Graph()
+    graph.add_nodes_from(lig.name for lig in network.ligands)
+    graph.add_edges_from((e.ligand_a, e.ligand_b) for e in network.edges)
+    parts = sorted(nx.connected_components(graph), key=len, reverse=True)
+    return sorted(n for part in parts[1:] for n in part)
+
+
+def cost_estimate(network, protocol) -> dict[str, Any]:
+    """Simulation work of a network under a protocol.
+
+    Returns
+    -------
+    dict
+        ``edges``, ``legs`` (per edge), ``windows``, ``repeats``, ``ns_per_window``, ``total_ns`` (summed over
+        edges × legs × repeats × windows), and ``estimate`` from :mod:`fep.cost` when that module offers
+        ``estimate_network`` (else None).
+    """
+    from fep.protocol import LEGS_FOR_MODE
+
+    legs = LEGS_FOR_MODE[network.mode]
+    windows = len(protocol.windows())
+    ns = protocol.ns_per_window()
+    out: dict[str, Any] = {
+        "edges": len(network.edges),
+        "legs": len(legs),
+        "windows": windows,
+        "repeats": protocol.repeats,
+        "ns_per_window": ns,
+        "total_ns": len(network.edges) * len(legs) * protocol.repeats * windows * ns,
+        "estimate": None,
+    }
+    try:
+        from fep import cost  # added by the batch-run work; optional here
+    except ImportError:
+        return out
+    estimate = getattr(cost, "estimate_network", None)
+    if callable(estimate):
+        try:
+            out["estimate"] = estimate(network, protocol)
+        except Exception as err:  # the plain numbers above still stand
+            log.warning("cost estimate failed: %s", err)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- launch
+def new_run_dir(root: str | os.PathLike[str], name: str) -> Path:
+    """Create ``root/name`` for a new run (letters, digits, ``._-``; must not exist yet)."""
+    name = name.strip()
+    if not _NAME_OK.match(name):
+        raise InputError(f"run name '{name}': use 1-64 letters, digits, '.', '_' or '-' (starting with a letter/digit)")
+    path = Path(root).expanduser() / name
+    if path.exists():
+        raise InputError(f"a run called '{name}' already exists in {Path(root)}; choose another name")
+    path.mkdir(parents=True)
+    return path
+
+
+def launch_run(
+    run_dir: str | os.PathLike[str],
+    network,
+    *,
+    protocol: str,
+    protein: str | None = None,
+    nnp: bool = False,
+    extra_args: Sequence[str] = (),
+    python: str | None = None,
+) -> dict[str, Any]:
+    """Write ``RUN_DIR/inputs/network.json`` and start ``fep run`` on it, detached.
+
+    Parameters
+    ----------
+    run_dir : path
+        An empty run directory (see :func:`new_run_dir`).
+    network : Network
+        The planned (and possibly edited) network.
+    protocol : str
+        A tier name or the path of a protocol file.
+    protein : str, optional
+        Protein PDB (binding mode).
+    nnp : bool
+        Apply the ANI-2x endpoint correction.
+    extra_args : sequence of str
+        More ``fep run`` options.
+    python : str, optional
+        Interpreter to run (default: this one).
+
+    Returns
+    -------
+    dict
+        The launch record also written to ``RUN_DIR/app_launch.json``: ``pid``, ``command``, ``created``,
+        ``mode``, ``protocol``, ``log``.
+    """
+    from app.data import LAUNCH_FILE, LOG_FILE
+
+    run_dir = Path(run_dir).resolve()
+    inputs = run_dir / "inputs"
+    network_path = network.to_json_file(inputs / "network.json")
+    python = python or sys.executable
+    command = [python, "-m", "fep", "run", str(network_path), "-o", str(run_dir), "--protocol", str(protocol)]
+    command += ["--mode", network.mode, "--nnp", "ani2x" if nnp else "none"]
+    if protein:
+        command += ["--protein", str(protein)]
+    command += list(extra_args)
+    env = dict(os.environ)
+    bin_dir = str(Path(python).parent)  # AmberTools (sqm) lives beside the interpreter in the venv
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    log_path = run_dir / LOG_FILE
+    with open(log_path, "ab") as handle:
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=str(run_dir),
+            env=env,
+            start_new_session=True,  # not killed with the dashboard or the browser session
+            close_fds=True,
+        )
+    record = {
+        "pid": proc.pid,
+        "command": command,
+        "created": time.time(),
+        "mode": network.mode,
+        "protocol": Path(protocol).stem if Path(protocol).suffix else str(protocol),
+        "log": str(log_path),
+    }
+    atomic_write_text(run_dir / LAUNCH_FILE, json.dumps(record, indent=2) + "\n")
+    log.info("launched %s (pid %d)", " ".join(command), proc.pid)
+    return record

@@ -1,0 +1,23 @@
+"""Entry point of the dashboard: ``fep app`` runs ``streamlit run app/main.py``.
+
+Pages: Runs (list), New run (upload, validate, plan, edit, launch), Progress, Results. The runs folder and the
+store come from the environment variables set by ``fep app`` (see :mod:`app.data`).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.ui import PAGES
+
+st.set_page_config(page_title="mlfep", page_icon="⚗️", layout="wide")
+
+navigation = st.navigation(
+    [
+        st.Page(PAGES["runs"], title="Runs", url_path="runs", default=True),
+        st.Page(PAGES["new"], title="New run", url_path="new"),
+        st.Page(PAGES["progress"], title="Progress", url_path="progress"),
+        st.Page(PAGES["results"], title="Results", url_path="results"),
+    ]
+)
+navigation.run()

@@ -1,0 +1,167 @@
+"""Results page: ranked ligands (structures, ΔG ± σ, ML vs MM, experimental), ΔΔG per edge with verdicts,
+predicted vs experimental, the network coloured by error, per-edge diagnostics and downloads."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import data, figures, ui
+
+st.title("Results")
+source = ui.source()
+runs = [r for r in source.list_runs() if r.counts.get("done") or r.counts.get("failed")]
+run = ui.pick_run(runs, "Run with results")
+if run is None:
+    st.stop()
+run_dir = source.run_dir(run.name)
+signature = data.run_signature(run_dir)
+try:
+    results = ui.cached_results(str(run_dir), signature)
+except Exception as err:
+    st.error(f"{run.name}: results cannot be read: {err}")
+    st.stop()
+quantity = "ΔG_bind" if results.mode == "binding" else "ΔG_hyd"
+n_failed = sum(e.status != "done" for e in results.edges)
+st.caption(
+    f"`{run_dir}` · {results.mode} · {len(results.edges)} edge(s), {n_failed} failed · state **{run.state}**"
+    + (" (more results will appear as edges finish)" if run.state == "running" else "")
+)
+if results.net is not None:
+    ref = results.net.reference
+    st.write(
+        f"Predicted {quantity} in kcal/mol relative to "
+        + ("the mean of the experimental values" if ref == "experimental mean" else f"**{ref}**")
+        + "; ML-corrected where available, else MM; ± one standard error of the network estimate."
+    )
+
+# ------------------------------------------------------------------------------------- ranked table
+st.header("Ranked ligands")
+rows = ui.cached_ligand_table(str(run_dir), signature)
+filters = st.columns([2, 2, 1])
+with filters[0]:
+    text = st.text_input("Filter by name", key="name_filter").strip().lower()
+with filters[1]:
+    values = [r["dg_kcal_mol"] for r in rows if r["dg_kcal_mol"] is not None]
+    if len(values) >= 2 and min(values) < max(values):
+        low, high = float(min(values)), float(max(values))
+        window = st.slider(f"{quantity} range (kcal/mol)", low, high, (low, high), key="dg_range")
+    else:
+        window = None
+with filters[2]:
+    only_exp = st.checkbox("only with experiment", key="only_exp")
+shown = [
+    r
+    for r in rows
+    if (not text or text in r["ligand"].lower())
+    and (window is None or (r["dg_kcal_mol"] is not None and window[0] - 1e-9 <= r["dg_kcal_mol"] <= window[1] + 1e-9))
+    and (not only_exp or r["exp_dg_kcal_mol"] is not None)
+]
+number = st.column_config.NumberColumn
+st.dataframe(
+    shown,
+    hide_index=True,
+    key="ligand_table",
+    row_height=70,
+    column_order=[
+        "rank",
+        "structure",
+        "ligand",
+        "dg_kcal_mol",
+        "dg_err_kcal_mol",
+        "estimate",
+        "dg_mm_kcal_mol",
+        "dg_ml_kcal_mol",
+        "exp_dg_kcal_mol",
+        "abs_error_kcal_mol",
+    ],
+    column_config={
+        "structure": st.column_config.ImageColumn("structure", width="small"),
+        "dg_kcal_mol": number(f"{quantity}", format="%.2f"),
+        "dg_err_kcal_mol": number("σ", format="%.2f"),
+        "dg_mm_kcal_mol": number("MM", format="%.2f"),
+        "dg_ml_kcal_mol": number("ML", format="%.2f"),
+        "exp_dg_kcal_mol": number("experimental", format="%.2f"),
+        "abs_error_kcal_mol": number("|error|", format="%.2f"),
+    },
+)
+st.caption(f"{len(shown)} of {len(rows)} ligands shown; click a column header to sort.")
+
+# --------------------------------------------------------------------------------------- downloads
+downloads = st.columns(3)
+with downloads[0]:
+    st.download_button(
+        "results CSV", data.results_csv(results), file_name=f"{run.name}_results.csv", mime="text/csv", key="dl_csv"
+    )
+with downloads[1]:
+    if results.network is not None:
+        st.download_button(
+            "SDF with predictions",
+            data.predictions_sdf(results),
+            file_name=f"{run.name}_predictions.sdf",
+            mime="chemical/x-mdl-sdfile",
+            key="dl_sdf",
+        )
+with downloads[2]:
+    report = run_dir / "report" / "report.html"
+    fresh = report.is_file() and report.stat().st_mtime_ns >= max((m for _, m in signature), default=0)
+    if fresh:
+        st.download_button(
+            "report.html", report.read_bytes(), file_name=f"{run.name}_report.html", mime="text/html", key="dl_html"
+        )
+    elif st.button("Build report.html", key="build_report"):
+        with st.spinner("writing the report (plots for every leg) ..."):
+            data.report_html(run_dir)
+        st.rerun()
+
+# ------------------------------------------------------------------------------------------- plots
+tabs = st.tabs(["Predicted vs experimental", "Network", "Edges", "Edge diagnostics"])
+with tabs[0]:
+    if results.experimental:
+        st.altair_chart(figures.correlation_chart(rows, quantity), key="correlation_chart")
+        for stat in results.net.statistics if results.net is not None else ():
+            metrics = ", ".join(
+                f"{name} {m.value:.2f} [{m.ci_low:.2f}, {m.ci_high:.2f}]" for name, m in stat.metrics.items()
+            )
+            st.write(f"{stat.kind} ({stat.estimate.upper()}, n={stat.n}): {metrics}")
+    else:
+        st.info("No experimental values in this run's network, so there is nothing to compare with.")
+with tabs[1]:
+    st.altair_chart(figures.error_network_chart(results), key="error_network")
+    if results.net is not None:
+        for verdict in results.net.verdicts:
+            (st.warning if verdict.status != "pass" else st.write)(f"{verdict.name}: {verdict.message}")
+with tabs[2]:
+    st.dataframe(
+        data.edge_table(results),
+        hide_index=True,
+        key="edge_table",
+        column_config={
+            "ddg_mm_kcal_mol": number(f"Δ{quantity} MM", format="%.2f"),
+            "ddg_mm_err_kcal_mol": number("σ MM", format="%.2f"),
+            "ddg_ml_kcal_mol": number(f"Δ{quantity} ML", format="%.2f"),
+            "ddg_ml_err_kcal_mol": number("σ ML", format="%.2f"),
+            "exp_ddg_kcal_mol": number("experimental", format="%.2f"),
+            "abs_error_kcal_mol": number("|error|", format="%.2f"),
+        },
+    )
+with tabs[3]:
+    keys = [e.key for e in results.edges]
+    key = st.selectbox("Edge", keys, key="edge_pick")
+    edge = next(e for e in results.edges if e.key == key)
+    if edge.status != "done":
+        st.error(f"{edge.key} failed: {edge.error}")
+    else:
+        best, err, which = edge.ddg_best
+        st.write(f"Δ{quantity} = **{best:.2f} ± {err:.2f}** kcal/mol ({which.upper()})")
+        if edge.ml_reason:
+            st.caption(edge.ml_reason)
+        for verdict in edge.verdicts:
+            (st.error if verdict.status == "fail" else st.warning if verdict.status == "warn" else st.success)(
+                f"{verdict.name}: {verdict.message}"
+            )
+        for name, leg in edge.legs.items():
+            st.subheader(f"{name} leg: ΔG = {leg.dg_kcal_mol:.2f} ± {leg.dg_err_kcal_mol:.2f} kcal/mol")
+            st.image(
+                ui.cached_leg_png(str(run_dir), signature, edge.key, name),
+                caption=f"{edge.key} {name}: overlap, convergence, mixing",
+            )

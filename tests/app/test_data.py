@@ -1,0 +1,119 @@
+"""app.data: run discovery, states, progress, ranked tables and downloads from synthetic run folders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from app import data
+from ligand_prep.base import InputError
+
+
+def test_list_runs_states_and_progress(runs_root):
+    runs = {r.name: r for r in data.FolderRunSource(runs_root).list_runs()}
+    assert set(runs) == {"tyk2-done", "tyk2-live"}
+    done, live = runs["tyk2-done"], runs["tyk2-live"]
+    assert done.state == "partial" and done.counts == {"done": 17, "failed": 1}
+    assert done.progress == 1.0 and "NaN" in done.message
+    assert done.mode == "binding" and done.protocol == "smoke" and done.n_edges == 18
+    # 2 of 4 edges done (2 legs each), 2 running: one leg 5/20 each, one leg pending each
+    assert live.state == "running" and live.counts == {"done": 2, "running": 2}
+    assert live.progress == pytest.approx((4 + 2 * 0.25) / 8)
+
+
+def test_run_dir_refuses_names_outside_the_root(runs_root):
+    source = data.FolderRunSource(runs_root)
+    assert source.run_dir("tyk2-done") == (runs_root / "tyk2-done").resolve()
+    for bad in ("../etc", "nope", "/tmp"):
+        with pytest.raises(InputError):
+            source.run_dir(bad)
+
+
+def test_open_source_reads_the_environment(runs_root, monkeypatch):
+    monkeypatch.setenv(data.RUNS_ENV, str(runs_root))
+    source = data.open_source()
+    assert isinstance(source, data.FolderRunSource) and source.root == runs_root.resolve()
+
+
+def test_launched_run_that_died_early_is_failed_with_the_log_line(tmp_path):
+    run = tmp_path / "broken"
+    run.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run / data.LAUNCH_FILE).write_text(json.dumps({"pid": dead.pid, "created": 1.0, "mode": "hydration"}))
+    (run / data.LOG_FILE).write_text("reading\nerror: ligands.csv row 3 (x): SMILES 'C1CC' cannot be parsed\n")
+    summary = data.summarize_run(run)
+    assert summary.state == "failed"
+    assert summary.message.startswith("error: ligands.csv row 3")
+    assert [r.name for r in data.FolderRunSource(tmp_path).list_runs()] == ["broken"]
+
+
+def test_ligand_table_is_ranked_with_structures_and_experiment(runs_root):
+    results = data.load_results(runs_root / "tyk2-done", n_bootstrap=20)
+    rows = data.ligand_table(results)
+    assert len(rows) == 13
+    assert [r["rank"] for r in rows] == list(range(1, 14))
+    values = [r["dg_kcal_mol"] for r in rows]
+    assert values == sorted(values)
+    assert all(r["structure"].startswith("data:image/svg+xml;base64,") for r in rows)
+    assert all(r["estimate"] == "MM" and r["dg_ml_kcal_mol"] is None for r in rows)
+    for r in rows:  # 0.3 kcal/mol noise: node estimates stay close to experiment
+        assert r["abs_error_kcal_mol"] == pytest.approx(abs(r["dg_kcal_mol"] - r["exp_dg_kcal_mol"]), abs=0.011)
+        assert r["abs_error_kcal_mol"] < 1.0
+
+
+def test_edge_table_has_verdicts_and_the_failure(runs_root):
+    results = data.load_results(runs_root / "tyk2-done", n_bootstrap=0)
+    rows = {r["edge"]: r for r in data.edge_table(results)}
+    failed = [r for r in rows.values() if r["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["verdict"] == "fail" and "NaN" in failed[0]["details"]
+    done = [r for r in rows.values() if r["status"] == "done"]
+    assert all(r["verdict"] == "warn" and "overlap 0.04" in r["details"] for r in done)
+    assert all(r["exp_ddg_kcal_mol"] is not None and r["abs_error_kcal_mol"] < 1.5 for r in done)
+
+
+def test_results_csv_and_sdf_downloads(runs_root):
+    from rdkit import Chem
+
+    results = data.load_results(runs_root / "tyk2-done", n_bootstrap=0)
+    table = list(csv.DictReader(io.StringIO(data.results_csv(results))))
+    assert len(table) == 13 and table[0]["rank"] == "1" and table[0]["smiles"]
+    by_name = {row["ligand"]: row for row in table}
+    sdf = data.predictions_sdf(results)
+    supplier = Chem.SDMolSupplier()
+    supplier.SetData(sdf, removeHs=False)
+    mols = [m for m in supplier]
+    assert len(mols) == 13 and all(m is not None and m.GetNumConformers() == 1 for m in mols)
+    for mol in mols:
+        name = mol.GetProp("_Name")
+        assert float(mol.GetProp("mlfep_dg_kcal_mol")) == pytest.approx(float(by_name[name]["dg_kcal_mol"]))
+        assert mol.GetProp("mlfep_rank") == by_name[name]["rank"]
+        assert mol.HasProp("mlfep_expt_dg_kcal_mol")
+
+
+def test_report_html_is_written_once_and_reused(runs_root, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(runs_root / "tyk2-live", run)
+    html = data.report_html(run, n_bootstrap=10)
+    assert html == run / "report" / "report.html"
+    text = html.read_text()
+    assert "<html" in text and "Ranked ligands" in text
+    first = html.stat().st_mtime_ns
+    assert data.report_html(run, n_bootstrap=10).stat().st_mtime_ns == first
+
+
+def test_no_results_yet_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match=r"edge_result\.json"):
+        data.load_results(tmp_path)
+
+
+def test_mol_image_uri():
+    assert data.mol_image_uri("c1ccccc1").startswith("data:image/svg+xml;base64,")
+    assert data.mol_image_uri("C1CC") is None

@@ -1,0 +1,201 @@
+"""Each dashboard page's logic through Streamlit's AppTest, on synthetic run folders (no browser)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+APP = Path(__file__).resolve().parents[2] / "app"
+TIMEOUT = 120
+
+
+def _page(name: str, run: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP / "views" / f"{name}.py"), default_timeout=TIMEOUT)
+    if run is not None:
+        at.query_params["run"] = run
+    return at.run()
+
+
+def _no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_navigation_has_the_four_pages(app_env):
+    at = AppTest.from_file(str(APP / "main.py"), default_timeout=TIMEOUT).run()
+    _no_exception(at)
+    assert [t.value for t in at.title] == ["Runs"]
+    for page, title in (("views/new_run.py", "New run"), ("views/progress.py", "Progress")):
+        at.switch_page(page).run()
+        _no_exception(at)
+        assert at.title[0].value == title
+
+
+def test_runs_page_lists_runs_with_state_and_progress(app_env):
+    at = _page("runs")
+    _no_exception(at)
+    table = at.dataframe[0].value
+    assert set(table["run"]) == {"tyk2-done", "tyk2-live"}
+    rows = table.set_index("run")
+    assert rows.loc["tyk2-done", "state"] == "partial" and rows.loc["tyk2-done", "failed"] == 1
+    assert rows.loc["tyk2-live", "state"] == "running" and 0 < rows.loc["tyk2-live", "progress"] < 1
+    assert (rows["protocol"] == "smoke").all() and (rows["created"] != "").all()
+    at.selectbox(key="run_picker").set_value("tyk2-live").run()
+    assert at.query_params["run"] == ["tyk2-live"] or at.query_params["run"] == "tyk2-live"
+
+
+def test_runs_page_without_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(tmp_path / "none"))
+    at = _page("runs")
+    _no_exception(at)
+    assert "No runs yet" in at.info[0].value
+
+
+def test_progress_page_shows_legs_eta_and_failures(app_env):
+    at = AppTest.from_file(str(APP / "views" / "progress.py"), default_timeout=TIMEOUT)
+    at.query_params["run"] = "tyk2-live"
+    at.session_state["auto_refresh"] = False
+    at.run()
+    _no_exception(at)
+    legs = at.dataframe[0].value
+    assert len(legs) == 8  # 4 edges x (complex, solvent)
+    running = legs[legs["leg state"] == "running"]
+    assert len(running) == 2 and set(running["iterations"]) == {"5/20"} and set(running["ETA"]) == {"2 min"}
+    assert (legs[legs["edge state"] == "done"]["leg state"] == "done").all()
+    assert at.progress[0].value == pytest.approx(56)  # (4 + 2 x 0.25) / 8 legs
+
+    at = _page("progress", "tyk2-done")
+    _no_exception(at)
+    assert len(at.error) == 1 and "NaN in lambda state 3" in at.error[0].value
+
+
+def test_results_page_table_filters_and_downloads(app_env):
+    at = _page("results", "tyk2-done")
+    _no_exception(at)
+    table = at.dataframe[0].value
+    assert len(table) == 13 and list(table["rank"]) == list(range(1, 14))
+    assert list(table["dg_kcal_mol"]) == sorted(table["dg_kcal_mol"])
+    assert table["structure"].str.startswith("data:image/svg+xml").all()
+    assert table["exp_dg_kcal_mol"].notna().all()
+    labels = [b.label for b in at.get("download_button")]
+    assert labels[:2] == ["results CSV", "SDF with predictions"]
+    assert any(b.label == "Build report.html" for b in at.button)
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2  # predicted vs experimental, network coloured by error
+    edges = at.dataframe[1].value
+    assert len(edges) == 18 and (edges["status"] == "failed").sum() == 1
+
+    at.text_input(key="name_filter").input("jmc").run()
+    shown = at.dataframe[0].value
+    assert 0 < len(shown) < 13 and shown["ligand"].str.contains("jmc").all()
+    at.text_input(key="name_filter").input("").run()
+    low, high = at.slider(key="dg_range").value
+    at.slider(key="dg_range").set_value((low, (low + high) / 2)).run()
+    assert (at.dataframe[0].value["dg_kcal_mol"] <= (low + high) / 2 + 1e-6).all()
+
+
+def test_results_page_edge_drill_down(app_env):
+    at = _page("results", "tyk2-done")
+    edges = at.dataframe[1].value
+    done_key = edges[edges["status"] == "done"]["edge"].iloc[0]
+    failed_key = edges[edges["status"] == "failed"]["edge"].iloc[0]
+    at.selectbox(key="edge_pick").set_value(done_key).run()
+    _no_exception(at)
+    assert [s.value for s in at.subheader if "leg" in s.value][:2] == [
+        s for s in [s.value for s in at.subheader] if s.startswith(("complex leg", "solvent leg"))
+    ]
+    images = at.get("image")
+    assert len(images) == 2  # overlap / convergence / mixing of the complex and solvent legs
+    assert any("overlap 0.04" in w.value for w in at.warning)
+    at.selectbox(key="edge_pick").set_value(failed_key).run()
+    assert any("NaN in lambda state 3" in e.value for e in at.error)
+
+
+def test_results_page_builds_the_report(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(app_env / "tyk2-live", root / "small")
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(root))
+    at = _page("results", "small")
+    next(b for b in at.button if b.label == "Build report.html").click().run()
+    _no_exception(at)
+    assert (root / "small" / "report" / "report.html").is_file()
+    assert [b.label for b in at.get("download_button")][-1] == "report.html"
+
+
+BENZENES = (
+    b"name,smiles,dg_kcal_mol\nbenzene,c1ccccc1,-0.90\nbad,C1CC\ntoluene,Cc1ccccc1,-0.90\nphenol,Oc1ccccc1,-6.62\n"
+)
+
+
+def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
+    from app import launch
+
+    root = tmp_path / "runs"
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(root))
+    launched = {}
+
+    def fake_launch(run_dir, network, **kwargs):
+        launched.update(run_dir=run_dir, network=network, **kwargs)
+        record = {"pid": 999999, "created": 0.0, "mode": network.mode, "protocol": kwargs["protocol"]}
+        (run_dir / "app_launch.json").write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(launch, "launch_run", fake_launch)
+    at = AppTest.from_file(str(APP / "views" / "new_run.py"), default_timeout=TIMEOUT).run()
+    _no_exception(at)
+    at.form_submit_button[0].click().run()
+    assert "upload a ligand file" in at.error[0].value  # nothing uploaded yet
+
+    at.text_input(key="run_name").input("benz")
+    at.radio(key="mode").set_value("hydration")
+    at.selectbox(key="tier").set_value("smoke")
+    at.file_uploader(key="ligand_file").set_value(("series.csv", BENZENES, "text/csv"))
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    # per-ligand validation: one rejected row, named with the user's file and row
+    assert [e.value for e in at.error] == [
+        "series.csv row 3 (bad): SMILES 'C1CC' cannot be parsed (syntax error); fix the SMILES"
+    ]
+    assert "1 of 4 ligand(s) were rejected" in at.warning[0].value
+    assert len(at.get("vega_lite_chart")) == 1  # the planned network graph
+    keys = list(at.selectbox(key="edge_pick_plan").options)
+    assert len(keys) == 2
+    assert len(at.get("image")) == 1  # the mapping depiction of the selected edge
+    assert any("**0.4 ns**" in m.value for m in at.markdown)  # 2 edges x 2 legs x 5 windows x 0.02 ns
+
+    # edit: add the missing pair, then remove the first planned edge
+    names = ["benzene", "toluene", "phenol"]
+    present = {frozenset(k.split("~")) for k in keys}
+    a, b = next((x, y) for x in names for y in names if x != y and frozenset((x, y)) not in present)
+    at.selectbox(key="add_a").set_value(a)
+    at.selectbox(key="add_b").set_value(b)
+    at.button(key="add_button").click().run()
+    _no_exception(at)
+    assert len(at.selectbox(key="edge_pick_plan").options) == 3
+    at.multiselect(key="remove_edges").set_value([keys[0]]).run()
+    at.button(key="remove_button").click().run()
+    _no_exception(at)
+    remaining = list(at.selectbox(key="edge_pick_plan").options)
+    assert remaining == [keys[1], f"{a}~{b}"]
+
+    at.button(key="launch_button").click().run()
+    _no_exception(at)
+    assert launched["run_dir"] == root / "benz" and launched["protocol"] == "smoke"
+    assert [e.key for e in launched["network"].edges] == remaining
+    assert launched["network"].mode == "hydration" and launched["nnp"] is False
+    assert "run **benz** started" in at.success[-1].value
+    assert not list(root.glob(".upload-*"))  # the staging folder is cleaned up
+
+
+def test_new_run_page_rejects_a_bad_protein(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(APP / "views" / "new_run.py"), default_timeout=TIMEOUT).run()
+    at.file_uploader(key="ligand_file").set_value(("s.csv", BENZENES, "text/csv"))
+    at.file_uploader(key="protein_file").set_value(("p.pdb", b"HEADER\nEND\n", "chemical/x-pdb"))
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    assert "no ATOM or HETATM records" in at.error[0].value
