@@ -68,7 +68,7 @@ def build_system(box_nm: float):
     return alchemical, modeller.topology, positions, box, {0}, description
 
 
-def build_hybrid_leg():
+def build_hybrid_leg(padding: str, cutoff: str):
     """fep.hybrid's benzene → toluene solvent leg (default SystemSettings; Gasteiger charges: speed only)."""
     from fep.hybrid import build_leg
     from fep.systems import SystemSettings
@@ -81,10 +81,11 @@ def build_hybrid_leg():
     with tempfile.TemporaryDirectory() as cache:
         prep = {n: assign_charges(ligands[n], method="gasteiger", cache_dir=cache) for n in ("benzene", "toluene")}
     mapping = MCSMapper().map(ligands["benzene"], ligands["toluene"])
-    leg = build_leg(prep["benzene"], prep["toluene"], mapping, "solvent", settings=SystemSettings())
+    settings = SystemSettings(solvent_padding=padding, nonbonded_cutoff=cutoff)
+    leg = build_leg(prep["benzene"], prep["toluene"], mapping, "solvent", settings=settings)
     description = (
-        f"fep.hybrid.build_leg benzene→toluene solvent leg ({leg.system.getNumParticles()} atoms, default "
-        "SystemSettings: OpenFF 2.2.1, TIP3P, rhombic dodecahedron, PME 0.9 nm, HMR 3 amu; Gasteiger charges)"
+        f"fep.hybrid.build_leg benzene→toluene solvent leg ({leg.system.getNumParticles()} atoms; OpenFF 2.2.1, "
+        f"TIP3P, rhombic dodecahedron, padding {padding}, PME cutoff {cutoff}, HMR 3 amu; Gasteiger charges)"
     )
     return (
         leg.system,
@@ -249,23 +250,29 @@ def openmmtools_run(system, positions, box, states, steps: int, n_iter: int, fol
 
 
 def main(argv: list[str] | None = None) -> dict:
-    import openmm
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", type=int, default=6, help="number of λ windows K")
     parser.add_argument("--box", type=float, default=2.2, help="water box edge in nm (fallback system only)")
     parser.add_argument("--fallback", action="store_true", help="use the openmmtools alanine-dipeptide system")
+    parser.add_argument("--padding", default="1.2 nm", help="solvent padding of the hybrid leg")
+    parser.add_argument("--cutoff", default="0.9 nm", help="nonbonded cutoff of the hybrid leg")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="OpenMM CPU threads (1: CPU time = work, robust to machine load)"
+    )
     parser.add_argument("--ps-per-replica", type=float, default=10.0, help="production ps per replica per setting")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats per setting (fastest kept)")
     parser.add_argument("--smoke", action="store_true", help="tiny step counts to check the script (not for reporting)")
     args = parser.parse_args(argv)
+    os.environ["OPENMM_CPU_THREADS"] = str(args.threads)  # read when the CPU platform is first loaded
+    import openmm  # after OPENMM_CPU_THREADS is set
+
     logging.basicConfig(level=logging.WARNING)
 
     try:
         if args.fallback:
             raise ImportError("fallback asked for")
-        system, topology, positions, box, static_groups, description = build_hybrid_leg()
+        system, topology, positions, box, static_groups, description = build_hybrid_leg(args.padding, args.cutoff)
         states = hybrid_states(args.states)
     except ImportError as err:  # fep.hybrid not there (yet)
         print(f"fep.hybrid not used ({err}); alanine dipeptide fallback", flush=True)
@@ -273,6 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
         states = alchemical_states(args.states)
     positions, box = equilibrate(system, positions, box, states[0], steps=500)
     rows = []
+    storage = storage_estimate(positions, box)
     load_start = [round(x, 1) for x in os.getloadavg()]
     for ps in (0.04, 0.1) if args.smoke else PS_PER_ITERATION:
         steps = round(ps * 1000 / TIMESTEP_FS)
@@ -308,29 +316,32 @@ def main(argv: list[str] | None = None) -> dict:
         }
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if not isinstance(v, dict)}), flush=True)
+        result = {
+            "benchmark": "sampler_speed",
+            "system": description,
+            "n_atoms": system.getNumParticles(),
+            "n_states": args.states,
+            "platform": "CPU",
+            "threads": openmm.Platform.getPlatformByName("CPU").getPropertyDefaultValue("Threads"),
+            "machine": f"{pyplatform.machine()} {pyplatform.processor() or ''}".strip(),
+            "openmm": openmm.__version__,
+            "timestep_fs": TIMESTEP_FS,
+            "repeats": args.repeats,
+            "load_average": load_start,
+            "rows": rows,
+            "storage": storage,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
+        _write(args.out, result)  # after every row, so a long run leaves its finished rows behind
+    return result
 
-    result = {
-        "benchmark": "sampler_speed",
-        "system": description,
-        "n_atoms": system.getNumParticles(),
-        "n_states": args.states,
-        "platform": "CPU",
-        "threads": openmm.Platform.getPlatformByName("CPU").getPropertyDefaultValue("Threads"),
-        "machine": f"{pyplatform.machine()} {pyplatform.processor() or ''}".strip(),
-        "openmm": openmm.__version__,
-        "timestep_fs": TIMESTEP_FS,
-        "repeats": args.repeats,
-        "load_average": load_start,
-        "rows": rows,
-        "storage": storage_estimate(positions, box),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
+
+def _write(out: Path, result: dict) -> None:
     from ligand_prep.base import atomic_write_text
 
-    atomic_write_text(args.out / "sampler_speed.json", json.dumps(result, indent=2) + "\n")
-    atomic_write_text(args.out / "sampler_speed.md", to_markdown(result))
-    return result
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "sampler_speed.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out / "sampler_speed.md", to_markdown(result))
 
 
 def storage_estimate(
