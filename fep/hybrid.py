@@ -20,6 +20,10 @@ core valence terms, CM motion remover, barostat), ``valence_lambda``, ``nonbonde
 offsets: PME direct + reciprocal), ``softcore`` (unique atoms' LJ) and ``dispersion`` (λ part of the
 long-range correction). Only ``valence`` is λ-independent; a sampler can evaluate it once per configuration.
 
+Masses: A's for every particle of A (core atoms included), B's for B's unique atoms; masses do not change
+configurational free energies. Constraints: A's, plus B's that involve a unique B atom; a core pair constrained
+in only one end state, or at different lengths, keeps one length at every λ and is listed in ``info.warnings``.
+
 See :mod:`fep.hybrid_nonbonded` for the nonbonded design and what OpenMM recomputes on ``setParameter``.
 """
 

@@ -54,7 +54,7 @@ SOFTCORE_EXPRESSION = (
     "x = {alpha}*(1 - lam) + (r/sig)^6;"
     "lam = isa*(1 - lambda_sterics_a) + isb*lambda_sterics_b;"
     "sig = isa*0.5*(sa1 + sa2) + isb*0.5*(sb1 + sb2);"
-    "eps = isa*sqrt(ea1*ea2) + isb*sqrt(eb1*eb2);"
+    "eps = isa*rea1*rea2 + isb*reb1*reb2;"
     "isa = max(ua1, ua2); isb = max(ub1, ub2)"
 )
 LRC_EXPRESSION = "(lrc_c0 + lrc_c1*lambda_sterics_core)*step(r - lrc_cutoff)/r^6"
@@ -248,6 +248,12 @@ def add_nonbonded_forces(
     _check_same_settings(nb_a, nb_b)
     pa = _particle_params(nb_a)
     pb = _particle_params(nb_b)
+    charge_a, charge_b = float(pa[:, 0].sum()), float(pb[:, 0].sum())
+    if abs(charge_a - charge_b) > 1e-3:
+        raise HybridNonbondedError(
+            f"the net charge changes from {charge_a:+.3f} e (A) to {charge_b:+.3f} e (B); charge-changing edges are "
+            "not supported by this hybrid topology"
+        )
     n = hybrid.getNumParticles()
 
     nb = openmm.NonbondedForce()
@@ -256,7 +262,7 @@ def add_nonbonded_forces(
     for name in LAMBDA_PARAMETERS:
         nb.addGlobalParameter(name, 0.0)
     n_offsets = 0
-    # softcore per-particle parameters: sa, ea, sb, eb, ua, ub
+    # softcore per-particle parameters: σ_A, ε_A, σ_B, ε_B (ε stored as sqrt below), unique-A flag, unique-B flag
     sc_params = np.zeros((n, 6))
     hybrid_params = np.zeros((n, 3))  # base (λ = 0) charge, sigma, epsilon in the hybrid NonbondedForce
     role_list = role.tolist()
@@ -349,10 +355,12 @@ def add_nonbonded_forces(
         sc.setName("hybrid_softcore")
         sc.addGlobalParameter("lambda_sterics_a", 0.0)
         sc.addGlobalParameter("lambda_sterics_b", 0.0)
-        for name in ("sa", "ea", "sb", "eb", "ua", "ub"):
+        for name in ("sa", "rea", "sb", "reb", "ua", "ub"):
             sc.addPerParticleParameter(name)
-        for row in sc_params:
-            sc.addParticle([float(x) for x in row])
+        sc_params[:, 1] = np.sqrt(sc_params[:, 1])  # per-particle sqrt(ε): no square root per pair
+        sc_params[:, 3] = np.sqrt(sc_params[:, 3])
+        for row in sc_params.tolist():
+            sc.addParticle(row)
         method = nb.getNonbondedMethod()
         if method == openmm.NonbondedForce.NoCutoff:
             sc.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)

@@ -268,3 +268,22 @@ def test_tyk2_complex_end_states(tyk2_edge, bench):
     _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
     # the CPU platform, in the real (triclinic) box, agrees within single-precision noise
     assert end_state_energy_check(end_states, hybrid, platform="CPU")["passed"]
+
+
+def test_inconsistent_inputs_refused(leg_of):
+    """A net-charge change hidden in the systems, or a force the hybrid does not know, is a clear MlfepError."""
+    import dataclasses
+
+    from ligand_prep.base import MlfepError
+
+    end_states, _, mapping = leg_of("benzene", "toluene", "vacuum")
+    system_b = openmm.XmlSerializer.clone(end_states.system_b)
+    nb = next(f for f in system_b.getForces() if isinstance(f, openmm.NonbondedForce))
+    q, s, e = nb.getParticleParameters(end_states.ligand_atoms_b[0])
+    nb.setParticleParameters(end_states.ligand_atoms_b[0], q + 1.0 * q.unit, s, e)
+    with pytest.raises(MlfepError, match="net charge"):
+        build_hybrid(dataclasses.replace(end_states, system_b=system_b), mapping)
+    system_a = openmm.XmlSerializer.clone(end_states.system_a)
+    system_a.addForce(openmm.CustomExternalForce("x"))
+    with pytest.raises(HybridError, match="CustomExternalForce"):
+        build_hybrid(dataclasses.replace(end_states, system_a=system_a), mapping)
