@@ -19,6 +19,10 @@ for _info in pkgutil.iter_modules(__path__):
     if not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")
 
+# a command module may share a name with this package's attributes (``fep/cli/app.py`` for `fep app`):
+# importing it rebinds that attribute, so bind the Typer application again
+from fep.cli._app import app  # noqa: E402, F811
+
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fep`` console script; returns the exit status."""
