@@ -5,7 +5,7 @@ The K thermodynamic states differ only by global context parameters (e.g. the λ
 system). Per iteration, every replica is loaded into the single context, propagated in its current state
 (LangevinMiddleIntegrator, MonteCarloBarostat when a pressure is set) and evaluated in all K states
 (static force groups once per replica, the λ-dependent groups per state); then states are mixed by many
-Metropolis pair swaps (all-pairs Gibbs mixing, vectorised over disjoint pairs). Results are buffered and
+Metropolis pair swaps (all-pairs Gibbs mixing, K³ attempts by default, ~1 µs each). Results are buffered and
 written with each checkpoint (see :mod:`fep.sampler_storage` for the folder layout); :func:`load_samples`
 reads them back.
 
