@@ -185,7 +185,9 @@ def test_parameter_mismatch_between_system_and_prepared_ligand_is_detected(metha
 # --------------------------------------------------------------------------------------------- correction
 def test_fast_vacuum_correction_is_finite_with_positive_error(methanol):
     prepared, system, topology, frames = methanol
-    settings = NNPSettings(n_frames=20, steps_per_state=50, sample_interval=4, platform="Reference", seed=1)
+    settings = NNPSettings(
+        n_frames=20, lambdas=(0.0, 0.5, 1.0), steps_per_state=50, sample_interval=4, platform="Reference", seed=1
+    )
     calls = []
     result = endpoint_correction(
         system,
@@ -268,7 +270,7 @@ def _ti_with_openmm_ml(prepared, system, topology, start, lambdas, n_samples, in
     means, errors = [], []
     for lam in lambdas:
         context.setParameter("lambda_interpolate", lam)
-        integrator.step(500)
+        integrator.step(300)
         series = []
         for _ in range(n_samples):
             integrator.step(interval)
@@ -306,11 +308,11 @@ def test_vacuum_correction_agrees_with_independent_ti(methanol):
     context.setVelocitiesToTemperature(300.0, 21)
     integrator.step(2000)
     frames = []
-    for _ in range(300):
+    for _ in range(200):
         integrator.step(20)
         frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
     frames = np.asarray(frames)
-    settings = NNPSettings(n_frames=300, steps_per_state=2500, sample_interval=10, platform="CPU", seed=2)
+    settings = NNPSettings(n_frames=200, steps_per_state=1500, sample_interval=8, platform="CPU", seed=2)
     result = endpoint_correction(
         system,
         topology,
@@ -326,7 +328,7 @@ def test_vacuum_correction_agrees_with_independent_ti(methanol):
     assert result.status == "pass", result.reason
 
     lambdas = np.linspace(0.0, 1.0, 5)
-    means, errors = _ti_with_openmm_ml(prepared, system, topology, frames[-1], lambdas, n_samples=200, interval=10)
+    means, errors = _ti_with_openmm_ml(prepared, system, topology, frames[-1], lambdas, n_samples=150, interval=8)
     ti = simpson(means, x=lambdas)
     # Simpson weights (h/3)(1,4,2,...,4,1) applied to independent errors
     w = np.full(len(lambdas), 2.0)
