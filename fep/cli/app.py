@@ -1,7 +1,4 @@
-"""``fep app``: start the Streamlit dashboard on a runs folder (or a results store).
-
-(The module is not called ``app.py``: that name would shadow the Typer ``app`` object in :mod:`fep.cli`.)
-"""
+"""``fep app``: start the Streamlit dashboard on a runs folder (or a results store)."""
 
 from __future__ import annotations
 
