@@ -148,7 +148,11 @@ def _kln_to_kn(u_kln: np.ndarray, n_k: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ estimators
 def solve_mbar(
-    u_kln: np.ndarray, n_k: np.ndarray | None = None, *, initial_f_k: np.ndarray | None = None
+    u_kln: np.ndarray,
+    n_k: np.ndarray | None = None,
+    *,
+    initial_f_k: np.ndarray | None = None,
+    polish_only: bool = False,
 ) -> tuple[float, float, np.ndarray, Any]:
     """MBAR on ``u_kln``: ΔG(0 → K−1) and its analytic σ in kT, all f_k, and the pymbar MBAR object.
 
@@ -159,12 +163,16 @@ def solve_mbar(
         Samples per state (default N for all).
     initial_f_k : ndarray, shape (K,), optional
         Starting free energies for the solver.
+    polish_only : bool
+        ``initial_f_k`` is already the solution (e.g. from :func:`newton_mbar`): run only pymbar's adaptive
+        Newton/self-consistent step, which stops at once when the gradient is already small.
     """
     pymbar = _pymbar()
     n_states = u_kln.shape[0]
     if n_k is None:
         n_k = np.full(n_states, u_kln.shape[2], dtype=np.int64)
-    mbar = pymbar.MBAR(_kln_to_kn(u_kln, n_k), n_k, initial_f_k=initial_f_k)
+    protocol = (dict(method="adaptive", options=dict(min_sc_iter=0)),) if polish_only else None
+    mbar = pymbar.MBAR(_kln_to_kn(u_kln, n_k), n_k, initial_f_k=initial_f_k, solver_protocol=protocol)
     res = mbar.compute_free_energy_differences()
     return float(res["Delta_f"][0, -1]), float(res["dDelta_f"][0, -1]), np.asarray(mbar.f_k, dtype=float), mbar
 
@@ -203,9 +211,9 @@ def newton_mbar(
     converged = False
     for _ in range(max_iterations):
         a = (f + log_n)[:, None] - u_kn
-        peak = a.max(axis=0)
-        log_d = peak + np.log(np.exp(a - peak).sum(axis=0))
-        w = np.exp(f[:, None] - u_kn - log_d)  # (K, ΣN): w_kn, Σ_k N_k w_kn = 1
+        a -= a.max(axis=0)
+        np.exp(a, out=a)  # N_k exp(f_k − u_kn), scaled per sample
+        w = a / (a.sum(axis=0) * n_k[:, None])  # (K, ΣN): w_kn = exp(f_k − u_kn) / Σ_j N_j exp(f_j − u_jn)
         s = w.sum(axis=1)
         if np.max(np.abs(s - 1.0)) < tol:
             converged = True
@@ -387,13 +395,15 @@ def analyse_leg(
         logger.warning("leg %s: BAR cross-check failed: %s", leg, exc)
         dg_bar, err_bar = None, None
 
+    polish = False
     if initial_f_k is not None and len(set(n_k.tolist())) == 1:
-        try:  # Newton from the BAR start: pymbar then only confirms the solution (a few evaluations)
+        try:  # Newton from the BAR start: pymbar then only confirms the solution
             initial_f_k = newton_mbar(u_kln, initial_f_k)[2]
+            polish = True
         except Exception as exc:
             logger.debug("leg %s: Newton MBAR start failed: %s", leg, exc)
     try:
-        dg, err, f_k, mbar = solve_mbar(u_kln, n_k, initial_f_k=initial_f_k)
+        dg, err, f_k, mbar = solve_mbar(u_kln, n_k, initial_f_k=initial_f_k, polish_only=polish)
     except Exception as exc:
         raise AnalysisError(f"leg {leg}: MBAR failed ({exc}); check the energies or add λ windows") from exc
     if not (math.isfinite(dg) and math.isfinite(err)):
