@@ -42,6 +42,7 @@ __all__ = [
     "RunResults",
     "RunSource",
     "RunSummary",
+    "StoreRunSource",
     "age_text",
     "created_text",
     "edge_table",
@@ -120,22 +121,102 @@ class FolderRunSource:
         return path
 
 
+class StoreRunSource:
+    """Runs registered in a results store (``fep run --store URL``), plus the run folders under ``root``.
+
+    A run whose folder is on this machine is summarised from its files (the same as :class:`FolderRunSource`);
+    one whose folder is not is summarised from the store's job table. Names are folder names (``name#id``
+    when two stored runs share a folder name).
+    """
+
+    def __init__(self, url: str, root: str | os.PathLike[str]) -> None:
+        from fep.store import open_store
+
+        self.url = url
+        self.folders = FolderRunSource(root)
+        open_store(url).close()  # fail early, with the store's own message
+
+    def _stored(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+        from fep.store import open_store
+
+        store = open_store(self.url)
+        try:
+            rows = store.list_runs()
+            out, seen = [], set()
+            for row in rows:
+                name = Path(row["run_dir"]).name
+                if name in seen:
+                    name = f"{name}#{row['id']}"
+                seen.add(name)
+                out.append((name, row, store.run_progress(row["id"])))
+            return out
+        finally:
+            store.close()
+
+    def list_runs(self) -> list[RunSummary]:
+        runs: list[RunSummary] = []
+        paths = set()
+        for name, row, progress in self._stored():
+            path = Path(row["run_dir"])
+            paths.add(str(path.resolve()))
+            if (path / "run.json").is_file():
+                runs.append(summarize_run(path).model_copy(update={"name": name}))
+            else:
+                runs.append(_summary_from_store(name, row, progress))
+        runs += [r for r in self.folders.list_runs() if str(Path(r.path).resolve()) not in paths]
+        return sorted(runs, key=lambda r: (-(r.created or 0.0), r.name))
+
+    def run_dir(self, name: str) -> Path:
+        for stored, row, _ in self._stored():
+            if stored == name:
+                path = Path(row["run_dir"])
+                if not path.is_dir():
+                    raise InputError(f"run '{name}': its folder {path} is not on this machine")
+                return path
+        return self.folders.run_dir(name)
+
+
+def _summary_from_store(name: str, row: dict[str, Any], progress: dict[str, Any]) -> RunSummary:
+    jobs = progress["jobs"]
+    total = sum(jobs.values())
+    if jobs.get("running"):
+        state: RunState = "running"
+    elif jobs.get("queued"):
+        state = "pending"
+    elif jobs.get("failed"):
+        state = "partial" if jobs.get("done") else "failed"
+    else:
+        state = "done" if total else "pending"
+    fraction = progress["iterations_done"] / progress["iterations_total"] if progress["iterations_total"] else 0.0
+    return RunSummary(
+        name=name,
+        path=str(row["run_dir"]),
+        state=state,
+        created=row.get("created"),
+        mode=row.get("mode") or "",
+        protocol=row.get("protocol") or "",
+        counts={f"legs {k}": v for k, v in jobs.items() if v},
+        progress=round(min(1.0, fraction), 4),
+        message="folder not on this machine: summary from the store",
+    )
+
+
 def open_source(runs: str | os.PathLike[str] | None = None, store: str | None = None) -> RunSource:
-    """The run source for the dashboard: ``store`` (a store URL) if given, else the folder ``runs``.
+    """The run source for the dashboard: the results store ``store`` (with the folder ``runs``) if given,
+    else the folder ``runs``.
 
     Defaults come from the environment variables :data:`STORE_ENV` and :data:`RUNS_ENV` (set by ``fep app``),
     else ``./runs``.
+
+    Raises
+    ------
+    InputError
+        The store cannot be opened (the message of :mod:`fep.store`).
     """
     store = store or os.environ.get(STORE_ENV) or None
     runs = runs or os.environ.get(RUNS_ENV) or "runs"
     if store:
-        try:
-            from fep import store as store_module  # the results store (optional, when installed)
-        except ImportError as err:
-            raise InputError(
-                f"--store {store}: this mlfep has no results store yet; give the runs folder with --runs DIR"
-            ) from err
-        log.info("store %s given; runs are listed from the folder %s (%s)", store, runs, store_module.__name__)
+        return StoreRunSource(store, runs)
     return FolderRunSource(runs)
 
 
@@ -185,8 +266,9 @@ def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns the dict of :func:`fep.cli.status.collect_status` (keys ``mode``, ``protocol``, ``counts``,
     ``edges``; each edge has ``state``, ``error`` and ``legs`` with ``phase``, ``done``, ``total``, ``eta_s``)
-    and ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). A run that
-    was launched but has not written ``run.json`` yet has empty ``edges``.
+    and, from the run's results store when it has one, ``attempts``, ``worker`` and ``error`` per leg) and
+    ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). A run that was
+    launched but has not written ``run.json`` yet has empty ``edges``.
     """
     from fep.cli.status import collect_status
 

@@ -175,10 +175,10 @@ def correlation_chart(rows: Sequence[dict[str, Any]], quantity: str = "ΔG") -> 
     x_title, y_title = f"experimental {quantity} (kcal/mol)", f"predicted {quantity} (kcal/mol)"
     area = (
         alt.Chart(band)
-        .mark_area(opacity=0.25, color="#999999")
+        .mark_area(opacity=0.25, color="#999999", clip=True)
         .encode(x=alt.X("x:Q", scale=scale, title=x_title), y=alt.Y("lo1:Q", scale=scale, title=y_title), y2="hi1:Q")
     )
-    identity = alt.Chart(band).mark_line(color="black", strokeWidth=1).encode(x="x:Q", y="x:Q")
+    identity = alt.Chart(band).mark_line(color="black", strokeWidth=1, clip=True).encode(x="x:Q", y="x:Q")
     layers = [area, identity]
     if not df.empty:
         bars = alt.Chart(df).mark_rule(color="#4c72b0").encode(x="experimental:Q", y="low:Q", y2="high:Q")

@@ -311,15 +311,15 @@ def disconnected(network) -> list[str]:
     return sorted(n for part in parts[1:] for n in part)
 
 
-def cost_estimate(network, protocol) -> dict[str, Any]:
-    """Simulation work of a network under a protocol.
+def cost_estimate(network, protocol, protein: str | None = None) -> dict[str, Any]:
+    """Simulation work of a network under a protocol, before anything runs.
 
     Returns
     -------
     dict
         ``edges``, ``legs`` (per edge), ``windows``, ``repeats``, ``ns_per_window``, ``total_ns`` (summed over
-        edges × legs × repeats × windows), and ``estimate`` from :mod:`fep.cost` when that module offers
-        ``estimate_network`` (else None).
+        edges × legs × repeats × windows), and ``estimate``: the :class:`fep.cost.RunCost` (atoms per leg,
+        GPU-hours, CPU core-hours) or None when it cannot be computed (the reason is logged).
     """
     from fep.protocol import LEGS_FOR_MODE
 
@@ -336,15 +336,11 @@ def cost_estimate(network, protocol) -> dict[str, Any]:
         "estimate": None,
     }
     try:
-        from fep import cost  # added by the batch-run work; optional here
-    except ImportError:
-        return out
-    estimate = getattr(cost, "estimate_network", None)
-    if callable(estimate):
-        try:
-            out["estimate"] = estimate(network, protocol)
-        except Exception as err:  # the plain numbers above still stand
-            log.warning("cost estimate failed: %s", err)
+        from fep.cost import estimate_cost
+
+        out["estimate"] = estimate_cost(network, protocol, network.mode, protein=protein)
+    except Exception as err:  # the plain numbers above still stand
+        log.warning("cost estimate failed: %s", err)
     return out
 
 

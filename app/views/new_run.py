@@ -168,13 +168,33 @@ try:
     from fep.protocol import load_protocol
 
     protocol = load_protocol(state.get("protocol_arg", tier))
-    cost = launch.cost_estimate(network, protocol)
+    cost = launch.cost_estimate(network, protocol, protein=state.get("protein_path"))
     st.write(
         f"{cost['edges']} edges × {cost['legs']} legs × {cost['repeats']} repeat(s) × {cost['windows']} windows × "
         f"{cost['ns_per_window']:g} ns = **{cost['total_ns']:.3g} ns** of sampling (protocol '{protocol.name}')"
     )
-    if cost["estimate"] is not None:
-        st.write(cost["estimate"])
+    estimate = cost["estimate"]
+    if estimate is not None:
+        st.write(
+            f"Estimated **{estimate.gpu_hours:.3g} GPU-hours** or **{estimate.cpu_core_hours:.3g} CPU core-hours**"
+        )
+        with st.expander("per edge and leg"):
+            st.dataframe(
+                [
+                    {
+                        "edge": e.edge,
+                        "leg": leg.leg,
+                        "atoms": leg.n_atoms,
+                        "GPU h": round(leg.gpu_hours, 3),
+                        "CPU core-h": round(leg.cpu_core_hours, 3),
+                    }
+                    for e in estimate.edges
+                    for leg in e.legs
+                ],
+                hide_index=True,
+                key="cost_table",
+            )
+            st.caption(estimate.model)
 except MlfepError as err:
     st.error(str(err))
     st.stop()

@@ -35,6 +35,9 @@ def _table(info: dict) -> list[dict]:
                     "iterations": f"{done}/{total}" if total else "",
                     "progress": round(fraction, 4),
                     "ETA": data.age_text(leg.get("eta_s")) if state == "running" else "",
+                    "attempts": leg.get("attempts"),
+                    "worker": leg.get("worker") or "",
+                    "leg error": leg.get("error") or "",
                 }
             )
     return rows

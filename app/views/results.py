@@ -62,6 +62,7 @@ st.dataframe(
     hide_index=True,
     key="ligand_table",
     row_height=70,
+    height=min(max(len(shown), 1), 10) * 70 + 40,
     column_order=[
         "rank",
         "structure",
@@ -75,7 +76,7 @@ st.dataframe(
         "abs_error_kcal_mol",
     ],
     column_config={
-        "structure": st.column_config.ImageColumn("structure", width="small"),
+        "structure": st.column_config.ImageColumn("structure", width="medium"),
         "dg_kcal_mol": number(f"{quantity}", format="%.2f"),
         "dg_err_kcal_mol": number("σ", format="%.2f"),
         "dg_mm_kcal_mol": number("MM", format="%.2f"),

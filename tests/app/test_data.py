@@ -117,3 +117,38 @@ def test_no_results_yet_is_a_clear_error(tmp_path):
 def test_mol_image_uri():
     assert data.mol_image_uri("c1ccccc1").startswith("data:image/svg+xml;base64,")
     assert data.mol_image_uri("C1CC") is None
+
+
+def test_store_source_lists_stored_and_folder_runs(runs_root, tmp_path):
+    from fep.runner import RunSpec
+    from fep.store import open_store
+    from ligand_prep.models import Network
+
+    url = f"sqlite:///{tmp_path / 'team.sqlite'}"
+    store = open_store(url, create=True)
+    done = runs_root / "tyk2-done"
+    network = Network.from_json_file(done / "network.json")
+    spec = RunSpec.from_json_file(done / "run.json")
+    store.register_run(done, network, spec)
+    elsewhere = store.register_run(tmp_path / "cluster" / "far-away", network, spec)  # folder not on this machine
+    jobs = store.run_jobs(elsewhere)
+    store.set_job(jobs[0]["leg_id"], "running")
+    store.set_job(jobs[1]["leg_id"], "done")
+    store.close()
+
+    source = data.open_source(runs=runs_root, store=url)
+    assert isinstance(source, data.StoreRunSource)
+    runs = {r.name: r for r in source.list_runs()}
+    assert set(runs) == {"tyk2-done", "tyk2-live", "far-away"}  # the live run is only in the runs folder
+    assert runs["tyk2-done"].state == "partial"  # summarised from its files
+    far = runs["far-away"]
+    assert far.state == "running" and far.counts == {"legs queued": 34, "legs running": 1, "legs done": 1}
+    assert "not on this machine" in far.message
+    assert source.run_dir("tyk2-done") == done
+    with pytest.raises(InputError, match="not on this machine"):
+        source.run_dir("far-away")
+
+
+def test_store_source_refuses_a_missing_store(runs_root, tmp_path):
+    with pytest.raises(InputError, match="no results store"):
+        data.open_source(runs=runs_root, store=str(tmp_path / "none.sqlite"))

@@ -97,6 +97,8 @@ def test_plan_edit_and_cost(planned):
     with pytest.raises(InputError, match="at least one"):
         launch.remove_edges(planned, list(keys))
     cost = launch.cost_estimate(planned, tier("smoke"))
+    assert cost["estimate"].protocol == "smoke" and len(cost["estimate"].edges) == 2
+    assert cost["estimate"].cpu_core_hours > 0
     # 2 edges x 2 legs x 1 repeat x 5 windows x (20 x 250 x 4 fs = 0.02 ns)
     assert cost["windows"] == 5 and cost["total_ns"] == pytest.approx(2 * 2 * 5 * 0.02)
 

@@ -166,6 +166,7 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     assert len(keys) == 2
     assert len(at.get("image")) == 1  # the mapping depiction of the selected edge
     assert any("**0.4 ns**" in m.value for m in at.markdown)  # 2 edges x 2 legs x 5 windows x 0.02 ns
+    assert any("GPU-hours" in m.value for m in at.markdown)  # fep.cost estimate
 
     # edit: add the missing pair, then remove the first planned edge
     names = ["benzene", "toluene", "phenol"]
@@ -199,3 +200,45 @@ def test_new_run_page_rejects_a_bad_protein(tmp_path, monkeypatch):
     at.form_submit_button[0].click().run()
     _no_exception(at)
     assert "no ATOM or HETATM records" in at.error[0].value
+
+
+NO_HEAVY = """
+import json, sys
+from pathlib import Path
+from streamlit.testing.v1 import AppTest
+from app import launch
+from fep.protocol import tier
+from ligand_prep.models import Network
+
+app_dir, run_dir = Path(sys.argv[1]), Path(sys.argv[2])
+for page, run in (("progress", "tyk2-live"), ("results", "tyk2-done")):
+    at = AppTest.from_file(str(app_dir / "views" / f"{page}.py"), default_timeout=120)
+    if run:
+        at.query_params["run"] = run
+    at.session_state["auto_refresh"] = False
+    at.run()
+    assert not at.exception, (page, [e.value for e in at.exception])
+network = Network.from_json_file(run_dir / "network.json")
+cost = launch.cost_estimate(network, tier("smoke"), protein=sys.argv[3])
+assert cost["estimate"] is not None
+print(json.dumps(sorted(m for m in ("openmm", "torch", "torchani", "openff.toolkit") if m in sys.modules)))
+"""
+
+
+def test_pages_never_import_openmm_or_torch(app_env, bench):
+    """The progress and results pages (the heaviest imports) and the cost estimate run in a fresh interpreter
+    without loading openmm or torch."""
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", NO_HEAVY, str(APP), str(app_env / "tyk2-done"), str(bench / "tyk2" / "protein.pdb")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ),
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
