@@ -9,6 +9,12 @@ Run-directory layout (every file written atomically; any stage can be resumed or
                                              sampler/ (HREX store), status.json, leg_result.json,
                                              nnp_A.json, nnp_B.json
     RUN_DIR/edges/<A>~<B>/edge_result.json   EdgeResult (also written, with the error, when the edge fails)
+    RUN_DIR/prepared/<name>.json             PreparedLigand (charges) read by workers (fep.executors)
+    RUN_DIR/mlfep.sqlite                     the results store (fep.store): jobs, progress, results
+    RUN_DIR/report/                          report.html, results.csv, edges.csv (analysis.report)
+
+A leg's folder also holds ``sampler_summary.json`` (wall/CPU time of the last sampler call, atom count) and, when
+it failed, ``error.txt`` (the traceback).
 
 A finished leg (``leg_result.json`` newer than its last sampler checkpoint) is skipped; an interrupted one
 resumes from its last checkpoint.
@@ -32,7 +38,18 @@ from fep.protocol import LEGS_FOR_MODE, Protocol
 from ligand_prep.base import FrozenModel, InputError, MlfepError, atomic_write_text
 from ligand_prep.models import AtomMapping, Ligand, Network, PreparedLigand
 
-__all__ = ["LegProgress", "RunSpec", "prepare_ligands", "run_edge", "run_leg", "run_network"]
+__all__ = [
+    "LegProgress",
+    "RunSpec",
+    "finish_edge",
+    "leg_finished",
+    "load_prepared",
+    "prepare_ligands",
+    "run_edge",
+    "run_leg",
+    "run_network",
+    "save_prepared",
+]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +155,23 @@ def _write_status(leg_dir: Path, edge: str, leg: str, repeat: int, **fields: Any
     status.to_json_file(leg_dir / "status.json")
 
 
+def leg_finished(leg_dir: str | os.PathLike[str], n_iterations: int) -> bool:
+    """Whether a leg has a ``leg_result.json`` newer than its last checkpoint with ``n_iterations`` or more."""
+    from analysis.results import LegResult
+
+    leg_dir = Path(leg_dir)
+    result_path = leg_dir / "leg_result.json"
+    checkpoint = leg_dir / "sampler" / "checkpoint.json"
+    if not (result_path.exists() and checkpoint.exists()):
+        return False
+    if result_path.stat().st_mtime < checkpoint.stat().st_mtime:
+        return False
+    try:
+        return LegResult.from_json_file(result_path).n_iterations >= n_iterations
+    except Exception:  # a damaged result is simply redone
+        return False
+
+
 def run_leg(
     prep_a: PreparedLigand,
     prep_b: PreparedLigand,
@@ -163,17 +197,9 @@ def run_leg(
     sampler_dir = leg_dir / "sampler"
     windows = protocol.windows()
     settings = protocol.sampler_for(leg, repeat=repeat, platform=platform)
-    checkpoint = sampler_dir / "checkpoint.json"
-    if (
-        extend_iterations == 0
-        and result_path.exists()
-        and checkpoint.exists()
-        and result_path.stat().st_mtime >= checkpoint.stat().st_mtime
-    ):
-        done = LegResult.from_json_file(result_path)
-        if done.n_iterations >= settings.n_iterations:
-            log.info("%s %s: finished earlier, skipped", mapping.key, leg)
-            return done
+    if extend_iterations == 0 and leg_finished(leg_dir, settings.n_iterations):
+        log.info("%s %s: finished earlier, skipped", mapping.key, leg)
+        return LegResult.from_json_file(result_path)
 
     def report(phase: str, **fields: Any) -> None:
         _write_status(leg_dir, mapping.key, leg, repeat, phase=phase, **fields)
@@ -197,9 +223,17 @@ def run_leg(
         report(p.phase, done=p.iteration, total=p.n_iterations, ns_done=p.ns_done, ns_total=p.ns_total, eta_s=p.eta_s)
 
     if extend_iterations:
-        sampler.extend(extend_iterations, progress=on_progress)
+        summary = sampler.extend(extend_iterations, progress=on_progress)
     else:
-        sampler.run(progress=on_progress)
+        summary = sampler.run(progress=on_progress)
+    if summary is not None:  # wall / CPU time per call: the cost model's calibration data (fep.cost)
+        record = {
+            "n_atoms": int(hybrid.system.getNumParticles()),
+            "steps_per_iteration": settings.steps_per_iteration,
+            "threads": os.cpu_count(),
+            **summary.model_dump(mode="json"),
+        }
+        atomic_write_text(leg_dir / "sampler_summary.json", json.dumps(record, indent=1))
     report("analysing")
     data = load_samples(sampler_dir)
     result = analyse_leg(data.energies, data.replica_states, data.temperature_k, leg=leg, lambda_windows=windows)
@@ -295,36 +329,55 @@ def run_edge(
     extend_iterations: int = 0,
     progress: Callable[[LegProgress], None] | None = None,
 ):
-    """Every leg and repeat of one edge, then the NNP corrections and the edge's ΔΔG.
+    """Every leg and repeat of one edge in this process, then the NNP corrections and the edge's ΔΔG.
 
     Returns the :class:`analysis.results.EdgeResult` (also written to ``edge_result.json``).
     """
-    from analysis.results import combine_edge
-
     folder = edge_dir(run_dir, mapping)
     mapping.to_json_file(folder / "edge.json")
     prep_a, prep_b = prepared[mapping.ligand_a], prepared[mapping.ligand_b]
-    protocol = spec.protocol
-    legs = LEGS_FOR_MODE[spec.mode]
-    repeats = []
-    for r in range(protocol.repeats):
-        leg_results = {}
-        corrections = []
-        for leg in legs:
-            leg_dir = folder / f"repeat_{r}" / leg
-            leg_results[leg] = run_leg(
+    for r in range(spec.protocol.repeats):
+        for leg in LEGS_FOR_MODE[spec.mode]:
+            run_leg(
                 prep_a,
                 prep_b,
                 mapping,
                 leg,
-                protocol,
-                leg_dir,
+                spec.protocol,
+                folder / f"repeat_{r}" / leg,
                 protein=spec.protein if leg == "complex" else None,
                 repeat=r,
                 platform=platform,
                 extend_iterations=extend_iterations,
                 progress=progress,
             )
+    return finish_edge(prepared, mapping, spec, run_dir, platform=platform)
+
+
+def finish_edge(
+    prepared: dict[str, PreparedLigand],
+    mapping: AtomMapping,
+    spec: RunSpec,
+    run_dir: str | os.PathLike[str],
+    *,
+    platform: str | None = None,
+):
+    """Once every leg of an edge has its ``leg_result.json``: NNP corrections (if ``spec.nnp``) and the ΔΔG.
+
+    Returns the :class:`analysis.results.EdgeResult` (also written to ``edge_result.json``).
+    """
+    from analysis.results import LegResult, combine_edge
+
+    folder = edge_dir(run_dir, mapping)
+    prep_a, prep_b = prepared[mapping.ligand_a], prepared[mapping.ligand_b]
+    protocol = spec.protocol
+    repeats = []
+    for r in range(protocol.repeats):
+        leg_results = {}
+        corrections = []
+        for leg in LEGS_FOR_MODE[spec.mode]:
+            leg_dir = folder / f"repeat_{r}" / leg
+            leg_results[leg] = LegResult.from_json_file(leg_dir / "leg_result.json")
             if spec.nnp:
                 corrections.extend(correct_leg(prep_a, prep_b, leg, protocol, leg_dir, platform=platform))
         repeats.append(combine_edge(mapping.ligand_a, mapping.ligand_b, spec.mode, leg_results, corrections))
@@ -337,6 +390,26 @@ def run_edge(
         )
     result.to_json_file(folder / "edge_result.json")
     return result
+
+
+def save_prepared(prepared: dict[str, PreparedLigand], run_dir: str | os.PathLike[str]) -> None:
+    """Write every prepared ligand to ``RUN_DIR/prepared/<name>.json`` (what workers elsewhere read)."""
+    for name, prep in prepared.items():
+        path = Path(run_dir) / "prepared" / f"{name}.json"
+        text = prep.model_dump_json()
+        if not path.exists() or path.read_text() != text:
+            atomic_write_text(path, text)
+
+
+def load_prepared(run_dir: str | os.PathLike[str], names: Sequence[str]) -> dict[str, PreparedLigand]:
+    """The prepared ligands ``names`` saved by :func:`save_prepared`."""
+    out = {}
+    for name in names:
+        path = Path(run_dir) / "prepared" / f"{name}.json"
+        if not path.exists():
+            raise InputError(f"{path}: prepared ligand missing; re-run `fep run ... --resume` to prepare it")
+        out[name] = PreparedLigand.from_json_file(path)
+    return out
 
 
 def run_network(

@@ -1,4 +1,9 @@
-"""``fep run``: simulate one edge, a planned network, or a whole ligand series, resumably."""
+"""``fep run``: simulate one edge, a planned network, or a whole ligand series, resumably.
+
+Before any simulation it prints the plan and the cost estimate (:mod:`fep.cost`; ``--dry-run`` stops there). Legs
+run as jobs on a local process pool or a Dask cluster (:mod:`fep.executors`), their state goes to the results
+store (:mod:`fep.store`), and the report is written to ``RUN_DIR/report/``.
+"""
 
 from __future__ import annotations
 
@@ -47,6 +52,111 @@ def _network_for(network_file, edge, ligands, reference, protein, mode, out):
         return plan_network(ligs, mode=mode, protein=str(protein) if protein else None)
 
 
+def _print_cost(out, cost) -> None:
+    """Per edge and leg: atoms, windows x ns x repeats, GPU-hours and CPU core-hours; then the totals."""
+    from rich.table import Table
+
+    table = Table(title=f"estimated cost (protocol '{cost.protocol}')")
+    for column in ("edge", "leg", "atoms", "waters", "win x ns x rep", "GPU-h", "CPU core-h"):
+        table.add_column(column, justify="left" if column in ("edge", "leg") else "right", no_wrap=column != "edge")
+    for edge in cost.edges:
+        for leg in edge.legs:
+            table.add_row(
+                edge.edge,
+                leg.leg,
+                f"{leg.n_atoms:,}",
+                f"{leg.n_waters:,}",
+                f"{leg.windows} x {leg.ns_per_window:g} x {leg.repeats}",
+                f"{leg.gpu_hours:.2f}",
+                f"{leg.cpu_core_hours:,.1f}",
+            )
+    out.print(table)
+    out.print(
+        f"[bold]total: {cost.gpu_hours:,.1f} GPU-hours or {cost.cpu_core_hours:,.0f} CPU core-hours[/bold]"
+        f"  [dim]({cost.model})[/dim]"
+    )
+
+
+def _make_executor(executor, workers, scheduler, cluster_config):
+    from fep.executors import DaskExecutor, LocalExecutor
+
+    if executor == "local":
+        return LocalExecutor(workers)
+    return DaskExecutor(scheduler, cluster_config=str(cluster_config) if cluster_config else None)
+
+
+class _Bars:
+    """Rich progress: one overall bar (production iterations of every leg, with ETA) and one bar per running leg."""
+
+    def __init__(self, progress, legs_total: int, iterations_per_leg: int) -> None:
+        self.progress = progress
+        self.per_leg = max(iterations_per_leg, 1)
+        self.overall = progress.add_task("all legs", total=legs_total * self.per_leg)
+        self.tasks: dict[tuple, int] = {}
+
+    def __call__(self, rows) -> None:
+        done_iterations = 0
+        for row in rows:
+            key = (row["edge"], row["leg"], row["repeat"])
+            if row["state"] == "done":
+                done_iterations += self.per_leg
+            elif row["phase"] == "production":
+                done_iterations += min(row["done"], self.per_leg)
+            running = row["state"] == "running"
+            if running and key not in self.tasks:
+                label = f"{row['edge']} {row['leg']}" + (f" r{row['repeat']}" if row["repeat"] else "")
+                self.tasks[key] = self.progress.add_task(label, total=max(row["total"], 1))
+            if key in self.tasks:
+                task = self.tasks[key]
+                label = f"{row['edge']} {row['leg']}" + (f" r{row['repeat']}" if row["repeat"] else "")
+                self.progress.update(
+                    task,
+                    description=f"  {label} {row['phase']}",
+                    completed=row["done"],
+                    total=max(row["total"], 1),
+                )
+                if not running:
+                    self.progress.remove_task(task)
+                    del self.tasks[key]
+        self.progress.update(self.overall, completed=done_iterations)
+
+
+def _result_table(out, results, output, nnp: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"ΔΔG per edge (kcal/mol) -> {output}")
+    for column in ("edge", "ΔΔG MM", "σ", "ΔΔG ML", "σ ML", "status"):
+        table.add_column(column, justify="left" if column in ("edge", "status") else "right")
+    for res in results:
+        if res.status != "done":
+            table.add_row(res.key, "", "", "", "", f"failed: {res.error}")
+            continue
+        ml = "" if res.ddg_ml_kcal_mol is None else f"{res.ddg_ml_kcal_mol:.2f}"
+        ml_err = "" if res.ddg_ml_err_kcal_mol is None else f"{res.ddg_ml_err_kcal_mol:.2f}"
+        verdict = {v.status for v in res.verdicts}
+        status = "fail" if "fail" in verdict else "warn" if "warn" in verdict else "ok"
+        table.add_row(res.key, f"{res.ddg_mm_kcal_mol:.2f}", f"{res.ddg_mm_err_kcal_mol:.2f}", ml, ml_err, status)
+        if nnp and res.ddg_ml_kcal_mol is None and res.ml_reason:
+            out.print(f"  {res.key}: no ML value ({res.ml_reason})")
+    out.print(table)
+
+
+def _write_report(out, results, net, output: Path) -> Path | None:
+    import logging
+
+    from analysis.report import write_report
+
+    try:
+        with out.status("writing the report"):
+            paths = write_report(results, net, output / "report")
+    except Exception as err:  # the run's results stand even when a plot fails
+        logging.getLogger(__name__).warning("report not written: %s", err)
+        out.print(f"[yellow]report not written: {err}[/yellow] (try `fep report {output}`)")
+        return None
+    out.print(f"report: {paths['report_html']}")
+    return paths["report_html"]
+
+
 @app.command("run")
 def run(
     network_file: Path | None = typer.Argument(None, help="A network.json from `fep plan` (else use --ligands)."),
@@ -61,21 +171,41 @@ def run(
     protocol: str = typer.Option("default", "--protocol", help="smoke | fast | default | production | FILE."),
     nnp: str = typer.Option("none", "--nnp", help="ANI-2x endpoint correction: ani2x or none."),
     platform: str | None = typer.Option(None, "--platform", help="OpenMM platform (default: CUDA > OpenCL > CPU)."),
-    executor: str = typer.Option("local", "--executor", help="Where legs run: local (this process)."),
+    executor: str = typer.Option("local", "--executor", help="Where legs run: local (process pool) or dask."),
+    workers: int | None = typer.Option(
+        None, "--workers", min=1, help="Local worker processes (default: number of GPUs, else max(1, cores // 2))."
+    ),
+    scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://host:8786."),
+    cluster_config: Path | None = typer.Option(
+        None, "--cluster-config", help="YAML of a dask-jobqueue SLURM/PBS cluster (pip install mlfep[cluster])."
+    ),
+    max_attempts: int = typer.Option(2, "--max-attempts", min=1, help="Attempts per leg before it counts as failed."),
+    store: str | None = typer.Option(
+        None, "--store", help="Results store: SQLAlchemy URL (default: sqlite RUN_DIR/mlfep.sqlite)."
+    ),
+    repair: bool = typer.Option(
+        False, "--repair", help="When failed edges cut ligands off, run the replacement edges the planner proposes."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in an existing run directory."),
     extend: float | None = typer.Option(None, "--extend", help="Add NS of production to every finished leg."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run, then stop."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and its estimated cost, then stop."),
     json_out: bool = typer.Option(False, "--json", help="Print the edge results as JSON."),
 ) -> None:
-    """Run the legs of every edge (build, sample, analyse, correct) and print ΔΔG per edge."""
+    """Run the legs of every edge (build, sample, analyse, correct), print ΔΔG per edge and write the report."""
     from ligand_prep.base import InputError
 
     if mode not in (None, "binding", "hydration"):
         raise InputError(f"--mode '{mode}': choose binding or hydration")
     if nnp not in ("none", "ani2x"):
         raise InputError(f"--nnp '{nnp}': choose ani2x or none")
-    if executor != "local":
-        raise InputError(f"--executor '{executor}' is not available yet: use --executor local")
+    if executor not in ("local", "dask"):
+        raise InputError(f"--executor '{executor}': choose local or dask")
+    if executor == "local" and (scheduler is not None or cluster_config is not None):
+        raise InputError("--scheduler/--cluster-config need --executor dask")
+    if executor == "dask" and (scheduler is None) == (cluster_config is None):
+        raise InputError("--executor dask: add either --scheduler tcp://host:8786 or --cluster-config FILE.yaml")
+    if cluster_config is not None and not cluster_config.exists():
+        raise InputError(f"--cluster-config {cluster_config}: file not found")
     if platform is not None and platform not in ("CUDA", "OpenCL", "CPU", "Reference"):
         raise InputError(f"--platform '{platform}': choose CUDA, OpenCL, CPU or Reference")
     if extend is not None and extend <= 0:
@@ -84,8 +214,9 @@ def run(
         if path is not None and not path.exists():
             raise InputError(f"{what} {path}: file not found")
 
+    from fep.cost import estimate_cost
     from fep.protocol import LEGS_FOR_MODE, load_protocol
-    from fep.runner import RunSpec, open_run_dir, package_versions, run_network
+    from fep.runner import RunSpec, open_run_dir, package_versions
 
     if (output / "run.json").exists() and not resume:
         raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
@@ -106,9 +237,18 @@ def run(
     for mapping in net.edges:
         flag = f"  [yellow]{'; '.join(mapping.warnings)}[/yellow]" if mapping.warnings else ""
         out.print(f"  {mapping.key}  score {mapping.score:.2f}  {len(mapping.mapping)} mapped atoms{flag}")
+    cost = estimate_cost(net, proto, net.mode, protein_path)
+    _print_cost(out, cost)
     if dry_run:
         if json_out:
-            emit_json({"edges": [m.key for m in net.edges], "legs": list(legs), "windows": n_windows})
+            emit_json(
+                {
+                    "edges": [m.key for m in net.edges],
+                    "legs": list(legs),
+                    "windows": n_windows,
+                    "cost": cost.model_dump(mode="json"),
+                }
+            )
         return
     open_run_dir(output, spec, net, resume=resume)
     extend_iterations = 0
@@ -116,9 +256,55 @@ def run(
         per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
         extend_iterations = max(1, round(extend / per_iteration))
 
+    from fep.executors import cut_off_ligands, propose_repairs
+    from fep.store import Store, store_url
+    from ligand_prep.models import Network
+
+    db = Store(store_url(store or output))
+    pool = _make_executor(executor, workers, scheduler, cluster_config)
+    try:
+        results = _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_iterations)
+        failed = [r.key for r in results if r.status != "done"]
+        cut = cut_off_ligands(net, failed) if failed else []
+        if cut:
+            names = ", ".join(n for group in cut for n in group)
+            out.print(f"[red]failed edges cut off ligand(s) {names} from the network[/red]")
+            proposals = propose_repairs(net, failed)
+            for m in proposals:
+                out.print(f"  replacement edge {m.key} (score {m.score:.2f}, {len(m.mapping)} mapped atoms)")
+            if proposals and repair:
+                net = Network(
+                    mode=net.mode,
+                    ligands=net.ligands,
+                    edges=(*net.edges, *proposals),
+                    planner=net.planner,
+                    protein=net.protein,
+                )
+                open_run_dir(output, spec, net, resume=True)
+                net = Network.from_json_file(output / "network.json")
+                results = _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_iterations)
+            elif proposals:
+                out.print("  re-run with --resume --repair to run them")
+    finally:
+        pool.close()
+        db.close()
+    _result_table(out, results, output, spec.nnp)
+    _write_report(out, results, net, output)
+    if json_out:
+        emit_json([r.model_dump(mode="json", exclude={"legs"}) for r in results])
+    if any(r.status != "done" for r in results):
+        raise typer.Exit(1)
+
+
+def _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_iterations):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    tasks: dict[tuple, int] = {}
+    from fep.executors import execute_network
+    from fep.protocol import LEGS_FOR_MODE
+
+    n_legs = len(net.edges) * len(LEGS_FOR_MODE[spec.mode]) * spec.protocol.repeats
+    per_leg = spec.protocol.sampler.n_iterations + extend_iterations
+    out.print(f"{n_legs} leg job(s) on {pool.name} executor with {pool.workers} worker(s); store {db.url}")
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -127,50 +313,17 @@ def run(
         TimeRemainingColumn(),
         console=out,
         transient=False,
-    ) as bars:
-
-        def on_progress(p) -> None:
-            leg_key = (p.edge, p.leg, p.repeat)
-            key = (*leg_key, p.phase)
-            label = f"{p.edge} {p.leg}" + (f" r{p.repeat}" if proto.repeats > 1 else "") + f" {p.phase}"
-            if key not in tasks:
-                for (*other_leg, _), task in tasks.items():  # a new phase closes the leg's earlier ones
-                    if tuple(other_leg) == leg_key:
-                        bars.update(task, completed=bars.tasks[task].total)
-                        bars.stop_task(task)
-                if p.phase == "done":
-                    return
-                tasks[key] = bars.add_task(label, total=max(p.total, 1))
-            bars.update(tasks[key], completed=p.done, total=max(p.total, 1))
-
-        results = run_network(
+    ) as progress:
+        bars = _Bars(progress, n_legs, per_leg)
+        return execute_network(
             net,
             spec,
             output,
+            pool,
+            db,
+            max_attempts=max_attempts,
             platform=platform,
             extend_iterations=extend_iterations,
-            progress=on_progress,
-            message=lambda text: bars.console.print(text),
+            on_poll=bars,
+            message=lambda text: progress.console.print(text),
         )
-
-    from rich.table import Table
-
-    table = Table(title=f"ΔΔG per edge (kcal/mol) -> {output}")
-    for column in ("edge", "ΔΔG MM", "σ", "ΔΔG ML", "σ ML", "status"):
-        table.add_column(column, justify="left" if column in ("edge", "status") else "right")
-    for res in results:
-        if res.status != "done":
-            table.add_row(res.key, "", "", "", "", f"failed: {res.error}")
-            continue
-        ml = "" if res.ddg_ml_kcal_mol is None else f"{res.ddg_ml_kcal_mol:.2f}"
-        ml_err = "" if res.ddg_ml_err_kcal_mol is None else f"{res.ddg_ml_err_kcal_mol:.2f}"
-        verdict = {v.status for v in res.verdicts}
-        status = "fail" if "fail" in verdict else "warn" if "warn" in verdict else "ok"
-        table.add_row(res.key, f"{res.ddg_mm_kcal_mol:.2f}", f"{res.ddg_mm_err_kcal_mol:.2f}", ml, ml_err, status)
-        if spec.nnp and res.ddg_ml_kcal_mol is None and res.ml_reason:
-            out.print(f"  {res.key}: no ML value ({res.ml_reason})")
-    out.print(table)
-    if json_out:
-        emit_json([r.model_dump(mode="json", exclude={"legs"}) for r in results])
-    if any(r.status != "done" for r in results):
-        raise typer.Exit(1)

@@ -21,8 +21,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _store_jobs(run_dir: Path) -> dict[tuple, dict] | None:
+    """Jobs of the run from RUN_DIR/mlfep.sqlite keyed by (edge, leg, repeat); None without a store."""
+    if not (run_dir / "mlfep.sqlite").exists():
+        return None
+    from fep.store import open_store
+
+    try:
+        store = open_store(run_dir)
+        run_id = store.run_id(run_dir)
+        rows = store.run_jobs(run_id) if run_id is not None else []
+        store.close()
+    except Exception:  # a damaged or foreign store: the files still tell the story
+        return None
+    return {(r["edge"], r["leg"], r["repeat"]): r for r in rows}
+
+
+def _alive(worker: str | None) -> bool | None:
+    """Whether the ``host:pid`` worker still runs (None when it is on another host)."""
+    import socket
+
+    if not worker or ":" not in worker:
+        return None
+    host, pid = worker.rsplit(":", 1)
+    if host != socket.gethostname():
+        return None
+    return _pid_alive(int(pid))
+
+
 def collect_status(run_dir: Path) -> dict:
-    """Edges and legs of a run directory with their state (done / running / interrupted / failed / pending)."""
+    """Edges and legs of a run directory with their state (done / running / interrupted / failed / pending).
+
+    Reads the results store (RUN_DIR/mlfep.sqlite: job state, attempts, error, worker, progress) and falls back
+    to the files (status.json, leg_result.json, edge_result.json) for runs without one.
+    """
     import json
 
     from fep.runner import RunSpec
@@ -35,6 +67,7 @@ def collect_status(run_dir: Path) -> dict:
     network = Network.from_json_file(run_dir / "network.json")
     from fep.protocol import LEGS_FOR_MODE
 
+    jobs = _store_jobs(run_dir)
     edges = []
     for mapping in network.edges:
         folder = run_dir / "edges" / mapping.key
@@ -50,8 +83,26 @@ def collect_status(run_dir: Path) -> dict:
             for leg in LEGS_FOR_MODE[spec.mode]:
                 leg_dir = folder / f"repeat_{r}" / leg
                 leg_entry = {"leg": leg, "repeat": r, "state": "pending"}
+                job = jobs.get((mapping.key, leg, r)) if jobs else None
                 status_path = leg_dir / "status.json"
-                if (leg_dir / "leg_result.json").exists():
+                if job is not None:
+                    state = {"queued": "pending"}.get(job["state"], job["state"])
+                    if state == "running" and _alive(job["worker"]) is False:
+                        state = "interrupted"
+                    leg_entry.update(
+                        state=state,
+                        attempts=job["attempts"],
+                        error=job["error"],
+                        traceback_file=job["traceback_file"],
+                        worker=job["worker"],
+                        phase=job["phase"],
+                        done=job["done"],
+                        total=job["total"],
+                        eta_s=job["eta_s"],
+                    )
+                    if state == "pending" and status_path.exists():
+                        leg_entry["state"] = "interrupted"
+                elif (leg_dir / "leg_result.json").exists():
                     leg_entry["state"] = "done"
                 elif status_path.exists():
                     st = json.loads(status_path.read_text())
@@ -73,6 +124,7 @@ def collect_status(run_dir: Path) -> dict:
         "run_dir": str(run_dir),
         "mode": spec.mode,
         "protocol": spec.protocol.name,
+        "source": "store" if jobs is not None else "files",
         "counts": counts,
         "edges": edges,
     }
@@ -102,6 +154,8 @@ def status(
             text = f"{leg['leg']}:{leg['state']}"
             if leg["state"] in ("running", "interrupted") and leg.get("total"):
                 text += f" {leg['phase']} {leg['done']}/{leg['total']}"
+            if leg["state"] == "failed" and leg.get("error"):
+                text += f" ({leg['attempts']} attempts: {leg['error']})"
             legs.append(text)
         detail = e["error"] or ""
         if e["state"] == "done" and e.get("ddg_mm_kcal_mol") is not None:

@@ -8,9 +8,7 @@ import time
 import numpy as np
 import pytest
 
-import fep.cli
 from fep.cli import main
-from fep.cli._app import app as _typer_app
 from fep.cost import (
     ALCHEMICAL_FACTOR,
     CPU_CORE_S_PER_ATOM_STEP,
@@ -21,9 +19,6 @@ from fep.cost import (
     gpu_ns_per_day,
 )
 from fep.protocol import load_protocol
-
-# a submodule fep/cli/app.py (the dashboard command) shadows the package's `app`: keep main() working
-fep.cli.app = _typer_app
 
 # benchmarks/results/system_build.md: tyk2 lig_ejm_31 legs built by fep.systems (default protocol settings)
 TYK2_COMPLEX_ATOMS, TYK2_SOLVENT_ATOMS = 34785, 1306

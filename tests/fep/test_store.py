@@ -98,7 +98,7 @@ def test_concurrent_writer_processes_do_not_corrupt(tmp_path):
     store = open_store(tmp_path, create=True)
     run_id = store.register_run(tmp_path, _network(3), _spec())
     url = store_url(tmp_path)
-    n_workers, n_updates = 4, 40
+    n_workers, n_updates = 4, 25
     ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_hammer, args=(url, run_id, w, n_updates)) for w in range(n_workers)]
     for p in procs:
