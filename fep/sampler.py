@@ -144,8 +144,8 @@ class SamplerSummary(FrozenModel):
     nan_recoveries: int = Field(description="Roll-backs after NaN/blow-ups during this call.")
     wall_s: float
     timings_s: dict[str, float] = Field(
-        description="Wall seconds: equilibration; production, split into propagation, energies, swaps, io; "
-        "production_cpu: CPU seconds of this process (all threads) in production."
+        description="Wall seconds: equilibration; production, split into propagation (of which md_steps inside "
+        "integrator.step), energies, swaps, io; production_cpu: CPU seconds of this process in production."
     )
     mean_neighbor_acceptance: float | None = Field(description="Mean swap acceptance of adjacent states.")
     storage_bytes: int
@@ -299,7 +299,7 @@ class HREXSampler:
         self._platform_name = ""
         self._current_params: dict[str, float] = {}
         self.timings: dict[str, float] = dict.fromkeys(
-            ("equilibration", "production", "production_cpu", "propagation", "energies", "swaps", "io"), 0.0
+            ("equilibration", "production", "production_cpu", "propagation", "md_steps", "energies", "swaps", "io"), 0.0
         )
 
     # ------------------------------------------------------------------------------- public API
@@ -713,7 +713,9 @@ class HREXSampler:
             t0 = time.monotonic()
             self._apply_state(state)
             self._load(self._pos[replica], self._vel[replica], box)
+            t_md = time.monotonic()
             self._step(steps, replica, state, self._pos[replica], box)
+            self.timings["md_steps"] += time.monotonic() - t_md
             pos, vel, box_new = self._read()
             self._check_finite(pos, replica, state, self._pos[replica], box)
             t1 = time.monotonic()
