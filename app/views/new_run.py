@@ -221,6 +221,7 @@ if st.button("Launch run", type="primary", key="launch_button"):
             protocol_arg = str(shutil.copy(protocol_arg, inputs / Path(protocol_arg).name))
         record = launch.launch_run(run_dir, network, protocol=protocol_arg, protein=protein, nnp=nnp)
         state["launched"] = {"name": run_dir.name, "pid": record["pid"]}
+        state["protocol_arg"], state["protein_path"] = protocol_arg, protein  # the staging copies go next
         staging = state.pop("staging", None)
         if staging:
             shutil.rmtree(staging, ignore_errors=True)

@@ -148,6 +148,16 @@ def page(browser):
     context.close()
 
 
+def _shot(page, folder: Path, name: str) -> Path:
+    """A full-page screenshot in ``folder`` (also copied to $MLFEP_SCREENSHOT_DIR when set)."""
+    path = folder / name
+    page.screenshot(path=str(path), full_page=True)
+    keep = os.environ.get("MLFEP_SCREENSHOT_DIR")
+    if keep:
+        shutil.copy(path, Path(keep) / name)
+    return path
+
+
 def test_results_page_shows_ranked_table_and_plot(server, page, tmp_path):
     page.goto(f"{server}/results?run=tiny")
     page.get_by_role("heading", name="Ranked ligands").wait_for()
@@ -163,12 +173,8 @@ def test_results_page_shows_ranked_table_and_plot(server, page, tmp_path):
     chart.locator("canvas, svg").first.wait_for()
     box = chart.bounding_box()
     assert box is not None and box["width"] > 200 and box["height"] > 200
-    shot = tmp_path / "results.png"
-    page.screenshot(path=str(shot), full_page=True)
+    shot = _shot(page, tmp_path, "results.png")
     assert shot.stat().st_size > 20_000
-    keep = os.environ.get("MLFEP_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / "results.png")
 
 
 @pytest.mark.slow
@@ -184,6 +190,9 @@ def test_launch_from_the_page_and_see_results(server, page, inputs, runs_with_fi
     page.get_by_role("button", name="Validate and plan").click()
     page.get_by_role("heading", name="Planned network").wait_for(timeout=180_000)
     page.get_by_text("all 2 ligands are valid").wait_for()
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()  # the planned network graph
+    page.get_by_text("GPU-hours").first.wait_for()  # the cost estimate
+    _shot(page, tmp_path, "planned.png")
     page.get_by_role("button", name="Launch run").click()
     page.get_by_text("started").first.wait_for()
     run_dir = runs_with_finished_run / "from-browser"
@@ -196,4 +205,4 @@ def test_launch_from_the_page_and_see_results(server, page, inputs, runs_with_fi
     page.goto(f"{server}/results?run=from-browser")
     table = page.locator('[data-testid="stDataFrame"]').first
     table.get_by_text("toluene", exact=True).first.wait_for(state="attached")
-    page.screenshot(path=str(tmp_path / "launched.png"), full_page=True)
+    _shot(page, tmp_path, "launched_results.png")

@@ -154,6 +154,8 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     at.radio(key="mode").set_value("hydration")
     at.selectbox(key="tier").set_value("smoke")
     at.file_uploader(key="ligand_file").set_value(("series.csv", BENZENES, "text/csv"))
+    protocol = json.dumps({"base": "smoke", "n_windows": 3}).encode()
+    at.file_uploader(key="protocol_file").set_value(("tiny.json", protocol, "application/json"))
     at.form_submit_button[0].click().run()
     _no_exception(at)
     # per-ligand validation: one rejected row, named with the user's file and row
@@ -165,7 +167,7 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     keys = list(at.selectbox(key="edge_pick_plan").options)
     assert len(keys) == 2
     assert len(at.get("image")) == 1  # the mapping depiction of the selected edge
-    assert any("**0.4 ns**" in m.value for m in at.markdown)  # 2 edges x 2 legs x 5 windows x 0.02 ns
+    assert any("**0.24 ns**" in m.value for m in at.markdown)  # 2 edges x 2 legs x 3 windows x 0.02 ns
     assert any("GPU-hours" in m.value for m in at.markdown)  # fep.cost estimate
 
     # edit: add the missing pair, then remove the first planned edge
@@ -185,10 +187,12 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
 
     at.button(key="launch_button").click().run()
     _no_exception(at)
-    assert launched["run_dir"] == root / "benz" and launched["protocol"] == "smoke"
+    assert launched["run_dir"] == root / "benz"
+    assert launched["protocol"] == str(root / "benz" / "inputs" / "protocol.json")  # a copy kept with the run
     assert [e.key for e in launched["network"].edges] == remaining
     assert launched["network"].mode == "hydration" and launched["nnp"] is False
     assert "run **benz** started" in at.success[-1].value
+    assert len(at.error) == 1 and "C1CC" in at.error[0].value  # only the rejected ligand, no cost/launch error
     assert not list(root.glob(".upload-*"))  # the staging folder is cleaned up
 
 
