@@ -30,6 +30,17 @@ Long-range dispersion correction:
     ``(c0 + c1 λ)·K/V`` is re-integrated on a λ change for one class pair only (microseconds), and is chosen so
     that the total equals plain A's correction at λ = 0 and plain B's at λ = 1, volume dependence included
     (correct under a barostat).
+
+What OpenMM 8.6 does on ``Context.setParameter`` (read from its kernels, measured in benchmarks/hybrid_speed.py)
+-------------------------------------------------------------------------------------------------------------
+* NonbondedForce with offsets: CPU/Reference recompute the particle and exception parameters (one O(N) loop)
+  only when a global parameter changed; CUDA/OpenCL run a small O(N) parameter kernel on every evaluation as
+  soon as the force has any offset (the price of offsets on GPU, tens of µs). The dispersion coefficient is
+  never recomputed (it is fixed at context creation, from the default parameter values).
+* CustomNonbondedForce: nothing is recomputed unless it has a long-range correction, which is re-integrated
+  over all its particle-class pairs (in its interaction groups) whenever any of its global parameters changes
+  (the softcore force here has none; the one-pair dispersion force re-integrates one class pair).
+* Custom bonded forces: nothing.
 """
 
 from __future__ import annotations

@@ -287,3 +287,22 @@ def test_inconsistent_inputs_refused(leg_of):
     system_a.addForce(openmm.CustomExternalForce("x"))
     with pytest.raises(HybridError, match="CustomExternalForce"):
         build_hybrid(dataclasses.replace(end_states, system_a=system_a), mapping)
+
+
+def test_ring_size_change_vacuum(tmp_path, charge_cache):
+    """Cyclopentyl -> cyclohexyl: the partly mapped ring becomes dummy atoms on both sides; end states exact."""
+    from fep.systems import build_end_states
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MCSMapper
+
+    csv = tmp_path / "rings.csv"
+    csv.write_text("name,smiles\ncyclopentylbenzene,C1CCC(C1)c1ccccc1\ncyclohexylbenzene,C1CCC(CC1)c1ccccc1\n")
+    a, b = read_ligands(csv)
+    mapping = MCSMapper().map(a, b)
+    prep_a = assign_charges(a, method="gasteiger", cache_dir=charge_cache)
+    prep_b = assign_charges(b, method="gasteiger", cache_dir=charge_cache)
+    end_states = build_end_states(prep_a, prep_b, mapping, "vacuum")
+    hybrid = build_hybrid(end_states, mapping)
+    assert len(hybrid.info.unique_a) >= 3 and len(hybrid.info.unique_b) >= 3
+    _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
