@@ -8,6 +8,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 # Model weights come from a local folder (no network at run time); users may point this elsewhere.
 export TORCHANI_DATA_DIR ?= $(SHARED)/models/torchani
 PYTEST_ARGS ?=
+# The dashboard's real-browser test runs when Debian's chromium is installed (`make browser-deps`).
+BROWSER_FLAG := $(if $(wildcard /usr/bin/chromium),--run-browser,)
 
 .PHONY: install demo test test-all lint format clean browser-deps bench
 
@@ -29,10 +31,10 @@ format: install
 	$(BIN)/ruff format ligand_prep fep analysis app gpu_kernels tests benchmarks
 
 test: install lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(BROWSER_FLAG) $(PYTEST_ARGS)
 
 test-all: install
-	MLFEP_RUN_SLOW=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	MLFEP_RUN_SLOW=1 $(BIN)/python -m pytest -q $(BROWSER_FLAG) $(PYTEST_ARGS)
 
 demo: install
 	bash examples/demo.sh

@@ -32,3 +32,9 @@ def test_fep_app_help(capsys):
     assert main(["app", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--runs" in out and "--store" in out and "--port" in out
+
+
+def test_fep_app_store_must_exist(tmp_path, capsys):
+    code = main(["app", "--runs", str(tmp_path), "--store", str(tmp_path / "none.sqlite"), "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no results store" in err and len(err.strip().splitlines()) == 1
