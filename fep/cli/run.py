@@ -177,7 +177,7 @@ def run(
     ),
     scheduler: str | None = typer.Option(None, "--scheduler", help="Dask scheduler address, e.g. tcp://host:8786."),
     cluster_config: Path | None = typer.Option(
-        None, "--cluster-config", help="YAML of a dask-jobqueue SLURM/PBS cluster (pip install mlfep[cluster])."
+        None, "--cluster-config", help="YAML of a dask-jobqueue SLURM/PBS cluster (needs: pip install dask-jobqueue)."
     ),
     max_attempts: int = typer.Option(2, "--max-attempts", min=1, help="Attempts per leg before it counts as failed."),
     store: str | None = typer.Option(

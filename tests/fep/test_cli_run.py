@@ -177,3 +177,44 @@ def test_a_failing_leg_is_recorded_and_the_command_says_so(tiny_inputs, tmp_path
     capsys.readouterr()
     assert main(["status", str(run_dir), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["counts"]["failed"] == 1
+
+
+def test_status_reads_the_store_and_falls_back_to_files(finished_run, tmp_path, capsys):
+    import shutil
+
+    _, run_dir = finished_run
+    assert main(["status", str(run_dir), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"] == "store"
+    assert {leg["attempts"] for leg in info["edges"][0]["legs"]} == {1}
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("mlfep.sqlite*"))
+    assert main(["status", str(copy), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"] == "files" and info["counts"]["done"] == 1
+
+
+def test_dry_run_prints_the_cost_and_simulates_nothing(tiny_inputs, tmp_path, capsys):
+    ligands, protocol = tiny_inputs
+    out_dir = tmp_path / "dry"
+    code = main(
+        [
+            "run",
+            "--ligands",
+            str(ligands),
+            "--mode",
+            "hydration",
+            "--protocol",
+            str(protocol),
+            "-o",
+            str(out_dir),
+            "--dry-run",
+            "--json",
+        ]
+    )
+    assert code == 0 and not out_dir.exists()
+    data = json.loads(capsys.readouterr().out)
+    (edge,) = data["cost"]["edges"]
+    legs = {leg["leg"]: leg for leg in edge["legs"]}
+    assert legs["vacuum"]["n_atoms"] == 12 + 15 - 11  # benzene + toluene - mapped: the hybrid ligand
+    assert legs["solvent"]["n_waters"] > 100 and legs["solvent"]["windows"] == TINY["n_windows"]
