@@ -119,8 +119,8 @@ st.caption(f"{len(network.ligands)} ligands, {len(network.edges)} edges, planner
 keys = [e.key for e in network.edges]
 event = st.altair_chart(figures.network_chart(network), key="plan_chart", on_select="rerun", selection_mode="edge")
 clicked = [p.get("key") for p in (event.selection.get("edge", []) if event else []) if p.get("key") in keys]
-if clicked and state.get("edge_pick_plan") != clicked[0]:
-    state["edge_pick_plan"] = clicked[0]
+if clicked and state.get("last_clicked_edge") != clicked[0]:  # a new click on the graph picks that edge
+    state["edge_pick_plan"] = state["last_clicked_edge"] = clicked[0]
 edge_key = st.selectbox("Mapping of edge", keys, key="edge_pick_plan")
 mapping = next(e for e in network.edges if e.key == edge_key)
 with tempfile.TemporaryDirectory() as tmp:
