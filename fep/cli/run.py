@@ -52,13 +52,21 @@ def _network_for(network_file, edge, ligands, reference, protein, mode, out):
         return plan_network(ligs, mode=mode, protein=str(protein) if protein else None)
 
 
+def _hours(value: float) -> str:
+    """Hours with sensible precision: 0.0042, 3.14, 1,234."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
 def _print_cost(out, cost) -> None:
     """Per edge and leg: atoms, windows x ns x repeats, GPU-hours and CPU core-hours; then the totals."""
     from rich.table import Table
 
     table = Table(title=f"estimated cost (protocol '{cost.protocol}')")
     for column in ("edge", "leg", "atoms", "waters", "win x ns x rep", "GPU-h", "CPU core-h"):
-        table.add_column(column, justify="left" if column in ("edge", "leg") else "right", no_wrap=column != "edge")
+        if column == "edge":
+            table.add_column(column, overflow="fold")
+        else:
+            table.add_column(column, justify="left" if column == "leg" else "right", no_wrap=True)
     for edge in cost.edges:
         for leg in edge.legs:
             table.add_row(
@@ -67,12 +75,12 @@ def _print_cost(out, cost) -> None:
                 f"{leg.n_atoms:,}",
                 f"{leg.n_waters:,}",
                 f"{leg.windows} x {leg.ns_per_window:g} x {leg.repeats}",
-                f"{leg.gpu_hours:.2f}",
-                f"{leg.cpu_core_hours:,.1f}",
+                _hours(leg.gpu_hours),
+                _hours(leg.cpu_core_hours),
             )
     out.print(table)
     out.print(
-        f"[bold]total: {cost.gpu_hours:,.1f} GPU-hours or {cost.cpu_core_hours:,.0f} CPU core-hours[/bold]"
+        f"[bold]total: {_hours(cost.gpu_hours)} GPU-hours or {_hours(cost.cpu_core_hours)} CPU core-hours[/bold]"
         f"  [dim]({cost.model})[/dim]"
     )
 
