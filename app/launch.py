@@ -28,6 +28,7 @@ __all__ = [
     "add_edge",
     "check_pdb",
     "check_protocol",
+    "clean_staging",
     "cost_estimate",
     "disconnected",
     "launch_run",
@@ -345,6 +346,22 @@ def cost_estimate(network, protocol, protein: str | None = None) -> dict[str, An
 
 
 # ------------------------------------------------------------------------------------------- launch
+def clean_staging(root: str | os.PathLike[str], max_age_s: float = 86400.0) -> int:
+    """Remove upload folders (``root/.upload-*``) older than ``max_age_s`` left by abandoned pages; returns
+    how many were removed."""
+    import shutil
+
+    removed = 0
+    for folder in Path(root).glob(".upload-*"):
+        try:
+            if folder.is_dir() and time.time() - folder.stat().st_mtime > max_age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 def new_run_dir(root: str | os.PathLike[str], name: str) -> Path:
     """Create ``root/name`` for a new run (letters, digits, ``._-``; must not exist yet)."""
     name = name.strip()

@@ -15,6 +15,8 @@ from ligand_prep.base import InputError, MlfepError
 st.title("New run")
 root = ui.runs_root()
 state = st.session_state
+if "staging_cleaned" not in state:  # once per session: upload folders of abandoned pages
+    state["staging_cleaned"] = launch.clean_staging(root)
 
 with st.form("inputs"):
     cols = st.columns(3)

@@ -128,3 +128,12 @@ def test_launch_run_is_detached_and_logged(planned, tmp_path):
     assert lines["args"].startswith(f"-m fep run {network_json} -o {run_dir} --protocol smoke --mode hydration")
     assert lines["sid"] == lines["pid"] == str(record["pid"])  # its own session: survives the dashboard
     assert lines["sid"] != str(os.getsid(0))
+
+
+def test_clean_staging_removes_only_old_upload_folders(tmp_path):
+    old, new, run = tmp_path / ".upload-old", tmp_path / ".upload-new", tmp_path / "run"
+    for folder in (old, new, run):
+        folder.mkdir()
+    os.utime(old, (time.time() - 2 * 86400, time.time() - 2 * 86400))
+    assert launch.clean_staging(tmp_path) == 1
+    assert not old.exists() and new.is_dir() and run.is_dir()
