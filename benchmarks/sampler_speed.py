@@ -451,6 +451,24 @@ def to_markdown(result: dict) -> str:
             f"{split['propagation']:.2f} ({split['md_steps']:.2f}) / {split['energies']:.3f} / {split['swaps']:.4f} / "
             f"{split['io']:.3f} |"
         )
+    lines += [
+        "",
+        "Time outside MD steps per replica and iteration (ms; same runs): what grows relative to MD on a GPU, "
+        "where a step is ~100× faster but Python and storage costs are not.",
+        "",
+        "| ps/iter | HREX: all non-MD | HREX: energy matrix | HREX: rest (transfers, swaps, I/O, Python) |"
+        " openmmtools: all non-MD (energies, storage, Python) |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in result["rows"]:
+        n = result["n_states"] * r["n_iterations"]
+        h, o = r["hrex"], r["openmmtools"]
+        energies = h["split_s"]["energies"]
+        lines.append(
+            f"| {r['ps_per_iteration']} | {(h['wall_s'] - h['md_steps_s']) / n * 1e3:.1f} | "
+            f"{energies / n * 1e3:.1f} | {(h['wall_s'] - h['md_steps_s'] - energies) / n * 1e3:.1f} | "
+            f"{(o['wall_s'] - o['md_steps_s']) / n * 1e3:.1f} |"
+        )
     s = result["storage"]
     lines += [
         "",
