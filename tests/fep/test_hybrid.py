@@ -306,3 +306,14 @@ def test_ring_size_change_vacuum(tmp_path, charge_cache):
     hybrid = build_hybrid(end_states, mapping)
     assert len(hybrid.info.unique_a) >= 3 and len(hybrid.info.unique_b) >= 3
     _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
+
+
+def test_build_leg_vacuum(series):
+    from fep.hybrid import build_leg
+
+    ligands, prep, mapper = series
+    mapping = mapper.map(ligands["benzene"], ligands["fluorobenzene"])
+    leg = build_leg(prep("benzene"), prep("fluorobenzene"), mapping, "vacuum")
+    assert leg.info.leg == "vacuum" and not leg.info.periodic and leg.box_vectors is None
+    assert leg.info.ligand_a == "benzene" and leg.info.ligand_b == "fluorobenzene"
+    assert leg.positions.shape == (leg.info.n_atoms, 3)
