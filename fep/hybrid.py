@@ -325,9 +325,15 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
     ------
     HybridError
         Charge-changing edge, inconsistent end states, unsupported forces or virtual sites.
+    fep.hybrid_nonbonded.HybridNonbondedError
+        The end states differ in their nonbonded settings or net charge, or use LJPME.
+
+    Examples
+    --------
+    ``leg = build_hybrid(build_end_states(prep_a, prep_b, mapping, "solvent"), mapping)``;
+    ``context.setParameter(name, value)`` for ``name, value in leg.lambda_values(0.5).items()``.
     """
     import openmm
-    import openmm.app as app  # noqa: F401  (topology objects)
 
     mapping = mapping if mapping is not None else getattr(end_states, "mapping", None)
     if mapping is None:

@@ -39,7 +39,7 @@ def leg_of(series):
 
     ligands, prep, mapper = series
     cache = {}
-    # 0.7 nm cutoff: the 2.4 nm dodecahedron around a benzene is valid for OpenMM (cutoff < half its height)
+    # 0.7 nm cutoff: a smaller box than the 0.9 nm default, so that the Reference-platform checks stay fast
     settings = SystemSettings(nonbonded_cutoff="0.7 nm")
 
     def build(a, b, leg):
