@@ -45,9 +45,10 @@ from ligand_prep.base import atomic_write_text  # noqa: E402
 DEFAULT_NS_PER_DAY = {"complex": 800.0, "solvent": 2500.0}
 ASSUMPTION = (
     "assumed hybrid-system MD speed on one H100, 4 fs HMR: complex leg (30-60k atoms) {complex:.0f} ns/day, "
-    "solvent leg (3-6k atoms) {solvent:.0f} ns/day; an optimistic reading of OpenMM's published CUDA benchmarks "
-    "(DHFR 23.6k atoms ~1-2k ns/day at 4 fs, ApoA1 92k atoms a few hundred) times ≥ 0.9 for the hybrid system. "
-    "Faster sampling would shrink the budget; re-run with --ns-per-day-* from benchmarks of the sampler."
+    "solvent leg (1-6k atoms) {solvent:.0f} ns/day; an optimistic reading of OpenMM's published CUDA benchmarks "
+    "(DHFR 23.6k atoms ~1-2k ns/day at 4 fs, ApoA1 92k atoms a few hundred) times ≥ 0.9 for the hybrid system "
+    "(tyk2 legs here: complex 34.8k, solvent 1.3k atoms, benchmarks/results/hybrid_speed.md). Faster sampling "
+    "would shrink the budget (see the break-even column); re-run with --ns-per-day-* once GPU speeds are measured."
 )
 
 
@@ -127,7 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ns-per-day-complex", type=float, default=DEFAULT_NS_PER_DAY["complex"])
     parser.add_argument("--ns-per-day-solvent", type=float, default=DEFAULT_NS_PER_DAY["solvent"])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "analysis_cost")
+    parser.add_argument("--render-only", action="store_true", help="rebuild the markdown from the existing JSON")
     args = parser.parse_args(argv)
+    if args.render_only:
+        data = json.loads(args.out.with_suffix(".json").read_text())
+        data["meta"].setdefault("n_iterations", round(args.ns_per_window * 1000.0 / args.ps_per_iteration))
+        data["meta"].setdefault("repeats", args.repeats)
+        speeds = {r["leg"]: r["ns_per_day"] for r in data["rows"]}
+        data["meta"]["assumption"] = ASSUMPTION.format(**speeds)
+        atomic_write_text(args.out.with_suffix(".json"), json.dumps(data, indent=2) + "\n")
+        atomic_write_text(args.out.with_suffix(".md"), render_markdown(data["meta"], data["rows"]))
+        return 0
 
     n_iter = round(args.ns_per_window * 1000.0 / args.ps_per_iteration)
     speeds = {"complex": args.ns_per_day_complex, "solvent": args.ns_per_day_solvent}
@@ -167,37 +178,47 @@ def main(argv: list[str] | None = None) -> int:
         "assumption": ASSUMPTION.format(**speeds),
         "target_percent": 1.0,
     }
+    meta.update({"n_iterations": n_iter, "repeats": args.repeats})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out.with_suffix(".json"), json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    text = render_markdown(meta, rows)
+    atomic_write_text(args.out.with_suffix(".md"), text)
+    print(text)
+    return 0
+
+
+def render_markdown(meta: dict, rows: list[dict]) -> str:
+    """The markdown table of a run (also: ``--render-only`` rebuilds it from the JSON)."""
     lines = [
         "# Analysis cost vs sampling cost (one leg)",
         "",
         f"`analyse_leg` (equilibration detection, decorrelation, MBAR, BAR, bootstrap, overlap, mixing, "
-        f"forward/reverse convergence) on synthetic replica-exchange data, {n_iter} iterations "
-        f"({args.ns_per_window:g} ns per window at {args.ps_per_iteration:g} ps per iteration), correlation "
+        f"forward/reverse convergence) on synthetic replica-exchange data, {meta['n_iterations']} iterations "
+        f"({meta['ns_per_window']:g} ns per window at {meta['ps_per_iteration']:g} ps per iteration), correlation "
         f"time τ of the samples in iterations (τ = 0.3: essentially uncorrelated, every iteration kept: the "
-        f"most expensive case); best of {args.repeats}. One BLAS thread. 'analysis' is the CPU time of the "
-        f"process (time.process_time), because the {meta['cpu_count']}-core machine was shared (load average "
-        f"{meta['load_average'][0]:.1f} at the end) and wall times there are several times longer; on an idle "
-        f"core wall ≈ CPU time. Wall times are in the JSON.",
+        f"most expensive case); best of {meta['repeats']}; the first row includes importing pymbar/scipy. One BLAS "
+        f"thread. 'analysis' is the CPU time of the process (time.process_time), because the "
+        f"{meta['cpu_count']}-core machine was shared (load average {meta['load_average'][0]:.1f} at the end) and "
+        f"wall times there are several times longer; on an idle core wall ≈ CPU time. Wall times are in the JSON.",
         "",
-        f"Sampling time = K × {args.ns_per_window:g} ns / (ns/day). {meta['assumption']}",
+        f"Sampling time = K × {meta['ns_per_window']:g} ns / (ns/day). {meta['assumption']}",
         "",
-        "| tier | K | leg | τ | bootstrap | g | N_eff/state | analysis CPU (s) | ns/day | sampling (s) | analysis / sampling "
-        "| ≤ 1 %? |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "'break-even ns/day' is the sampling speed at which this analysis would reach 1 % of the sampling time.",
+        "",
+        "| tier | K | leg | τ | bootstrap | g | N_eff/state | analysis CPU (s) | ns/day | sampling (s) "
+        "| analysis / sampling | ≤ 1 %? | break-even ns/day |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in rows:
+        break_even = r["n_states"] * meta["ns_per_window"] * 86400.0 / (100.0 * r["analysis_s"])
         lines.append(
             f"| {r['tier']} | {r['n_states']} | {r['leg']} | {r['tau_iterations']:g} | {r['n_bootstrap']} | "
             f"{r['statistical_inefficiency']:.1f} | {r['n_effective']:.0f} | "
             f"{r['analysis_s']:.2f} | {r['ns_per_day']:.0f} | {r['sampling_s']:.0f} | {r['ratio_percent']:.3f} % | "
-            f"{'yes' if r['ratio_percent'] <= 1.0 else 'NO'} |"
+            f"{'yes' if r['ratio_percent'] <= 1.0 else 'NO'} | {break_even:,.0f} |"
         )
     lines.append("")
-    atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines))
-    print("\n".join(lines))
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
