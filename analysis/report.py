@@ -116,6 +116,26 @@ EDGE_HEADER = [
 ]
 
 
+#: Column titles of the HTML tables (the CSV files keep the machine names above).
+LIGAND_LABELS = ["rank", "ligand", "ΔG", "σ", "from", "ΔG MM", "σ MM", "ΔG ML", "σ ML", "ΔG exp", "σ exp"]
+EDGE_LABELS = [
+    "A",
+    "B",
+    "mode",
+    "status",
+    "ΔΔG MM",
+    "σ MM",
+    "ΔΔG ML",
+    "σ ML",
+    "ΔΔG exp",
+    "repeats",
+    "verdict",
+    "checks",
+    "why no ML",
+    "error",
+]
+
+
 def _edge_rows(edges: Sequence[EdgeResult], exp: Mapping[str, float]) -> list[list]:
     rows = []
     for e in edges:
@@ -154,7 +174,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], cls: str = "") 
             colour = _STATUS_COLOUR.get(str(cell))
             cells.append(f'<td style="color:{colour};font-weight:bold">{text}</td>' if colour else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    table = f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return f'<div class="scroll">{table}</div>'
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -168,7 +189,8 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
 th,td{border:1px solid #ddd;padding:.25em .5em;text-align:right}th{background:#f3f3f3}
 td:nth-child(-n+2){text-align:left}img{max-width:100%;height:auto}
-.note{color:#555;font-size:.9em}details{margin:.4em 0}summary{cursor:pointer;font-weight:bold}
+.note{color:#555;font-size:.9em}.scroll{overflow-x:auto;max-width:100%}
+.figs{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}.figs img{max-width:560px}details{margin:.4em 0}summary{cursor:pointer;font-weight:bold}
 """
 
 
@@ -200,21 +222,35 @@ def _html(
         )
     else:
         parts.append("<h2>Ranked ligands</h2><p class='note'>No network estimate: no edge finished.</p>")
-    parts.append(_table(LIGAND_HEADER, ligand_rows, "ligands"))
-    for key, caption in (("nodes", "Predicted vs experimental ΔG"), ("network", "Network")):
-        if key in images:
-            parts.append(f"<h3>{caption}</h3>{_img(images[key], caption)}")
+    parts.append(_table(LIGAND_LABELS, ligand_rows, "ligands"))
+    figures = [
+        _img(images[key], caption)
+        for key, caption in (("nodes", "Predicted vs experimental ΔG"), ("network", "Network"))
+        if key in images
+    ]
+    if figures:
+        parts.append(f'<div class="figs">{"".join(figures)}</div>')
     if net is not None and net.statistics:
+        metrics = (
+            ("rmse", "RMSE"),
+            ("mue", "MUE"),
+            ("r2", "R²"),
+            ("pearson_r", "Pearson r"),
+            ("kendall_tau", "Kendall τ"),
+        )
         stat_rows = []
         for s in net.statistics:
-            for name, m in s.metrics.items():
-                stat_rows.append(
-                    [s.kind, s.estimate, name, _fmt(m.value), f"[{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]", s.n]
-                )
+            cells = []
+            for key, _ in metrics:
+                m = s.metrics.get(key)
+                cells.append("" if m is None else f"{_fmt(m.value)} [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]")
+            label = "ΔΔG (edges)" if s.kind == "edges" else "ΔG (ligands, centred)"
+            stat_rows.append([label, s.estimate.upper(), s.n, *cells])
         parts.append("<h2>Statistics vs experiment</h2>")
-        parts.append(_table(["data", "estimate", "metric", "value", "95% CI", "n"], stat_rows, "stats"))
+        parts.append("<p class='note'>Value [bootstrap 95 % confidence interval]; errors in kcal/mol.</p>")
+        parts.append(_table(["data", "estimate", "n", *(label for _, label in metrics)], stat_rows, "stats"))
     parts.append("<h2>Edges</h2>")
-    parts.append(_table(EDGE_HEADER, edge_rows, "edges"))
+    parts.append(_table(EDGE_LABELS, edge_rows, "edges"))
     if "edges" in images:
         parts.append(f"<h3>Predicted vs experimental ΔΔG</h3>{_img(images['edges'], 'edges')}")
     if net is not None and net.cycle_closures:
