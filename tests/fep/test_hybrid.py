@@ -259,7 +259,7 @@ def test_tyk2_solvent_end_states(tyk2_edge):
 
 @pytest.mark.slow
 def test_tyk2_complex_end_states(tyk2_edge, bench):
-    """The complex leg (35k atoms): about 5 minutes on the Reference platform on 2 busy cores."""
+    """The complex leg (35k atoms): 2-5 minutes (Reference + CPU checks) on 2 busy cores."""
     from fep.systems import build_end_states
 
     prep_a, prep_b, mapping = tyk2_edge
