@@ -142,3 +142,16 @@ def app_env(runs_root, monkeypatch) -> Path:
     monkeypatch.setenv("MLFEP_RUNS_DIR", str(runs_root))
     monkeypatch.delenv("MLFEP_STORE", raising=False)
     return runs_root
+
+
+@pytest.fixture(autouse=True)
+def _restore_main_module():
+    """Streamlit's AppTest runs page scripts as ``__main__`` and may leave ``sys.modules['__main__']`` pointing
+    at one; a later test that starts spawn-method worker processes would then re-run that page in every child.
+    Put the real ``__main__`` back after each dashboard test."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
