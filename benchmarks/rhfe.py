@@ -1,0 +1,200 @@
+"""Relative hydration free energies of the FreeSolv benzene series: mlfep (MM and ANI-2x corrected) vs experiment
+and vs FreeSolv's own GAFF/AM1-BCC values.
+
+    python benchmarks/rhfe.py [--protocol fast] [--run-dir runs/rhfe_benzenes] [--nnp ani2x] [--edges A~B,...]
+                              [--analyse-only] [--out benchmarks/results]
+
+Runs (resumably: stop it any time and run the same command again) the 15 edges of
+``../shared/benchmarks/freesolv/rhfe_benzenes_edges.csv`` in hydration mode with ``fep run``, then writes
+``rhfe.json`` and ``rhfe.md``: per edge ΔΔG_MM, ΔΔG_ML with σ, experimental ΔΔG and FreeSolv's GAFF ΔΔG; node ΔG by
+maximum likelihood; RMSE, MUE, R², Kendall τ with bootstrap 95 % intervals for MM, ML and GAFF; cycle closures.
+``--analyse-only`` tabulates whatever edges have finished so far. Data: ../shared/benchmarks (read in place).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
+FREESOLV = SHARED / "benchmarks" / "freesolv"
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def plan(run_dir: Path, edges: list[str] | None) -> Path:
+    """The network of the benchmark's own edges (optionally a subset), written next to the run."""
+    from ligand_prep.io import read_ligands
+    from ligand_prep.network import network_from_edges
+
+    ligands = read_ligands(FREESOLV / "rhfe_benzenes_ligands.csv")
+    edges_csv = FREESOLV / "rhfe_benzenes_edges.csv"
+    if edges:
+        wanted = {tuple(e.split("~")) for e in edges}
+        rows = [r for r in _read_csv(edges_csv) if (r["ligand_a"], r["ligand_b"]) in wanted]
+        if len(rows) != len(wanted):
+            raise SystemExit(f"--edges: some of {sorted(wanted)} are not edges of {edges_csv}")
+        subset = run_dir.parent / f"{run_dir.name}_edges.csv"
+        subset.parent.mkdir(parents=True, exist_ok=True)
+        subset.write_text("ligand_a,ligand_b\n" + "".join(f"{r['ligand_a']},{r['ligand_b']}\n" for r in rows))
+        edges_csv = subset
+    network = network_from_edges(ligands, edges_csv, mode="hydration")
+    path = run_dir.parent / f"{run_dir.name}_network.json"
+    network.to_json_file(path)
+    return path
+
+
+def run(network_json: Path, run_dir: Path, protocol: str, nnp: str, extra: list[str]) -> float:
+    fep = Path(sys.executable).parent / "fep"
+    cmd = [str(fep), "run", str(network_json), "--protocol", protocol, "--nnp", nnp, "-o", str(run_dir), *extra]
+    if (run_dir / "run.json").exists():
+        cmd.append("--resume")
+    print("+", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=False)
+    return time.perf_counter() - start
+
+
+def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) -> dict:
+    """Tabulate the finished edges against experiment and FreeSolv's GAFF values."""
+    import numpy as np
+
+    from analysis.network import analyse_network, cycle_closures
+    from analysis.report import load_run_dir
+    from analysis.stats import compute_statistics
+    from fep.runner import package_versions
+
+    ligands = {r["name"]: r for r in _read_csv(FREESOLV / "rhfe_benzenes_ligands.csv")}
+    expt = {n: float(r["expt_dg_kcal_mol"]) for n, r in ligands.items()}
+    gaff = {n: float(r["freesolv_calc_dg_kcal_mol"]) for n, r in ligands.items()}
+    if (run_dir / "run.json").exists():
+        protocol = json.loads((run_dir / "run.json").read_text())["protocol"]["name"]
+    results, _ = load_run_dir(run_dir)
+    done = [e for e in results if e.status == "done"]
+    rows = []
+    for e in done:
+        a, b = e.ligand_a, e.ligand_b
+        rows.append(
+            {
+                "edge": e.key,
+                "ddg_mm": e.ddg_mm_kcal_mol,
+                "ddg_mm_err": e.ddg_mm_err_kcal_mol,
+                "ddg_ml": e.ddg_ml_kcal_mol,
+                "ddg_ml_err": e.ddg_ml_err_kcal_mol,
+                "ddg_exp": expt[b] - expt[a],
+                "ddg_gaff": gaff[b] - gaff[a],
+                "ml_reason": e.ml_reason,
+                "verdicts": {v.name: v.status for v in e.verdicts},
+                "sigma_solvent": e.legs["solvent"].dg_err_kcal_mol if "solvent" in e.legs else None,
+            }
+        )
+    stats = {}
+    if len(rows) >= 3:
+        exp_arr = [r["ddg_exp"] for r in rows]
+        stats["edges_mm"] = compute_statistics([r["ddg_mm"] for r in rows], exp_arr, kind="edges", estimate="mm")
+        stats["edges_gaff"] = compute_statistics([r["ddg_gaff"] for r in rows], exp_arr, kind="edges")
+        ml_rows = [r for r in rows if r["ddg_ml"] is not None]
+        if len(ml_rows) >= 3:
+            stats["edges_ml"] = compute_statistics(
+                [r["ddg_ml"] for r in ml_rows], [r["ddg_exp"] for r in ml_rows], kind="edges", estimate="ml"
+            )
+    network = analyse_network(done, experimental=expt) if done else None
+    if network is not None:
+        names = list(network.ligands)
+        stats["nodes_gaff"] = compute_statistics([gaff[n] for n in names], [expt[n] for n in names], kind="nodes")
+    closures = cycle_closures([(e.ligand_a, e.ligand_b, e.ddg_mm_kcal_mol, e.ddg_mm_err_kcal_mol) for e in done])
+    return {
+        "benchmark": "rhfe_benzenes",
+        "command": command,
+        "protocol": protocol,
+        "run_dir": str(run_dir),
+        "edges_total": len(_read_csv(FREESOLV / "rhfe_benzenes_edges.csv")),
+        "edges_done": len(done),
+        "edges_failed": [e.key for e in results if e.status != "done"],
+        "wall_s_this_call": wall_s,
+        "versions": package_versions(),
+        "edges": rows,
+        "statistics": {k: v.model_dump(mode="json") for k, v in stats.items()},
+        "network": network.model_dump(mode="json") if network else None,
+        "cycle_closures_mm": [{"cycle": list(c), "closure": x, "sigma": s} for c, x, s in closures],
+        "median_edge_sigma_mm": float(np.median([r["ddg_mm_err"] for r in rows])) if rows else None,
+    }
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(data: dict) -> str:
+    lines = [
+        "# RHFE benzene series (FreeSolv): mlfep vs experiment and FreeSolv GAFF",
+        "",
+        f"Command: `{data['command']}`  ",
+        f"Protocol: `{data['protocol']}`; edges finished: {data['edges_done']} of {data['edges_total']}"
+        + (f"; failed: {', '.join(data['edges_failed'])}" if data["edges_failed"] else ""),
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()),
+        "",
+        "| edge | ΔΔG MM | σ | ΔΔG ML | σ | expt ΔΔG | GAFF ΔΔG |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in data["edges"]:
+        lines.append(
+            f"| {r['edge']} | {_fmt(r['ddg_mm'])} | {_fmt(r['ddg_mm_err'])} | {_fmt(r['ddg_ml'])} | "
+            f"{_fmt(r['ddg_ml_err'])} | {_fmt(r['ddg_exp'])} | {_fmt(r['ddg_gaff'])} |"
+        )
+    lines += [
+        "",
+        "| statistic set | n | RMSE [95 % CI] | MUE | R² | Kendall τ |",
+        "| --- | ---: | --- | --- | --- | --- |",
+    ]
+    for name, s in data["statistics"].items():
+        m = s["metrics"]
+
+        def cell(key: str, m: dict = m) -> str:
+            if key not in m:
+                return ""
+            return f"{m[key]['value']:.2f} [{m[key]['ci_low']:.2f}, {m[key]['ci_high']:.2f}]"
+
+        lines.append(f"| {name} | {s['n']} | {cell('rmse')} | {cell('mue')} | {cell('r2')} | {cell('kendall_tau')} |")
+    lines += ["", "Cycle closures (MM, kcal/mol):", ""]
+    for c in data["cycle_closures_mm"]:
+        lines.append(f"- {' → '.join(c['cycle'])}: {c['closure']:+.2f} ± {c['sigma']:.2f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--protocol", default="fast")
+    parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "rhfe_benzenes")
+    parser.add_argument("--nnp", default="ani2x", choices=["ani2x", "none"])
+    parser.add_argument("--edges", default=None, help="Comma-separated subset, e.g. benzene~toluene,benzene~phenol")
+    parser.add_argument("--analyse-only", action="store_true")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--fep-args", default="", help="Extra arguments for `fep run`, e.g. '--workers 2'")
+    args = parser.parse_args(argv)
+    command = "python benchmarks/rhfe.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    wall = None
+    if not args.analyse_only:
+        network_json = plan(args.run_dir, args.edges.split(",") if args.edges else None)
+        wall = run(network_json, args.run_dir, args.protocol, args.nnp, args.fep_args.split())
+    data = analyse(args.run_dir, args.protocol, wall, command)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "rhfe.json").write_text(json.dumps(data, indent=2) + "\n")
+    (args.out / "rhfe.md").write_text(markdown(data))
+    print(markdown(data))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
