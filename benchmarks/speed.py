@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, extra in parts(args.platform, args.quick):
         if wanted and name not in wanted:
             continue
-        cmd = [sys.executable, str(HERE / f"{name}.py"), "--out", str(args.out), *extra]
+        # analysis_cost takes a file stem, the others a folder
+        out_arg = args.out / name if name == "analysis_cost" else args.out
+        cmd = [sys.executable, str(HERE / f"{name}.py"), "--out", str(out_arg), *extra]
         print("+", " ".join(cmd), flush=True)
         start = time.perf_counter()
         proc = subprocess.run(cmd, check=False)
