@@ -328,3 +328,17 @@ def test_resume_accepts_the_same_settings_written_differently(tmp_path):
     same = toy_settings(n_iterations=4, timestep="0.004 ps", collision_rate="0.01 / fs")
     summary = HREXSampler(system, topology, positions, None, [{"k": 1.0}], same, tmp_path).run()
     assert summary.resumed_from_iteration == 2 and summary.n_iterations == 4
+
+
+def test_select_platform():
+    from fep.platforms import PlatformError, platform_properties, select_platform
+
+    assert select_platform("auto").getName() in ("CUDA", "OpenCL", "CPU")  # never Reference unless asked
+    assert select_platform("Reference").getName() == "Reference"
+    assert platform_properties("CUDA", "mixed") == {"Precision": "mixed"} and platform_properties("CPU") == {}
+    with pytest.raises(InputError, match="not one of"):
+        select_platform("Metal")
+    names = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+    if "CUDA" not in names:
+        with pytest.raises(PlatformError, match="CUDA"):
+            select_platform("CUDA")
