@@ -342,3 +342,31 @@ def test_select_platform():
     if "CUDA" not in names:
         with pytest.raises(PlatformError, match="CUDA"):
             select_platform("CUDA")
+
+
+@pytest.mark.slow
+def test_hybrid_vacuum_leg_runs_and_mixes(bench, charge_cache, tmp_path):
+    """benzene → toluene vacuum leg of fep.hybrid through the sampler: finite energies, end states match A/B."""
+    from fep.hybrid import build_leg
+    from fep.lambdas import LambdaProtocol
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MCSMapper
+
+    ligands = {lig.name: lig for lig in read_ligands(bench / "freesolv" / "rhfe_benzenes_ligands.csv")}
+    prep = {n: assign_charges(ligands[n], method="gasteiger", cache_dir=charge_cache) for n in ("benzene", "toluene")}
+    mapping = MCSMapper().map(ligands["benzene"], ligands["toluene"])
+    leg = build_leg(prep["benzene"], prep["toluene"], mapping, "vacuum")
+    windows = LambdaProtocol.default_protocol(5).windows
+    settings = toy_settings(
+        n_iterations=30, steps_per_iteration=250, minimization_max_iterations=100, platform="CPU", collision_rate="1/ps"
+    )
+    summary = HREXSampler(
+        leg.system, leg.topology, leg.positions, leg.box_vectors, windows, settings, tmp_path,
+        static_force_groups=leg.info.lambda_independent_groups,
+    ).run()  # fmt: skip
+    data = load_samples(tmp_path)
+    assert summary.n_iterations == 30 and np.isfinite(data.energies).all()
+    assert summary.mean_neighbor_acceptance > 0.2
+    frames, box = data.end_state_frames(-1)
+    assert frames.shape == (3, leg.system.getNumParticles(), 3) and box is None
