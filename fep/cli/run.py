@@ -96,8 +96,9 @@ def _make_executor(executor, workers, scheduler, cluster_config):
 class _Bars:
     """Rich progress: one overall bar (production iterations of every leg, with ETA) and one bar per running leg."""
 
-    def __init__(self, progress, legs_total: int, iterations_per_leg: int) -> None:
+    def __init__(self, progress, legs_total: int, iterations_per_leg: int, edges: set[str]) -> None:
         self.progress = progress
+        self.edges = edges
         self.per_leg = max(iterations_per_leg, 1)
         self.overall = progress.add_task("all legs", total=legs_total * self.per_leg)
         self.tasks: dict[tuple, int] = {}
@@ -105,6 +106,8 @@ class _Bars:
     def __call__(self, rows) -> None:
         done_iterations = 0
         for row in rows:
+            if row["edge"] not in self.edges:
+                continue
             key = (row["edge"], row["leg"], row["repeat"])
             if row["state"] == "done":
                 done_iterations += self.per_leg
@@ -259,6 +262,9 @@ def run(
             )
         return
     open_run_dir(output, spec, net, resume=resume)
+    from ligand_prep.models import Network
+
+    net = Network.from_json_file(output / "network.json")  # on --resume: every edge of the run (repairs too)
     extend_iterations = 0
     if extend is not None:
         per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
@@ -266,7 +272,6 @@ def run(
 
     from fep.executors import cut_off_ligands, propose_repairs
     from fep.store import Store, store_url
-    from ligand_prep.models import Network
 
     db = Store(store_url(store or output))
     pool = _make_executor(executor, workers, scheduler, cluster_config)
@@ -290,7 +295,12 @@ def run(
                 )
                 open_run_dir(output, spec, net, resume=True)
                 net = Network.from_json_file(output / "network.json")
-                results = _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_iterations)
+                new_keys = {m.key for m in proposals}
+                only_new = net.model_copy(update={"edges": tuple(m for m in net.edges if m.key in new_keys)})
+                out.print(f"running {len(only_new.edges)} replacement edge(s)")
+                extra = _execute(out, only_new, spec, output, pool, db, max_attempts, platform, extend_iterations)
+                by_key = {r.key: r for r in (*results, *extra)}
+                results = [by_key[m.key] for m in net.edges if m.key in by_key]
             elif proposals:
                 out.print("  re-run with --resume --repair to run them")
     finally:
@@ -322,7 +332,7 @@ def _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_it
         console=out,
         transient=False,
     ) as progress:
-        bars = _Bars(progress, n_legs, per_leg)
+        bars = _Bars(progress, n_legs, per_leg, {m.key for m in net.edges})
         return execute_network(
             net,
             spec,

@@ -52,6 +52,9 @@ def _alive(worker: str | None) -> bool | None:
 def collect_status(run_dir: Path) -> dict:
     """Edges and legs of a run directory with their state (done / running / interrupted / failed / pending).
 
+    A leg may also be ``queued`` (waiting for a worker after an earlier attempt); a leg whose store row says
+    ``running`` but whose worker process (on this host) is gone is ``interrupted``.
+
     Reads the results store (RUN_DIR/mlfep.sqlite: job state, attempts, error, worker, progress) and falls back
     to the files (status.json, leg_result.json, edge_result.json) for runs without one.
     """
@@ -86,7 +89,9 @@ def collect_status(run_dir: Path) -> dict:
                 job = jobs.get((mapping.key, leg, r)) if jobs else None
                 status_path = leg_dir / "status.json"
                 if job is not None:
-                    state = {"queued": "pending"}.get(job["state"], job["state"])
+                    state = job["state"]  # queued / running / done / failed
+                    if state == "queued" and job["attempts"] == 0 and not status_path.exists():
+                        state = "pending"
                     if state == "running" and _alive(job["worker"]) is False:
                         state = "interrupted"
                     leg_entry.update(
@@ -100,8 +105,6 @@ def collect_status(run_dir: Path) -> dict:
                         total=job["total"],
                         eta_s=job["eta_s"],
                     )
-                    if state == "pending" and status_path.exists():
-                        leg_entry["state"] = "interrupted"
                 elif (leg_dir / "leg_result.json").exists():
                     leg_entry["state"] = "done"
                 elif status_path.exists():
