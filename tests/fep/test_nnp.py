@@ -256,9 +256,11 @@ def _ti_with_openmm_ml(prepared, system, topology, start, lambdas, n_samples, in
     """⟨dU/dλ⟩ at each λ on openmm-ml's interpolated ANI-2x/MM system (independent of fep.nnp_system)."""
     import openmm
     import openmm.unit as u
+    import torch
     from openmmml import MLPotential
     from pymbar import timeseries
 
+    torch.set_num_threads(1)  # openmm-ml's ANI call on one small molecule: more threads only spin
     mixed = MLPotential("ani2x").createMixedSystem(
         topology, system, list(range(system.getNumParticles())), interpolate=True
     )
