@@ -294,7 +294,7 @@ def _ti_with_openmm_ml(prepared, system, topology, start, lambdas, n_samples, in
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="open: on 2025-11-21 MBAR gave -9.26 ± 0.05 and TI -8.54 ± 0.09 kcal/mol although both Hamiltonians "
+    reason="open: on 2026-11-21 MBAR gave -9.26 ± 0.05 and TI -8.54 ± 0.09 kcal/mol although both Hamiltonians "
     "agree to 0.02 kJ/mol per frame; suspected under-sampling (1.2 ps per state) — investigate with longer runs",
 )
 def test_vacuum_correction_agrees_with_independent_ti(methanol):
