@@ -44,3 +44,8 @@ browser-deps:
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache demo_run
+
+# The speed suite (CPU; add PLATFORM=CUDA on a GPU machine): benchmarks/results/speed.{json,md}
+PLATFORM ?= CPU
+bench: install
+	$(BIN)/python benchmarks/speed.py --platform $(PLATFORM)
