@@ -27,7 +27,7 @@ $FEP report "$OUT/run" -o "$OUT/report"
 
 echo "== 4. fep plan (tyk2 binding network) and fep check (end-state energies of a hybrid, solvent leg)"
 $FEP plan examples/tyk2/ligands.sdf --protein examples/tyk2/protein.pdb -o "$OUT/tyk2_network.json"
-$FEP check --ligands examples/tyk2/ligands.sdf --edge lig_ejm_31,lig_ejm_42 --leg vacuum
+$FEP check --ligands examples/tyk2/ligands.sdf --edge lig_ejm_31,lig_ejm_42 --leg solvent
 
 echo
 echo "Demo finished. Open $OUT/report/report.html in a browser; mapping pictures are in $OUT/images."
