@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field
 
+from analysis.report import LIGAND_HEADER
 from ligand_prep.base import FrozenModel, InputError
 
 __all__ = [
@@ -476,20 +477,7 @@ def edge_table(results: RunResults) -> list[dict[str, Any]]:
     return rows
 
 
-_CSV_COLUMNS = (
-    "rank",
-    "ligand",
-    "dg_kcal_mol",
-    "dg_err_kcal_mol",
-    "estimate",
-    "dg_mm_kcal_mol",
-    "dg_mm_err_kcal_mol",
-    "dg_ml_kcal_mol",
-    "dg_ml_err_kcal_mol",
-    "exp_dg_kcal_mol",
-    "exp_dg_err_kcal_mol",
-    "smiles",
-)
+_CSV_COLUMNS = (*LIGAND_HEADER, "smiles")  # the report's results.csv columns, plus the structure
 
 
 def results_csv(results: RunResults) -> str:

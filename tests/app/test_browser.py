@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tiny import TINY_PROTOCOL
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -28,20 +30,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-TINY = {
-    "base": "smoke",
-    "name": "tiny",
-    "n_windows": 3,
-    "sampler": {
-        "steps_per_iteration": 50,
-        "n_iterations": 6,
-        "minimization_max_iterations": 50,
-        "equilibration_nvt_steps": 100,
-        "equilibration_npt_steps": 100,
-        "snapshot_interval": 1,
-        "checkpoint_interval_s": 0.0,
-    },
-}
+TINY = TINY_PROTOCOL
 LIGANDS = "name,smiles,dg_kcal_mol\nbenzene,c1ccccc1,-0.90\ntoluene,Cc1ccccc1,-0.90\n"
 
 pytestmark = [

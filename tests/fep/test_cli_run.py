@@ -8,21 +8,9 @@ import math
 import pytest
 
 from fep.cli import main
+from tests.tiny import TINY_PROTOCOL
 
-TINY = {
-    "base": "smoke",
-    "name": "tiny",
-    "n_windows": 3,
-    "sampler": {
-        "steps_per_iteration": 50,
-        "n_iterations": 6,
-        "minimization_max_iterations": 50,
-        "equilibration_nvt_steps": 100,
-        "equilibration_npt_steps": 100,
-        "snapshot_interval": 1,
-        "checkpoint_interval_s": 0.0,
-    },
-}
+TINY = TINY_PROTOCOL
 
 
 @pytest.fixture(scope="module")
