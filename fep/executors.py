@@ -85,7 +85,7 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
     Returns ``{"leg_id", "state": "done" | "failed", "error"}``; exceptions are caught and recorded (the traceback
     goes to the leg's ``error.txt``), so a failed leg never takes a worker down.
     """
-    from fep.runner import RunSpec, load_prepared, run_leg
+    from fep.runner import RunSpec, correct_leg, load_prepared, run_leg
     from fep.store import Store
     from ligand_prep.models import Network
 
@@ -130,6 +130,19 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
             extend_iterations=job.extend_iterations,
             progress=progress,
         )
+        if spec.nnp:  # the ANI-2x corrections of this leg's end states, here on the worker (cached as nnp_A/B.json)
+            store.set_progress(job.leg_id, phase="nnp correction", done=0, total=2)
+            try:
+                correct_leg(
+                    prepared[mapping.ligand_a],
+                    prepared[mapping.ligand_b],
+                    job.leg,
+                    spec.protocol,
+                    leg_dir,
+                    platform=job.platform,
+                )
+            except Exception as err:  # the MM leg stands; finish_edge retries and records the reason
+                log.warning("%s %s repeat %d: NNP correction failed: %s", job.edge, job.leg, job.repeat, err)
         store.set_progress(job.leg_id, phase="done", done=result.n_iterations, total=result.n_iterations)
         store.set_job(job.leg_id, "done")
         return {"leg_id": job.leg_id, "state": "done", "error": None}
@@ -152,6 +165,9 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------- executors
+CPU_THREAD_VARIABLES = ("OPENMM_CPU_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def gpu_count() -> int:
     """Number of NVIDIA GPUs visible (``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L``); 0 without one."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -194,6 +210,10 @@ class LocalExecutor:
 
         ctx = mp.get_context("spawn")
         n_gpus = gpu_count()
+        if n_gpus == 0:  # share the cores: N workers x all-core OpenMM/torch contexts would oversubscribe them
+            share = str(max(1, (os.cpu_count() or 1) // self.workers))
+            for var in CPU_THREAD_VARIABLES:
+                os.environ.setdefault(var, share)  # inherited by the spawned workers; an explicit setting wins
         devices = None
         if n_gpus > 1:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -4,10 +4,12 @@ Run-directory layout (every file written atomically; any stage can be resumed or
 
     RUN_DIR/run.json                         RunSpec: mode, protocol, versions
     RUN_DIR/network.json                     the planned network (ligands with poses, edges with mappings)
+    RUN_DIR/driver.json                      host and pid of the `fep run` process driving it (fep status)
     RUN_DIR/edges/<A>~<B>/edge.json          the edge's mapping
     RUN_DIR/edges/<A>~<B>/repeat_<r>/<leg>/  end_states/ (plain A and B systems), hybrid/ (HybridLeg.save),
                                              sampler/ (HREX store), status.json, leg_result.json,
-                                             nnp_A.json, nnp_B.json
+                                             nnp_A.json, nnp_B.json (ANI-2x corrections, made by the leg's
+                                             worker right after sampling)
     RUN_DIR/edges/<A>~<B>/edge_result.json   EdgeResult (also written, with the error, when the edge fails)
     RUN_DIR/prepared/<name>.json             PreparedLigand (charges) read by workers (fep.executors)
     RUN_DIR/mlfep.sqlite                     the results store (fep.store): jobs, progress, results
@@ -230,7 +232,7 @@ def run_leg(
         record = {
             "n_atoms": int(hybrid.system.getNumParticles()),
             "steps_per_iteration": settings.steps_per_iteration,
-            "threads": os.cpu_count(),
+            "threads": int(os.environ.get("OPENMM_CPU_THREADS") or os.cpu_count() or 1),
             **summary.model_dump(mode="json"),
         }
         atomic_write_text(leg_dir / "sampler_summary.json", json.dumps(record, indent=1))
@@ -481,7 +483,17 @@ def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Networ
                 protein=old_net.protein,
             )
             network.to_json_file(run_dir / "network.json")
+        _write_driver(run_dir)
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     network.to_json_file(run_dir / "network.json")
     spec.to_json_file(spec_path)
+    _write_driver(run_dir)
+
+
+def _write_driver(run_dir: Path) -> None:
+    """``RUN_DIR/driver.json``: host and pid of the process driving the run (``fep status`` asks if it lives)."""
+    import socket
+
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    atomic_write_text(run_dir / "driver.json", json.dumps(record))

@@ -49,6 +49,18 @@ def _alive(worker: str | None) -> bool | None:
     return _pid_alive(int(pid))
 
 
+def _run_alive(run_dir: Path) -> bool:
+    """Whether the process driving the run (``RUN_DIR/driver.json``) still runs; True when it is on another host."""
+    import json
+
+    try:
+        record = json.loads((run_dir / "driver.json").read_text())
+    except (OSError, ValueError):
+        return False
+    alive = _alive(f"{record.get('host')}:{record.get('pid')}")
+    return True if alive is None else alive
+
+
 def collect_status(run_dir: Path) -> dict:
     """Edges and legs of a run directory with their state (done / running / interrupted / failed / pending).
 
@@ -120,7 +132,10 @@ def collect_status(run_dir: Path) -> dict:
                 entry["legs"].append(leg_entry)
         if entry["state"] == "pending" and any(leg["state"] != "pending" for leg in entry["legs"]):
             states = {leg["state"] for leg in entry["legs"]}
-            entry["state"] = "running" if "running" in states else "interrupted"
+            if states == {"done"}:  # every leg sampled, no edge_result.json yet: the run is combining the legs
+                entry["state"] = "running" if _run_alive(run_dir) else "interrupted"
+            else:
+                entry["state"] = "running" if "running" in states else "interrupted"
         edges.append(entry)
     counts = {s: sum(e["state"] == s for e in edges) for s in ("done", "running", "interrupted", "failed", "pending")}
     return {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 
 import pytest
 
@@ -323,3 +325,69 @@ def test_smoke_series_with_repair(series_inputs, tmp_path, charge_cache, monkeyp
     assert _edge(run_dir, repair.key)["status"] == "done"
     html = (run_dir / "report" / "report.html").read_text()
     assert "anisole" in html
+
+
+def test_edge_with_every_leg_done_but_no_result_is_running_while_its_driver_lives(series_run, capsys):
+    _, run_dir = series_run
+    result = run_dir / "edges" / "benzene~toluene" / "edge_result.json"
+    driver = run_dir / "driver.json"
+    kept_result, kept_driver = result.read_text(), driver.read_text()
+    assert json.loads(kept_driver)["pid"] > 0
+    states = {}
+    try:
+        result.unlink()  # the legs are sampled; the driver is still combining them (MBAR, NNP)
+        for pid, label in ((os.getpid(), "alive"), (2**22 + 1, "gone")):  # 2**22 + 1: above Linux's pid_max
+            driver.write_text(json.dumps({"host": socket.gethostname(), "pid": pid}))
+            capsys.readouterr()
+            assert main(["status", str(run_dir), "--json"]) == 0
+            info = json.loads(capsys.readouterr().out)
+            states[label] = next(e for e in info["edges"] if e["edge"] == "benzene~toluene")["state"]
+    finally:
+        result.write_text(kept_result)
+        driver.write_text(kept_driver)
+    assert states == {"alive": "running", "gone": "interrupted"}
+
+
+def test_local_pool_shares_the_cores_between_its_workers(monkeypatch):
+    from fep import executors
+
+    for var in executors.CPU_THREAD_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(executors, "gpu_count", lambda: 0)
+    pool = executors.LocalExecutor(workers=2)
+    try:
+        seen = pool._pool.submit(os.getenv, "OPENMM_CPU_THREADS").result(timeout=120)
+    finally:
+        pool.close()
+    assert seen == str(max(1, (os.cpu_count() or 1) // 2))
+    assert all(os.environ[var] == seen for var in executors.CPU_THREAD_VARIABLES)
+
+
+def test_nnp_corrections_are_made_on_the_workers(tmp_path, capsys):
+    """ANI-2x corrects the chlorobenzene edge (Cl is covered); bromobenzene's edge keeps MM with the reason."""
+    import sqlite3
+
+    (tmp_path / "halo.csv").write_text(
+        "name,smiles\nbenzene,c1ccccc1\nchlorobenzene,Clc1ccccc1\nbromobenzene,Brc1ccccc1\n"
+    )
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    (tmp_path / "edges.csv").write_text("ligand_a,ligand_b\nbenzene,chlorobenzene\nbenzene,bromobenzene\n")
+    run_dir, network = tmp_path / "r", tmp_path / "network.json"
+    plan = ["plan", str(tmp_path / "halo.csv"), "--mode", "hydration", "--network", str(tmp_path / "edges.csv")]
+    assert main([*plan, "-o", str(network)]) == 0
+    args = ["run", str(network), "--protocol", str(tmp_path / "tiny.json"), "--nnp", "ani2x", "-o", str(run_dir)]
+    assert main([*args, "--workers", "2", "--json"]) == 0
+    chloro, bromo = _edge(run_dir, "benzene~chlorobenzene"), _edge(run_dir, "benzene~bromobenzene")
+    assert math.isfinite(chloro["ddg_ml_kcal_mol"]) and chloro["ddg_ml_err_kcal_mol"] > 0
+    assert {(c["leg"], c["state"], c["status"]) for c in chloro["corrections"]} == {
+        (leg, state, "pass") for leg in ("solvent", "vacuum") for state in "AB"
+    }
+    assert bromo["ddg_ml_kcal_mol"] is None and "Br" in bromo["ml_reason"] and math.isfinite(bromo["ddg_mm_kcal_mol"])
+    with sqlite3.connect(run_dir / "mlfep.sqlite") as db:
+        finished = dict(
+            db.execute("SELECT legs.dir, jobs.finished_at FROM jobs JOIN legs ON legs.id = jobs.leg_id").fetchall()
+        )
+    assert len(finished) == 4
+    for leg_dir, finished_at in finished.items():  # written by the leg's worker, before it reported the job done
+        for state in "AB":
+            assert (run_dir / leg_dir / f"nnp_{state}.json").stat().st_mtime <= finished_at
