@@ -65,6 +65,27 @@ def run(network_json: Path, run_dir: Path, protocol: str, nnp: str, extra: list[
     return time.perf_counter() - start
 
 
+def log_invocation(run_dir: Path, command: str) -> None:
+    """Append this run command with its UTC start to ``<run_dir>_invocations.txt`` (a run may take several)."""
+    path = run_dir.parent / f"{run_dir.name}_invocations.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC  {command}\n")
+
+
+def run_span(run_dir: Path) -> dict:
+    """First write (prepared ligands, run.json) to last edge result: the run's wall span across all invocations."""
+    starts = [p.stat().st_mtime for p in [run_dir / "run.json", *(run_dir / "prepared").glob("*.json")] if p.exists()]
+    ends = [p.stat().st_mtime for p in (run_dir / "edges").glob("*/edge_result.json")]
+    invocations = run_dir.parent / f"{run_dir.name}_invocations.txt"
+    return {
+        "start_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(min(starts))) if starts else None,
+        "last_result_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(max(ends))) if ends else None,
+        "span_s": round(max(ends) - min(starts), 1) if starts and ends else None,
+        "invocations": invocations.read_text().splitlines() if invocations.exists() else [],
+    }
+
+
 def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) -> dict:
     """Tabulate the finished edges against experiment and FreeSolv's GAFF values."""
     import numpy as np
@@ -111,6 +132,9 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) ->
     network = analyse_network(done, experimental=expt) if done else None
     if network is not None:
         names = list(network.ligands)
+        for s in network.statistics:  # MLE node ΔG (experimental-mean gauge) vs experiment
+            if s.kind == "nodes":
+                stats[f"nodes_{s.estimate}"] = s
         stats["nodes_gaff"] = compute_statistics([gaff[n] for n in names], [expt[n] for n in names], kind="nodes")
     closures = cycle_closures([(e.ligand_a, e.ligand_b, e.ddg_mm_kcal_mol, e.ddg_mm_err_kcal_mol) for e in done])
     return {
@@ -122,9 +146,25 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) ->
         "edges_done": len(done),
         "edges_failed": [e.key for e in results if e.status != "done"],
         "wall_s_this_call": wall_s,
+        "run_span": run_span(run_dir),
+        "cpu_count": os.cpu_count(),
         "versions": package_versions(),
         "edges": rows,
-        "statistics": {k: v.model_dump(mode="json") for k, v in stats.items()},
+        "statistics": {k: v.model_dump(mode="json") for k, v in stats.items()},  # edges_mm/gaff/ml, nodes_mm/ml/gaff
+        "nodes": [
+            {
+                "ligand": n,
+                "dg_mm": network.dg_mm_kcal_mol[n],
+                "dg_mm_err": network.dg_mm_err_kcal_mol[n],
+                "dg_ml": (network.dg_ml_kcal_mol or {}).get(n),
+                "dg_ml_err": (network.dg_ml_err_kcal_mol or {}).get(n),
+                "dg_exp": expt[n],
+                "dg_gaff": gaff[n],
+            }
+            for n in network.ligands
+        ]
+        if network
+        else [],
         "network": network.model_dump(mode="json") if network else None,
         "cycle_closures_mm": [{"cycle": list(c), "closure": x, "sigma": s} for c, x, s in closures],
         "median_edge_sigma_mm": float(np.median([r["ddg_mm_err"] for r in rows])) if rows else None,
@@ -135,15 +175,49 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "" if x is None else f"{x:.{digits}f}"
 
 
+def _stat_rows(statistics: dict) -> list[str]:
+    rows = []
+    for name, s in statistics.items():
+        m = s["metrics"]
+
+        def cell(key: str, m: dict = m) -> str:
+            if key not in m:
+                return ""
+            return f"{m[key]['value']:.2f} [{m[key]['ci_low']:.2f}, {m[key]['ci_high']:.2f}]"
+
+        rows.append(f"| {name} | {s['n']} | {cell('rmse')} | {cell('mue')} | {cell('r2')} | {cell('kendall_tau')} |")
+    return rows
+
+
 def markdown(data: dict) -> str:
+    span = data.get("run_span") or {}
     lines = [
         "# RHFE benzene series (FreeSolv): mlfep vs experiment and FreeSolv GAFF",
         "",
-        f"Command: `{data['command']}`  ",
+        f"Command of this table: `{data['command']}`  ",
+        *[f"Run: `{line}`  " for line in span.get("invocations", [])],
         f"Protocol: `{data['protocol']}`; edges finished: {data['edges_done']} of {data['edges_total']}"
         + (f"; failed: {', '.join(data['edges_failed'])}" if data["edges_failed"] else ""),
         "",
+    ]
+    if span.get("span_s"):
+        lines += [
+            f"Wall time: {span['span_s'] / 3600:.2f} h from the first prepared ligand ({span['start_utc']} UTC) to the "
+            f"last edge result ({span['last_result_utc']} UTC) on {data.get('cpu_count')} CPU cores; median MM edge "
+            f"σ {data['median_edge_sigma_mm']:.2f} kcal/mol.",
+            "",
+        ]
+    lines += [
         "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()),
+        "",
+        "Statistics: ΔΔG per edge (edges_*) and MLE ΔG per ligand, centred on the experimental mean (nodes_*), "
+        "against experiment; 95 % bootstrap intervals. gaff = FreeSolv's own GAFF/AM1-BCC calculated values.",
+        "",
+        "| statistic set | n | RMSE [95 % CI] | MUE | R² | Kendall τ |",
+        "| --- | ---: | --- | --- | --- | --- |",
+        *_stat_rows(data["statistics"]),
+        "",
+        "Per edge (kcal/mol):",
         "",
         "| edge | ΔΔG MM | σ | ΔΔG ML | σ | expt ΔΔG | GAFF ΔΔG |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -153,20 +227,19 @@ def markdown(data: dict) -> str:
             f"| {r['edge']} | {_fmt(r['ddg_mm'])} | {_fmt(r['ddg_mm_err'])} | {_fmt(r['ddg_ml'])} | "
             f"{_fmt(r['ddg_ml_err'])} | {_fmt(r['ddg_exp'])} | {_fmt(r['ddg_gaff'])} |"
         )
-    lines += [
-        "",
-        "| statistic set | n | RMSE [95 % CI] | MUE | R² | Kendall τ |",
-        "| --- | ---: | --- | --- | --- | --- |",
-    ]
-    for name, s in data["statistics"].items():
-        m = s["metrics"]
-
-        def cell(key: str, m: dict = m) -> str:
-            if key not in m:
-                return ""
-            return f"{m[key]['value']:.2f} [{m[key]['ci_low']:.2f}, {m[key]['ci_high']:.2f}]"
-
-        lines.append(f"| {name} | {s['n']} | {cell('rmse')} | {cell('mue')} | {cell('r2')} | {cell('kendall_tau')} |")
+    if data.get("nodes"):
+        lines += [
+            "",
+            "Per ligand, MLE ΔG (kcal/mol, experimental-mean gauge):",
+            "",
+            "| ligand | ΔG MM | σ | ΔG ML | σ | expt ΔG | GAFF ΔG |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for n in data["nodes"]:
+            lines.append(
+                f"| {n['ligand']} | {_fmt(n['dg_mm'])} | {_fmt(n['dg_mm_err'])} | {_fmt(n['dg_ml'])} | "
+                f"{_fmt(n['dg_ml_err'])} | {_fmt(n['dg_exp'])} | {_fmt(n['dg_gaff'])} |"
+            )
     lines += ["", "Cycle closures (MM, kcal/mol):", ""]
     for c in data["cycle_closures_mm"]:
         lines.append(f"- {' → '.join(c['cycle'])}: {c['closure']:+.2f} ± {c['sigma']:.2f}")
@@ -186,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/rhfe.py " + " ".join(argv if argv is not None else sys.argv[1:])
     wall = None
     if not args.analyse_only:
+        log_invocation(args.run_dir, command)
         network_json = plan(args.run_dir, args.edges.split(",") if args.edges else None)
         wall = run(network_json, args.run_dir, args.protocol, args.nnp, args.fep_args.split())
     data = analyse(args.run_dir, args.protocol, wall, command)

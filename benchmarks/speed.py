@@ -3,7 +3,7 @@
     python benchmarks/speed.py [--platform CPU|CUDA] [--quick] [--out benchmarks/results]
 
 Runs each benchmark script of this folder (each also usable alone), then gathers their JSON into ``speed.json``
-and their markdown tables into ``speed.md``. CPU always; pass ``--platform CUDA`` on a GPU machine (the
+and their markdown tables into ``speed.md`` (``--collect`` only gathers the parts' last committed outputs). CPU always; pass ``--platform CUDA`` on a GPU machine (the
 scripts that take a platform use it). ``--quick`` shortens every part (to check the pipeline, not to report).
 """
 
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--only", default=None, help="comma-separated subset of the parts")
+    parser.add_argument(
+        "--collect",
+        action="store_true",
+        help="run nothing: gather the parts' existing <name>.json/.md in --out (each keeps its own command and date)",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     wanted = set(args.only.split(",")) if args.only else None
@@ -50,18 +55,24 @@ def main(argv: list[str] | None = None) -> int:
         # analysis_cost takes a file stem, the others a folder
         out_arg = args.out / name if name == "analysis_cost" else args.out
         cmd = [sys.executable, str(HERE / f"{name}.py"), "--out", str(out_arg), *extra]
-        print("+", " ".join(cmd), flush=True)
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, check=False)
-        wall = time.perf_counter() - start
-        entry: dict = {"returncode": proc.returncode, "wall_s": round(wall, 1), "args": extra}
         json_path = args.out / f"{name}.json"
         md_path = args.out / f"{name}.md"
-        if proc.returncode == 0 and json_path.exists():
+        if args.collect:
+            returncode = 0 if json_path.exists() and md_path.exists() else 1
+            entry: dict = {"returncode": returncode, "collected": True}
+            heading = f"## {name} (collected from {md_path.name})" if returncode == 0 else f"## {name} (missing)"
+        else:
+            print("+", " ".join(cmd), flush=True)
+            start = time.perf_counter()
+            returncode = subprocess.run(cmd, check=False).returncode
+            wall = time.perf_counter() - start
+            entry = {"returncode": returncode, "wall_s": round(wall, 1), "args": extra}
+            heading = f"## {name} (exit {returncode}, {wall:.0f} s)"
+        if returncode == 0 and json_path.exists():
             entry["result"] = json.loads(json_path.read_text())
         summary["parts"][name] = entry
-        sections += [f"## {name} (exit {proc.returncode}, {wall:.0f} s)", ""]
-        if proc.returncode == 0 and md_path.exists():
+        sections += [heading, ""]
+        if returncode == 0 and md_path.exists():
             body = md_path.read_text().splitlines()
             sections += [line.replace("# ", "### ", 1) if line.startswith("# ") else line for line in body]
         sections.append("")
