@@ -106,6 +106,8 @@ class EndpointCorrection(FrozenModel):
     min_overlap: float | None = Field(None, description="Smallest neighbour overlap of the MM → ML/MM schedule.")
     status: Literal["pass", "warn", "fail", "skipped"] = Field(description="Outcome of the correction.")
     reason: str = Field("", description="Why it was skipped or failed, or a warning.")
+    wall_s: float | None = Field(None, description="Wall seconds the correction took (None: not recorded).")
+    cpu_s: float | None = Field(None, description="CPU seconds of the process over the correction.")
 
 
 class EdgeResult(FrozenModel):

@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -147,6 +148,7 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) ->
         "edges_failed": [e.key for e in results if e.status != "done"],
         "wall_s_this_call": wall_s,
         "run_span": run_span(run_dir),
+        "nnp_cost": nnp_cost(run_dir),
         "cpu_count": os.cpu_count(),
         "versions": package_versions(),
         "edges": rows,
@@ -169,6 +171,40 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) ->
         "cycle_closures_mm": [{"cycle": list(c), "closure": x, "sigma": s} for c, x, s in closures],
         "median_edge_sigma_mm": float(np.median([r["ddg_mm_err"] for r in rows])) if rows else None,
     }
+
+
+def nnp_cost(run_dir: Path) -> dict:
+    """ANI-2x correction time ÷ MM sampling time, over the legs whose corrections recorded their time.
+
+    MM: the sampler's wall (equilibration + production) from ``sampler_summary.json``; NNP: the wall of both
+    end-state corrections (``nnp_A/B.json``), measured in the same worker right after the sampling, under the
+    same load.
+    """
+    legs = []
+    for summary_path in sorted((run_dir / "edges").glob("*/repeat_*/*/sampler_summary.json")):
+        leg_dir = summary_path.parent
+        corrections = [json.loads(p.read_text()) for p in sorted(leg_dir.glob("nnp_[AB].json"))]
+        if len(corrections) != 2 or any(c.get("wall_s") is None for c in corrections):
+            continue
+        summary = json.loads(summary_path.read_text())
+        legs.append(
+            {
+                "leg": str(leg_dir.relative_to(run_dir / "edges")),
+                "mm_wall_s": summary["wall_s"],
+                "nnp_wall_s": sum(c["wall_s"] for c in corrections),
+                "nnp_cpu_s": sum(c["cpu_s"] for c in corrections),
+            }
+        )
+    summaries = [json.loads(p.read_text()) for p in (run_dir / "edges").glob("*/repeat_*/*/sampler_summary.json")]
+    totals = {
+        "sampler_wall_s_sum_of_last_calls": round(sum(x["wall_s"] for x in summaries), 1),
+        "sampler_production_cpu_s_sum_of_last_calls": round(sum(x["timings_s"]["production_cpu"] for x in summaries), 1),
+    }
+    if not legs:
+        return {"legs": [], **totals}
+    mm = sum(x["mm_wall_s"] for x in legs)
+    nnp = sum(x["nnp_wall_s"] for x in legs)
+    return {"legs": legs, "mm_wall_s": mm, "nnp_wall_s": nnp, "fraction": nnp / mm, **totals}
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -240,6 +276,13 @@ def markdown(data: dict) -> str:
                 f"| {n['ligand']} | {_fmt(n['dg_mm'])} | {_fmt(n['dg_mm_err'])} | {_fmt(n['dg_ml'])} | "
                 f"{_fmt(n['dg_ml_err'])} | {_fmt(n['dg_exp'])} | {_fmt(n['dg_gaff'])} |"
             )
+    cost = data.get("nnp_cost") or {}
+    if cost.get("legs"):
+        lines += [
+            "",
+            f"ANI-2x correction cost: {100 * cost['fraction']:.1f} % of the MM sampling wall time over the "
+            f"{len(cost['legs'])} legs that recorded it ({cost['nnp_wall_s']:.0f} s vs {cost['mm_wall_s']:.0f} s).",
+        ]
     lines += ["", "Cycle closures (MM, kcal/mol):", ""]
     for c in data["cycle_closures_mm"]:
         lines.append(f"- {' → '.join(c['cycle'])}: {c['closure']:+.2f} ± {c['sigma']:.2f}")
@@ -256,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--fep-args", default="", help="Extra arguments for `fep run`, e.g. '--workers 2'")
     args = parser.parse_args(argv)
-    command = "python benchmarks/rhfe.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/rhfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     wall = None
     if not args.analyse_only:
         log_invocation(args.run_dir, command)

@@ -298,6 +298,7 @@ def correct_leg(
             settings = protocol.nnp
             if platform:
                 settings = settings.model_copy(update={"platform": platform})
+            started, started_cpu = time.perf_counter(), time.process_time()
             corr = endpoint_correction(
                 system,
                 None,
@@ -310,6 +311,8 @@ def correct_leg(
                 temperature_k=data.temperature_k,
                 settings=settings,
             )
+            cost = {"wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - started_cpu}
+            corr = corr.model_copy(update=cost)
         corr.to_json_file(path)
         out.append(corr)
     return out

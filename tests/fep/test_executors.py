@@ -382,6 +382,7 @@ def test_nnp_corrections_are_made_on_the_workers(tmp_path, capsys):
     assert {(c["leg"], c["state"], c["status"]) for c in chloro["corrections"]} == {
         (leg, state, "pass") for leg in ("solvent", "vacuum") for state in "AB"
     }
+    assert all(c["wall_s"] > 0 and c["cpu_s"] > 0 for c in chloro["corrections"])
     assert bromo["ddg_ml_kcal_mol"] is None and "Br" in bromo["ml_reason"] and math.isfinite(bromo["ddg_mm_kcal_mol"])
     with sqlite3.connect(run_dir / "mlfep.sqlite") as db:
         finished = dict(
