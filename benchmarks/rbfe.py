@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--edges needs exactly one target")
     from fep.runner import package_versions
 
-    command = "python benchmarks/rbfe.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/rbfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     out = {"benchmark": "rbfe", "command": command, "versions": package_versions(), "targets": []}
     for target in targets:
         run_dir = args.run_root / target

@@ -1,0 +1,227 @@
+"""Write docs/results.md, the results page, from the committed benchmark outputs in benchmarks/results/.
+
+    python benchmarks/results_page.py [--results benchmarks/results] [--out docs/results.md] [--check]
+
+Every number on the page is read from a JSON file in ``--results`` (the page names the file); nothing is typed in
+by hand. ``--check`` exits 1 when the page differs from what the files give (the test suite runs it), so the page
+cannot drift from the outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(results: Path, name: str) -> dict | None:
+    path = results / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _ci(metric: dict | None) -> str:
+    if not metric:
+        return "–"
+    return f"{metric['value']:.2f} [{metric['ci_low']:.2f}, {metric['ci_high']:.2f}]"
+
+
+def rhfe_section(data: dict | None) -> list[str]:
+    out = ["## Relative hydration free energies: FreeSolv benzene series (CPU, `fast` protocol)", ""]
+    if data is None:
+        return [*out, 'Not run yet: `python benchmarks/rhfe.py --protocol fast --fep-args "--workers 2"`.', ""]
+    span = data.get("run_span") or {}
+    out += [
+        f"Source: `benchmarks/results/rhfe.json` / `rhfe.md`. {data['edges_done']} of {data['edges_total']} edges "
+        f"finished with protocol `{data['protocol']}`"
+        + (f"; failed: {', '.join(data['edges_failed'])}" if data["edges_failed"] else "")
+        + ".",
+    ]
+    if span.get("span_s"):
+        out.append(
+            f"Wall time {span['span_s'] / 3600:.2f} h on {data.get('cpu_count')} CPU cores "
+            f"({span['start_utc']} → {span['last_result_utc']} UTC); median MM edge σ "
+            f"{_f(data['median_edge_sigma_mm'])} kcal/mol."
+        )
+    out += [
+        "",
+        "Against experiment (kcal/mol; 95 % bootstrap intervals). *edges*: ΔΔG per edge; *nodes*: maximum-likelihood "
+        "ΔG per ligand, centred on the experimental mean. FreeSolv GAFF: the database's own GAFF/AM1-BCC values.",
+        "",
+        "| estimate | n | RMSE | MUE | R² | Kendall τ |",
+        "| --- | ---: | --- | --- | --- | --- |",
+    ]
+    labels = {
+        "edges_mm": "edges, mlfep MM (Sage 2.2.1)",
+        "edges_ml": "edges, mlfep ML-corrected (ANI-2x)",
+        "edges_gaff": "edges, FreeSolv GAFF",
+        "nodes_mm": "nodes, mlfep MM",
+        "nodes_ml": "nodes, mlfep ML-corrected",
+        "nodes_gaff": "nodes, FreeSolv GAFF",
+    }
+    for key, label in labels.items():
+        s = data["statistics"].get(key)
+        if s:
+            m = s["metrics"]
+            out.append(
+                f"| {label} | {s['n']} | {_ci(m.get('rmse'))} | {_ci(m.get('mue'))} | {_ci(m.get('r2'))} | "
+                f"{_ci(m.get('kendall_tau'))} |"
+            )
+    cost = data.get("nnp_cost") or {}
+    if cost.get("legs"):
+        out += [
+            "",
+            f"ANI-2x correction cost in this run: {100 * cost['fraction']:.1f} % of the MM sampling wall time "
+            f"({len(cost['legs'])} legs that recorded it; the `fast` tier's CPU samples are short, so the correction "
+            "weighs more than on a GPU tier, see the NNP row of the speed section).",
+        ]
+    closures = data.get("cycle_closures_mm") or []
+    if closures:
+        worst = max(closures, key=lambda c: abs(c["closure"]))
+        rms = (sum(c["closure"] ** 2 for c in closures) / len(closures)) ** 0.5
+        out += [
+            "",
+            f"Cycle closures (MM): {len(closures)} independent cycles, RMS {rms:.2f} kcal/mol, largest "
+            f"{worst['closure']:+.2f} ± {worst['sigma']:.2f} ({' → '.join(worst['cycle'])}).",
+        ]
+    return [*out, ""]
+
+
+def rbfe_section(data: dict | None) -> list[str]:
+    out = ["## Relative binding free energies: protein-ligand sets (GPU, `default` protocol)", ""]
+    if data is None or not any(t["edges_done"] for t in data.get("targets", [])):
+        return [
+            *out,
+            "Not measured yet: no GPU has been available to this project. The script is ready: "
+            '`python benchmarks/rbfe.py --targets tyk2 --fep-args "--platform CUDA"` (`--dry-run` prints the plan '
+            "and the cost estimate; `--edges` and a protocol file with fewer iterations give a reduced run).",
+            "",
+        ]
+    out.append("Source: `benchmarks/results/rbfe.json` / `rbfe.md`.")
+    out += ["", "| target | protocol | edges done | estimate | RMSE (nodes) | Kendall τ (nodes) |"]
+    out.append("| --- | --- | ---: | --- | --- | --- |")
+    for t in data["targets"]:
+        for s in (t.get("network") or {}).get("statistics", []):
+            if s["kind"] == "nodes":
+                out.append(
+                    f"| {t['target']} | {t['protocol']} | {t['edges_done']}/{t['edges_total']} | {s['estimate']} | "
+                    f"{_ci(s['metrics'].get('rmse'))} | {_ci(s['metrics'].get('kendall_tau'))} |"
+                )
+    return [*out, ""]
+
+
+def speed_section(results: Path) -> list[str]:
+    out = ["## Speed (CPU; GPU numbers once a GPU is available)", ""]
+    hybrid = _load(results, "hybrid_speed")
+    if hybrid:
+        out += [
+            f"**Hybrid topology vs plain end state** (`hybrid_speed.json`, {hybrid['date']}, OpenMM "
+            f"{hybrid['openmm']} {hybrid['platform']}; target ≥ {hybrid['target_ratio']}): MD speed of the hybrid "
+            "system at an intermediate λ window ÷ the plain end state.",
+            "",
+            "| case | atoms | ratio (wall) | ratio (CPU time) |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for c in hybrid["cases"]:
+            out.append(
+                f"| {c['case']} | {c['n_atoms_hybrid']} | {_f(c['ratio'], 3)} | {_f(c.get('ratio_cpu_time'), 3)} |"
+            )
+        out.append("")
+    sampler = _load(results, "sampler_speed")
+    if sampler:
+        out += [
+            f"**Sampler** (`sampler_speed.json`, {sampler['date']}, {sampler['n_atoms']} atoms, K = "
+            f"{sampler['n_states']}): wall time ÷ the time inside MD steps in the same run (1.00 = no overhead).",
+            "",
+            "| ps per iteration | mlfep HREX | openmmtools ReplicaExchangeSampler |",
+            "| ---: | ---: | ---: |",
+        ]
+        for r in sampler["rows"]:
+            out.append(
+                f"| {r['ps_per_iteration']} | {_f(r['hrex_wall_over_own_md'], 3)} | "
+                f"{_f(r['openmmtools_wall_over_own_md'], 3)} |"
+            )
+        out.append("")
+    cost = _load(results, "analysis_cost")
+    if cost:
+        worst = max(cost["rows"], key=lambda r: r["ratio_percent"])
+        out += [
+            f"**Analysis cost** (`analysis_cost.json`): MBAR + diagnostics of a leg at most "
+            f"{worst['ratio_percent']:.2f} % of its sampling time ({worst['tier']} {worst['leg']} leg, "
+            f"{worst['n_bootstrap']} bootstrap samples; target ≤ {cost['meta']['target_percent']} %). The sampling "
+            "time is an assumed GPU speed (stated in the JSON), not a measurement.",
+            "",
+        ]
+    nnp = _load(results, "nnp_speed")
+    if nnp:
+        k = nnp["kernels_cpu"]
+        out += [
+            f"**NNP correction** (`nnp_speed.json`, {nnp['date_utc']}, {nnp['molecule']}): batched ANI-2x "
+            f"{k['ani_batched']['frames_per_s']:.0f} frames/s vs {k['ani_reference']['frames_per_s']:.0f} one by one "
+            f"on CPU; cost of the correction ÷ the MM leg ({nnp['target']}):",
+            "",
+            "| tier | fraction | measured or estimated |",
+            "| --- | ---: | --- |",
+        ]
+        for tier, t in nnp["tiers"].items():
+            out.append(
+                f"| {tier} | {100 * t['fraction_per_leg']:.1f} % | {'measured' if t['measured'] else 'estimated'} |"
+            )
+        out.append("")
+    build = _load(results, "system_build")
+    if build:
+        rows = ", ".join(f"{r['leg']} {r['n_atoms_a']} atoms {r['cpu_s']:.1f} CPU-s" for r in build["rows"])
+        out += [f"**System building** (`system_build.json`, {build['edge']}): {rows}.", ""]
+    return out
+
+
+def page(results: Path) -> str:
+    lines = [
+        "# mlfep results",
+        "",
+        "Generated by `python benchmarks/results_page.py` from the committed outputs in `benchmarks/results/`; "
+        "each section names its file, which holds the exact command, settings and package versions.",
+        "",
+        "Reproduce:",
+        "",
+        "```bash",
+        'python benchmarks/rhfe.py --protocol fast --fep-args "--workers 2"   # FreeSolv benzene series, CPU',
+        'python benchmarks/rbfe.py --targets tyk2 --fep-args "--platform CUDA"  # protein-ligand, GPU',
+        "make bench                                   # speed suite (PLATFORM=CUDA on a GPU)",
+        "python benchmarks/results_page.py            # this page",
+        "```",
+        "",
+        *rhfe_section(_load(results, "rhfe")),
+        *rbfe_section(_load(results, "rbfe")),
+        *speed_section(results),
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "results.md")
+    parser.add_argument("--check", action="store_true", help="exit 1 if --out differs from the outputs")
+    args = parser.parse_args(argv)
+    text = page(args.results)
+    if args.check:
+        current = args.out.read_text() if args.out.exists() else ""
+        if current != text:
+            print(f"{args.out} is out of date: run python benchmarks/results_page.py", file=sys.stderr)
+            return 1
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
