@@ -314,7 +314,7 @@ def markdown(p: dict) -> str:
     lines += [
         "",
         "MM cost: the tier's MD steps (windows × (iterations × steps + equilibration)) × the ms/step measured above "
-        "on the smoke box (larger boxes of the fast/default tiers make both the MM and the ML/MM steps dearer). "
+        "on the smoke box (the default tier's larger boxes make both the MM and the ML/MM steps dearer; the fast tier's smaller 0.7 nm-cutoff box makes MM cheaper, so its real fraction is higher: benchmarks/results/rhfe.json measures it in a real run). "
         "Correction cost for the other tiers: the fixed part of the smoke run + their ML/MM steps × ms/step. "
         f"Target: {p['target']}.",
         "",
