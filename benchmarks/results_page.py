@@ -77,7 +77,7 @@ def rhfe_section(data: dict | None) -> list[str]:
     if cost.get("legs"):
         out += [
             "",
-            f"ANI-2x correction cost in this run: {100 * cost['fraction']:.1f} % of the MM sampling wall time "
+            f"ANI-2x correction cost in this run: {100 * cost['fraction']:.1f} % of the MM sampling wall time of the same legs "
             f"({len(cost['legs'])} legs that recorded it; the `fast` tier's CPU samples are short, so the correction "
             "weighs more than on a GPU tier, see the NNP row of the speed section).",
         ]

@@ -198,7 +198,9 @@ def nnp_cost(run_dir: Path) -> dict:
     summaries = [json.loads(p.read_text()) for p in (run_dir / "edges").glob("*/repeat_*/*/sampler_summary.json")]
     totals = {
         "sampler_wall_s_sum_of_last_calls": round(sum(x["wall_s"] for x in summaries), 1),
-        "sampler_production_cpu_s_sum_of_last_calls": round(sum(x["timings_s"]["production_cpu"] for x in summaries), 1),
+        "sampler_production_cpu_s_sum_of_last_calls": round(
+            sum(x["timings_s"]["production_cpu"] for x in summaries), 1
+        ),
     }
     if not legs:
         return {"legs": [], **totals}
