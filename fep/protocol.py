@@ -112,7 +112,7 @@ def _tiers() -> dict[str, dict[str, Any]]:
             "name": "fast",
             "description": "CPU-feasible relative hydration free energies of small molecules.",
             # 0.7 nm PME/LJ cutoff (+ dispersion correction): a 609-atom box for benzene, 2.9 ms per 4 fs step on
-            # one core vs 6.9 ms at 0.9 nm, so the 15-edge FreeSolv benzene series fits 2 h on 2 cores.
+            # one core vs 6.9 ms at 0.9 nm; the 15-edge FreeSolv benzene series took 2.1 h on 2 cores (rhfe.md).
             "system": {"solvent_padding": "1.0 nm", "nonbonded_cutoff": "0.7 nm"},
             "n_windows": 11,
             "sampler": {
