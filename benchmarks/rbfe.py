@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+from tables import fmt, statistics_rows
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
 TARGETS = ("tyk2", "p38", "thrombin", "mcl1", "ptp1b")
@@ -117,10 +119,6 @@ def analyse(target: str, run_dir: Path, wall_s: float | None) -> dict:
     }
 
 
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "" if x is None else f"{x:.{digits}f}"
-
-
 def markdown(data: dict) -> str:
     lines = [
         "# RBFE protein-ligand benchmark: mlfep vs experiment",
@@ -141,8 +139,8 @@ def markdown(data: dict) -> str:
         lines += ["", "| edge | ΔΔG MM | σ | ΔΔG ML | σ | expt ΔΔG |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
         for r in t["edges"]:
             lines.append(
-                f"| {r['edge']} | {_fmt(r['ddg_mm'])} | {_fmt(r['ddg_mm_err'])} | {_fmt(r['ddg_ml'])} | "
-                f"{_fmt(r['ddg_ml_err'])} | {_fmt(r['ddg_exp'])} |"
+                f"| {r['edge']} | {fmt(r['ddg_mm'])} | {fmt(r['ddg_mm_err'])} | {fmt(r['ddg_ml'])} | "
+                f"{fmt(r['ddg_ml_err'])} | {fmt(r['ddg_exp'])} |"
             )
         net = t["network"] or {}
         if net.get("statistics"):
@@ -151,18 +149,8 @@ def markdown(data: dict) -> str:
                 "| statistics | n | RMSE [95 % CI] | MUE | R² | Kendall τ |",
                 "| --- | ---: | --- | --- | --- | --- |",
             ]
-            for s in net["statistics"]:
-                m = s["metrics"]
-
-                def cell(key: str, m: dict = m) -> str:
-                    return (
-                        f"{m[key]['value']:.2f} [{m[key]['ci_low']:.2f}, {m[key]['ci_high']:.2f}]" if key in m else ""
-                    )
-
-                name = f"{s.get('kind', '')} {s.get('estimate', '')}".strip()
-                lines.append(
-                    f"| {name} | {s['n']} | {cell('rmse')} | {cell('mue')} | {cell('r2')} | {cell('kendall_tau')} |"
-                )
+            named = {f"{s.get('kind', '')} {s.get('estimate', '')}".strip(): s for s in net["statistics"]}
+            lines += statistics_rows(named)
         if net.get("cycle_closures"):
             lines += ["", "Cycle closures (kcal/mol):", ""]
             for c in net["cycle_closures"]:

@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from tables import ci, fmt, statistics_rows
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -23,13 +25,11 @@ def _load(results: Path, name: str) -> dict | None:
 
 
 def _f(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None else f"{x:.{digits}f}"
+    return fmt(x, digits, missing="–")
 
 
 def _ci(metric: dict | None) -> str:
-    if not metric:
-        return "–"
-    return f"{metric['value']:.2f} [{metric['ci_low']:.2f}, {metric['ci_high']:.2f}]"
+    return ci(metric, missing="–")
 
 
 def rhfe_section(data: dict | None) -> list[str]:
@@ -65,14 +65,8 @@ def rhfe_section(data: dict | None) -> list[str]:
         "nodes_ml": "nodes, mlfep ML-corrected",
         "nodes_gaff": "nodes, FreeSolv GAFF",
     }
-    for key, label in labels.items():
-        s = data["statistics"].get(key)
-        if s:
-            m = s["metrics"]
-            out.append(
-                f"| {label} | {s['n']} | {_ci(m.get('rmse'))} | {_ci(m.get('mue'))} | {_ci(m.get('r2'))} | "
-                f"{_ci(m.get('kendall_tau'))} |"
-            )
+    named = {label: data["statistics"][key] for key, label in labels.items() if data["statistics"].get(key)}
+    out += statistics_rows(named, missing="–")
     cost = data.get("nnp_cost") or {}
     if cost.get("legs"):
         out += [

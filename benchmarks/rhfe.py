@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from tables import fmt, statistics_rows
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
 FREESOLV = SHARED / "benchmarks" / "freesolv"
@@ -209,24 +211,6 @@ def nnp_cost(run_dir: Path) -> dict:
     return {"legs": legs, "mm_wall_s": mm, "nnp_wall_s": nnp, "fraction": nnp / mm, **totals}
 
 
-def _fmt(x: float | None, digits: int = 2) -> str:
-    return "" if x is None else f"{x:.{digits}f}"
-
-
-def _stat_rows(statistics: dict) -> list[str]:
-    rows = []
-    for name, s in statistics.items():
-        m = s["metrics"]
-
-        def cell(key: str, m: dict = m) -> str:
-            if key not in m:
-                return ""
-            return f"{m[key]['value']:.2f} [{m[key]['ci_low']:.2f}, {m[key]['ci_high']:.2f}]"
-
-        rows.append(f"| {name} | {s['n']} | {cell('rmse')} | {cell('mue')} | {cell('r2')} | {cell('kendall_tau')} |")
-    return rows
-
-
 def markdown(data: dict) -> str:
     span = data.get("run_span") or {}
     lines = [
@@ -253,7 +237,7 @@ def markdown(data: dict) -> str:
         "",
         "| statistic set | n | RMSE [95 % CI] | MUE | R² | Kendall τ |",
         "| --- | ---: | --- | --- | --- | --- |",
-        *_stat_rows(data["statistics"]),
+        *statistics_rows(data["statistics"]),
         "",
         "Per edge (kcal/mol):",
         "",
@@ -262,8 +246,8 @@ def markdown(data: dict) -> str:
     ]
     for r in data["edges"]:
         lines.append(
-            f"| {r['edge']} | {_fmt(r['ddg_mm'])} | {_fmt(r['ddg_mm_err'])} | {_fmt(r['ddg_ml'])} | "
-            f"{_fmt(r['ddg_ml_err'])} | {_fmt(r['ddg_exp'])} | {_fmt(r['ddg_gaff'])} |"
+            f"| {r['edge']} | {fmt(r['ddg_mm'])} | {fmt(r['ddg_mm_err'])} | {fmt(r['ddg_ml'])} | "
+            f"{fmt(r['ddg_ml_err'])} | {fmt(r['ddg_exp'])} | {fmt(r['ddg_gaff'])} |"
         )
     if data.get("nodes"):
         lines += [
@@ -275,8 +259,8 @@ def markdown(data: dict) -> str:
         ]
         for n in data["nodes"]:
             lines.append(
-                f"| {n['ligand']} | {_fmt(n['dg_mm'])} | {_fmt(n['dg_mm_err'])} | {_fmt(n['dg_ml'])} | "
-                f"{_fmt(n['dg_ml_err'])} | {_fmt(n['dg_exp'])} | {_fmt(n['dg_gaff'])} |"
+                f"| {n['ligand']} | {fmt(n['dg_mm'])} | {fmt(n['dg_mm_err'])} | {fmt(n['dg_ml'])} | "
+                f"{fmt(n['dg_ml_err'])} | {fmt(n['dg_exp'])} | {fmt(n['dg_gaff'])} |"
             )
     cost = data.get("nnp_cost") or {}
     if cost.get("legs"):
