@@ -44,27 +44,33 @@ def _prepared(smiles: str, name: str, seed: int = 7) -> PreparedLigand:
     return PreparedLigand(ligand=ligand, partial_charges=tuple(q - shift for q in charges), charge_method="gasteiger")
 
 
-@pytest.fixture(scope="module")
-def methanol():
-    """Methanol in vacuum: prepared ligand, MM system, topology and 40 MM frames (300 K)."""
+def _mm_frames(system, positions, n_frames, interval, seed, equilibration=2000, platform="CPU"):
+    """``n_frames`` positions (nm) ``interval`` steps apart from an MM Langevin run (300 K, 1/ps, 1 fs)."""
     import openmm
     import openmm.unit as u
 
+    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.001)
+    integrator.setRandomNumberSeed(seed)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    context.setPositions(positions)
+    context.setVelocitiesToTemperature(300.0, seed)
+    integrator.step(equilibration)
+    frames = []
+    for _ in range(n_frames):
+        integrator.step(interval)
+        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
+    return np.asarray(frames)
+
+
+@pytest.fixture(scope="module")
+def methanol():
+    """Methanol in vacuum: prepared ligand, MM system, topology and 40 MM frames (300 K)."""
     from ligand_prep.parameters import ligand_system
 
     prepared = _prepared("CO", "methanol")
     system, topology, positions = ligand_system(prepared)
-    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.001)
-    integrator.setRandomNumberSeed(11)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
-    context.setPositions(positions)
-    context.setVelocitiesToTemperature(300.0, 11)
-    integrator.step(500)
-    frames = []
-    for _ in range(40):
-        integrator.step(25)
-        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
-    return prepared, system, topology, np.asarray(frames)
+    frames = _mm_frames(system, positions, 40, 25, seed=11, equilibration=500, platform="Reference")
+    return prepared, system, topology, frames
 
 
 # --------------------------------------------------------------------------------------------- support
@@ -359,30 +365,17 @@ def _ti_with_openmm_ml(prepared, system, topology, start, lambdas, n_samples, in
 
 @pytest.mark.slow
 def test_vacuum_correction_agrees_with_independent_ti(methanol):
-    import openmm
-    import openmm.unit as u
     from scipy.integrate import simpson
 
     from gpu_kernels.ani import ANIBatch
+    from ligand_prep.parameters import ligand_system
 
     prepared, system, topology, _ = methanol
     # a long MM run for the λ = 0 frames: 1000 frames 0.1 ps apart (100 ps; MM steps of 6 atoms cost nothing).
     # Both sides sample methanol's λ > 0 states with 5/ps friction: in vacuum the thermostat is the only bath, and
     # at 1/ps the internal energy (and ΔU with it) decorrelates over picoseconds; 1.5 ps per state then gave
     # state means 0.2-0.4 kcal/mol apart between seeds.
-    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.001)
-    integrator.setRandomNumberSeed(21)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
-    from ligand_prep.parameters import ligand_system
-
-    context.setPositions(ligand_system(prepared)[2])
-    context.setVelocitiesToTemperature(300.0, 21)
-    integrator.step(2000)
-    frames = []
-    for _ in range(1000):
-        integrator.step(100)
-        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
-    frames = np.asarray(frames)
+    frames = _mm_frames(system, ligand_system(prepared)[2], 1000, 100, seed=21)
     settings = NNPSettings(
         n_frames=1000, steps_per_state=4000, sample_interval=10, friction_per_ps=5.0, platform="CPU", seed=2
     )
@@ -419,24 +412,11 @@ def test_vacuum_correction_agrees_with_independent_ti(methanol):
 @pytest.mark.slow
 def test_vacuum_correction_agrees_with_long_exponential_averaging(methanol):
     """ΔG(MM → ML) of methanol from endpoint_correction vs Zwanzig EXP over a long (96 ps) MM run."""
-    import openmm
-    import openmm.unit as u
-
     from fep.nnp_system import DeltaU
     from ligand_prep.parameters import ligand_system
 
     prepared, system, topology, _ = methanol
-    integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.001)
-    integrator.setRandomNumberSeed(5)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
-    context.setPositions(ligand_system(prepared)[2])
-    context.setVelocitiesToTemperature(300.0, 5)
-    integrator.step(2000)
-    frames = []
-    for _ in range(2400):
-        integrator.step(40)
-        frames.append(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
-    frames = np.asarray(frames)
+    frames = _mm_frames(system, ligand_system(prepared)[2], 2400, 40, seed=5)
     du = DeltaU(prepared, device="cpu", threads=1)(frames)
     w = -du / KT_300
     exp_dg = -KT_300 * (w.max() + np.log(np.mean(np.exp(w - w.max())))) / 4.184
