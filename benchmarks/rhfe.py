@@ -182,13 +182,15 @@ def nnp_cost(run_dir: Path) -> dict:
     end-state corrections (``nnp_A/B.json``), measured in the same worker right after the sampling, under the
     same load.
     """
+    summaries = {
+        path.parent: json.loads(path.read_text())
+        for path in sorted((run_dir / "edges").glob("*/repeat_*/*/sampler_summary.json"))
+    }
     legs = []
-    for summary_path in sorted((run_dir / "edges").glob("*/repeat_*/*/sampler_summary.json")):
-        leg_dir = summary_path.parent
+    for leg_dir, summary in summaries.items():
         corrections = [json.loads(p.read_text()) for p in sorted(leg_dir.glob("nnp_[AB].json"))]
         if len(corrections) != 2 or any(c.get("wall_s") is None for c in corrections):
             continue
-        summary = json.loads(summary_path.read_text())
         legs.append(
             {
                 "leg": str(leg_dir.relative_to(run_dir / "edges")),
@@ -197,11 +199,10 @@ def nnp_cost(run_dir: Path) -> dict:
                 "nnp_cpu_s": sum(c["cpu_s"] for c in corrections),
             }
         )
-    summaries = [json.loads(p.read_text()) for p in (run_dir / "edges").glob("*/repeat_*/*/sampler_summary.json")]
     totals = {
-        "sampler_wall_s_sum_of_last_calls": round(sum(x["wall_s"] for x in summaries), 1),
+        "sampler_wall_s_sum_of_last_calls": round(sum(x["wall_s"] for x in summaries.values()), 1),
         "sampler_production_cpu_s_sum_of_last_calls": round(
-            sum(x["timings_s"]["production_cpu"] for x in summaries), 1
+            sum(x["timings_s"]["production_cpu"] for x in summaries.values()), 1
         ),
     }
     if not legs:
