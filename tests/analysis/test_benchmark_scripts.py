@@ -1,0 +1,109 @@
+"""The benchmark scripts' own logic: speed.py --collect, rbfe.py argument checks and dry run, rhfe.py's cost
+and run-span bookkeeping. (The benchmarks themselves run outside the test suite.)"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+RESULTS = REPO / "benchmarks" / "results"
+PARTS = ("hybrid_speed", "sampler_speed", "analysis_cost", "nnp_speed")
+
+
+def _script(name: str):
+    if str(REPO / "benchmarks") not in sys.path:  # as when the script runs: its folder first (benchmarks/tables.py)
+        sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_collect_gathers_the_parts_without_running_them(tmp_path):
+    for part in PARTS:
+        for ext in ("json", "md"):
+            shutil.copy(RESULTS / f"{part}.{ext}", tmp_path)
+    assert _script("speed").main(["--collect", "--out", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "speed.json").read_text())
+    assert set(summary["parts"]) == set(PARTS)
+    for part in PARTS:
+        entry = summary["parts"][part]
+        assert entry["collected"] and entry["result"] == json.loads((RESULTS / f"{part}.json").read_text())
+    text = (tmp_path / "speed.md").read_text()
+    assert all(f"## {part} (collected from {part}.md)" in text for part in PARTS)
+
+
+def test_speed_collect_fails_on_a_missing_part(tmp_path):
+    shutil.copy(RESULTS / "nnp_speed.json", tmp_path)
+    shutil.copy(RESULTS / "nnp_speed.md", tmp_path)
+    assert _script("speed").main(["--collect", "--out", str(tmp_path)]) == 1
+    assert "## hybrid_speed (missing)" in (tmp_path / "speed.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--targets", "jnk1"], "unknown jnk1"),
+        (["--targets", "tyk2,p38", "--edges", "lig_ejm_31~lig_ejm_42"], "exactly one target"),
+    ],
+)
+def test_rbfe_rejects_bad_arguments_with_one_line(args, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _script("rbfe").main(args)
+    assert exc.value.code == 2 and expected in capsys.readouterr().err
+
+
+def test_rbfe_edges_must_be_edges_of_the_target(tmp_path):
+    with pytest.raises(SystemExit, match="not edges of"):
+        _script("rbfe").main(["--edges", "lig_ejm_31~nope", "--run-root", str(tmp_path), "--dry-run"])
+
+
+def test_rbfe_dry_run_plans_the_subset_and_simulates_nothing(tmp_path, capfd):
+    edges = "lig_ejm_31~lig_ejm_42"
+    assert _script("rbfe").main(["--edges", edges, "--run-root", str(tmp_path), "--dry-run"]) == 0
+    captured = capfd.readouterr()  # the commands (stdout) and what `fep plan` / `fep run --dry-run` tell (stderr)
+    assert "fep run" in captured.out and "--dry-run" in captured.out and "GPU-hours" in captured.err
+    network = json.loads((tmp_path / "tyk2_network.json").read_text())
+    assert [(e["ligand_a"], e["ligand_b"]) for e in network["edges"]] == [("lig_ejm_31", "lig_ejm_42")]
+    assert not (tmp_path / "tyk2" / "edges").exists()  # --dry-run: no leg was built or sampled
+
+
+def _leg(run_dir: Path, edge: str, leg: str, mm_wall: float, nnp_walls: tuple[float | None, float | None]) -> None:
+    folder = run_dir / "edges" / edge / "repeat_0" / leg
+    folder.mkdir(parents=True)
+    summary = {"wall_s": mm_wall, "timings_s": {"production_cpu": mm_wall / 2}}
+    (folder / "sampler_summary.json").write_text(json.dumps(summary))
+    for state, wall in zip("AB", nnp_walls, strict=True):
+        (folder / f"nnp_{state}.json").write_text(json.dumps({"wall_s": wall, "cpu_s": None if wall is None else 1.0}))
+
+
+def test_rhfe_nnp_cost_uses_only_legs_that_recorded_it(tmp_path):
+    _leg(tmp_path, "a~b", "solvent", 100.0, (5.0, 15.0))
+    _leg(tmp_path, "a~b", "vacuum", 10.0, (4.0, 6.0))
+    _leg(tmp_path, "a~c", "solvent", 300.0, (None, None))  # corrected before costs were recorded
+    cost = _script("rhfe").nnp_cost(tmp_path)
+    assert [x["leg"] for x in cost["legs"]] == ["a~b/repeat_0/solvent", "a~b/repeat_0/vacuum"]
+    assert cost["mm_wall_s"] == 110.0 and cost["nnp_wall_s"] == 30.0
+    assert cost["fraction"] == pytest.approx(30.0 / 110.0)
+    assert cost["sampler_wall_s_sum_of_last_calls"] == 410.0
+    assert cost["sampler_production_cpu_s_sum_of_last_calls"] == 205.0
+
+
+def test_rhfe_run_span_and_invocations(tmp_path):
+    run_dir = tmp_path / "r"
+    (run_dir / "edges" / "a~b").mkdir(parents=True)
+    (run_dir / "run.json").write_text("{}")
+    (run_dir / "edges" / "a~b" / "edge_result.json").write_text("{}")
+    rhfe = _script("rhfe")
+    rhfe.log_invocation(run_dir, "python benchmarks/rhfe.py --protocol fast")
+    span = rhfe.run_span(run_dir)
+    assert span["span_s"] >= 0 and span["start_utc"] and span["last_result_utc"]
+    assert len(span["invocations"]) == 1 and span["invocations"][0].endswith(
+        "python benchmarks/rhfe.py --protocol fast"
+    )
