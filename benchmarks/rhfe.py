@@ -1,11 +1,11 @@
 """Relative hydration free energies of the FreeSolv benzene series: mlfep (MM and ANI-2x corrected) vs experiment
 and vs FreeSolv's own GAFF/AM1-BCC values.
 
-    python benchmarks/rhfe.py [--protocol fast] [--run-dir runs/rhfe_benzenes] [--nnp ani2x] [--edges A~B,...]
+    python benchmarks/rhfe.py [--set benzenes|flexible] [--protocol fast] [--run-dir runs/rhfe_<set>] [--nnp ani2x] [--edges A~B,...]
                               [--analyse-only] [--out benchmarks/results]
 
 Runs (resumably: stop it any time and run the same command again) the 15 edges of
-``../shared/benchmarks/freesolv/rhfe_benzenes_edges.csv`` in hydration mode with ``fep run``, then writes
+``../shared/benchmarks/freesolv/rhfe_<set>_edges.csv`` (15 benzene or 16 flexible edges) in hydration mode with ``fep run``, then writes
 ``rhfe.json`` and ``rhfe.md``: per edge ΔΔG_MM, ΔΔG_ML with σ, experimental ΔΔG and FreeSolv's GAFF ΔΔG; node ΔG by
 maximum likelihood; RMSE, MUE, R², Kendall τ with bootstrap 95 % intervals for MM, ML and GAFF; cycle closures.
 ``--analyse-only`` tabulates whatever edges have finished so far. Data: ../shared/benchmarks (read in place).
@@ -35,13 +35,21 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def plan(run_dir: Path, edges: list[str] | None) -> Path:
+SETS = ("benzenes", "flexible")
+
+
+def series_files(series: str) -> tuple[Path, Path]:
+    """The ligand and edge CSVs of a FreeSolv series (``benzenes`` or ``flexible``)."""
+    return FREESOLV / f"rhfe_{series}_ligands.csv", FREESOLV / f"rhfe_{series}_edges.csv"
+
+
+def plan(run_dir: Path, edges: list[str] | None, series: str = "benzenes") -> Path:
     """The network of the benchmark's own edges (optionally a subset), written next to the run."""
     from ligand_prep.io import read_ligands
     from ligand_prep.network import network_from_edges
 
-    ligands = read_ligands(FREESOLV / "rhfe_benzenes_ligands.csv")
-    edges_csv = FREESOLV / "rhfe_benzenes_edges.csv"
+    ligands_csv, edges_csv = series_files(series)
+    ligands = read_ligands(ligands_csv)
     if edges:
         wanted = {tuple(e.split("~")) for e in edges}
         rows = [r for r in _read_csv(edges_csv) if (r["ligand_a"], r["ligand_b"]) in wanted]
@@ -89,7 +97,7 @@ def run_span(run_dir: Path) -> dict:
     }
 
 
-def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) -> dict:
+def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str, series: str = "benzenes") -> dict:
     """Tabulate the finished edges against experiment and FreeSolv's GAFF values."""
     import numpy as np
 
@@ -98,7 +106,8 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) ->
     from analysis.stats import compute_statistics
     from fep.runner import package_versions
 
-    ligands = {r["name"]: r for r in _read_csv(FREESOLV / "rhfe_benzenes_ligands.csv")}
+    ligands_csv, edges_csv = series_files(series)
+    ligands = {r["name"]: r for r in _read_csv(ligands_csv)}
     expt = {n: float(r["expt_dg_kcal_mol"]) for n, r in ligands.items()}
     gaff = {n: float(r["freesolv_calc_dg_kcal_mol"]) for n, r in ligands.items()}
     if (run_dir / "run.json").exists():
@@ -141,11 +150,11 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str) ->
         stats["nodes_gaff"] = compute_statistics([gaff[n] for n in names], [expt[n] for n in names], kind="nodes")
     closures = cycle_closures([(e.ligand_a, e.ligand_b, e.ddg_mm_kcal_mol, e.ddg_mm_err_kcal_mol) for e in done])
     return {
-        "benchmark": "rhfe_benzenes",
+        "benchmark": f"rhfe_{series}",
         "command": command,
         "protocol": protocol,
         "run_dir": str(run_dir),
-        "edges_total": len(_read_csv(FREESOLV / "rhfe_benzenes_edges.csv")),
+        "edges_total": len(_read_csv(edges_csv)),
         "edges_done": len(done),
         "edges_failed": [e.key for e in results if e.status != "done"],
         "wall_s_this_call": wall_s,
@@ -215,7 +224,7 @@ def nnp_cost(run_dir: Path) -> dict:
 def markdown(data: dict) -> str:
     span = data.get("run_span") or {}
     lines = [
-        "# RHFE benzene series (FreeSolv): mlfep vs experiment and FreeSolv GAFF",
+        f"# RHFE {data['benchmark'].removeprefix('rhfe_')} series (FreeSolv): mlfep vs experiment and FreeSolv GAFF",
         "",
         f"Command of this table: `{data['command']}`  ",
         *[f"Run: `{line}`  " for line in span.get("invocations", [])],
@@ -279,7 +288,8 @@ def markdown(data: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--protocol", default="fast")
-    parser.add_argument("--run-dir", type=Path, default=REPO / "runs" / "rhfe_benzenes")
+    parser.add_argument("--set", dest="series", default="benzenes", choices=SETS, help="FreeSolv series")
+    parser.add_argument("--run-dir", type=Path, default=None, help="Default: runs/rhfe_<set>")
     parser.add_argument("--nnp", default="ani2x", choices=["ani2x", "none"])
     parser.add_argument("--edges", default=None, help="Comma-separated subset, e.g. benzene~toluene,benzene~phenol")
     parser.add_argument("--analyse-only", action="store_true")
@@ -287,15 +297,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fep-args", default="", help="Extra arguments for `fep run`, e.g. '--workers 2'")
     args = parser.parse_args(argv)
     command = "python benchmarks/rhfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.run_dir is None:
+        args.run_dir = REPO / "runs" / f"rhfe_{args.series}"
     wall = None
     if not args.analyse_only:
         log_invocation(args.run_dir, command)
-        network_json = plan(args.run_dir, args.edges.split(",") if args.edges else None)
+        network_json = plan(args.run_dir, args.edges.split(",") if args.edges else None, args.series)
         wall = run(network_json, args.run_dir, args.protocol, args.nnp, args.fep_args.split())
-    data = analyse(args.run_dir, args.protocol, wall, command)
+    data = analyse(args.run_dir, args.protocol, wall, command, args.series)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "rhfe.json").write_text(json.dumps(data, indent=2) + "\n")
-    (args.out / "rhfe.md").write_text(markdown(data))
+    stem = "rhfe" if args.series == "benzenes" else f"rhfe_{args.series}"
+    (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (args.out / f"{stem}.md").write_text(markdown(data))
     print(markdown(data))
     return 0
 
