@@ -131,14 +131,14 @@ class StoreRunSource:
     """
 
     def __init__(self, url: str, root: str | os.PathLike[str]) -> None:
-        from fep.store import open_store
+        from fep.execution.store import open_store
 
         self.url = url
         self.folders = FolderRunSource(root)
         open_store(url).close()  # fail early, with the store's own message
 
     def _stored(self) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-        from fep.store import open_store
+        from fep.execution.store import open_store
 
         store = open_store(self.url)
         try:
@@ -212,7 +212,7 @@ def open_source(runs: str | os.PathLike[str] | None = None, store: str | None = 
     Raises
     ------
     InputError
-        The store cannot be opened (the message of :mod:`fep.store`).
+        The store cannot be opened (the message of :mod:`fep.execution.store`).
     """
     store = store or os.environ.get(STORE_ENV) or None
     runs = runs or os.environ.get(RUNS_ENV) or "runs"

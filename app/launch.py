@@ -319,7 +319,7 @@ def cost_estimate(network, protocol, protein: str | None = None) -> dict[str, An
     -------
     dict
         ``edges``, ``legs`` (per edge), ``windows``, ``repeats``, ``ns_per_window``, ``total_ns`` (summed over
-        edges × legs × repeats × windows), and ``estimate``: the :class:`fep.cost.RunCost` (atoms per leg,
+        edges × legs × repeats × windows), and ``estimate``: the :class:`fep.execution.cost.RunCost` (atoms per leg,
         GPU-hours, CPU core-hours) or None when it cannot be computed (the reason is logged).
     """
     from fep.protocol import LEGS_FOR_MODE
@@ -337,7 +337,7 @@ def cost_estimate(network, protocol, protein: str | None = None) -> dict[str, An
         "estimate": None,
     }
     try:
-        from fep.cost import estimate_cost
+        from fep.execution.cost import estimate_cost
 
         out["estimate"] = estimate_cost(network, protocol, network.mode, protein=protein)
     except Exception as err:  # the plain numbers above still stand

@@ -2,7 +2,7 @@
 
 For each case the plain system A of the leg and the hybrid system (at the middle window of the default
 λ protocol, where every unique atom interacts through the softcore force) run the same integrator
-(LangevinMiddle, 4 fs, HMR from fep.systems, 300 K) for the same number of steps from the same positions, on one
+(LangevinMiddle, 4 fs, HMR from fep.systems.endstates, 300 K) for the same number of steps from the same positions, on one
 platform. Plain and hybrid chunks alternate (``--rounds``) and the ratio uses the total times, so that load
 from other processes on a shared machine hits both alike; the CPU time of the process (all threads) is reported
 too, the robust number on an overloaded machine. Per force group the CPU time of one force (+ energy) evaluation
@@ -42,8 +42,8 @@ CASES = [
 
 
 def _build(ligand_file: str, name_a: str, name_b: str, leg: str, cache: Path):
-    from fep.hybrid import build_hybrid
-    from fep.systems import build_end_states
+    from fep.alchemy.hybrid import build_hybrid
+    from fep.systems.endstates import build_end_states
     from ligand_prep.charges import assign_charges
     from ligand_prep.io import read_ligands
     from ligand_prep.mapping import MCSMapper
@@ -125,7 +125,7 @@ def _lambda_switch_ms(context, windows: list[dict[str, float]], repeats: int) ->
 def run_case(label, ligand_file, name_a, name_b, leg, steps, rounds, platform_name, cache, log) -> dict:
     import openmm
 
-    from fep.lambdas import LambdaProtocol
+    from fep.alchemy.lambdas import LambdaProtocol
 
     log(f"[{label}] building")
     end_states, hybrid, build_times = _build(ligand_file, name_a, name_b, leg, cache)

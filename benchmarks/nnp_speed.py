@@ -4,7 +4,7 @@
    - ``gpu_kernels.ani.ANIBatch.energies`` vs one frame at a time through torchani (toluene, 15 atoms);
    - ``gpu_kernels.mm_intra.MMIntraKernel.energies`` vs OpenMM's Reference platform frame by frame;
    - ``gpu_kernels.reduced_potential.reduced_potential_matrix`` vs the numpy loop (K = 5 states).
-2. The endpoint correction of toluene's solvent end state (``fep.systems.build_ligand_system``, smoke box),
+2. The endpoint correction of toluene's solvent end state (``fep.systems.endstates.build_ligand_system``, smoke box),
    run for real with the smoke tier's NNP settings, and its cost as a fraction of the MM cost of the leg:
    MM cost = (MD steps of the leg in that tier) × (seconds per MD step measured here on the same system);
    correction cost for other tiers = fixed part + ML/MM steps × (seconds per ML/MM step measured here).
@@ -58,7 +58,7 @@ def toluene():
 def kernel_speeds(prepared, n_frames: int) -> dict:
     import openmm
 
-    from fep.nnp_system import DeltaU
+    from fep.nnp.system import DeltaU
     from gpu_kernels.mm_intra import openmm_reference_energies
     from gpu_kernels.reduced_potential import reduced_potential_matrix, reduced_potential_matrix_reference
     from ligand_prep.parameters import ligand_system
@@ -94,7 +94,7 @@ def solvent_end_state(prepared):
     import openmm
 
     from fep.protocol import tier
-    from fep.systems import build_ligand_system
+    from fep.systems.endstates import build_ligand_system
 
     system, topology, positions, box = build_ligand_system(prepared, "solvent", tier("smoke").system)
     ligand_atoms = [a.index for a in topology.atoms() if a.residue.name == "LIG"]
@@ -134,7 +134,7 @@ def ml_step_cost(system, ligand_atoms, prepared, frames, boxes, n_steps: int) ->
     """Seconds per MD step of the λ = 0.5 ML/MM system (1 fs, as the correction runs it)."""
     import openmm
 
-    from fep.nnp_system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
+    from fep.nnp.system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
 
     delta_u = DeltaU(prepared, device="cpu", threads=1)
     lam_system = openmm.XmlSerializer.clone(system)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
     logging.basicConfig(level=logging.WARNING)
 
-    from fep.nnp import endpoint_correction
+    from fep.nnp.correction import endpoint_correction
     from fep.protocol import tier
 
     prepared = toluene()

@@ -104,7 +104,7 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str, se
     from analysis.network import analyse_network, cycle_closures
     from analysis.report import load_run_dir
     from analysis.stats import compute_statistics
-    from fep.runner import package_versions
+    from fep.execution.runner import package_versions
 
     ligands_csv, edges_csv = series_files(series)
     ligands = {r["name"]: r for r in _read_csv(ligands_csv)}

@@ -3,13 +3,13 @@
 Same system, same total MD steps, one process, on the CPU platform; for 1, 2.5 and 10 ps per iteration:
 
 - plain MD: one context, one state (λ = 1), ``K × n_iter × steps`` steps in one go;
-- ours: :class:`fep.sampler.HREXSampler`, timed over its production loop only (each window is minimised and
+- ours: :class:`fep.sampling.hrex.HREXSampler`, timed over its production loop only (each window is minimised and
   briefly equilibrated first, untimed), with its own time split (propagation, energy matrix, swaps, I/O);
 - openmmtools: ``multistate.ReplicaExchangeSampler`` with ``LangevinDynamicsMove`` (the same
   LangevinMiddleIntegrator) and its own NetCDF storage in a temporary folder, timed over ``run()`` after
   minimisation, one equilibration and one warm-up iteration (context creation excluded for every method).
 
-System: ``fep.hybrid.build_leg`` (benzene→toluene solvent leg) when it exists, else alanine dipeptide in a
+System: ``fep.alchemy.hybrid.build_leg`` (benzene→toluene solvent leg) when it exists, else alanine dipeptide in a
 TIP3P box alchemically modified with openmmtools' AbsoluteAlchemicalFactory (the output says which).
 Wall and process CPU times are both recorded (the CPU time is less sensitive to other load on the machine).
 
@@ -63,15 +63,15 @@ def build_system(box_nm: float):
     positions = np.array(modeller.positions.value_in_unit(u.nanometer))
     description = (
         f"alanine dipeptide ({len(solute)} atoms) in {box_nm} nm TIP3P box ({system.getNumParticles()} atoms), "
-        "amber14, PME 0.9 nm, HMR 3 amu, openmmtools AbsoluteAlchemicalFactory (fep.hybrid not available)"
+        "amber14, PME 0.9 nm, HMR 3 amu, openmmtools AbsoluteAlchemicalFactory (fep.alchemy.hybrid not available)"
     )
     return alchemical, modeller.topology, positions, box, {0}, description
 
 
 def build_hybrid_leg(padding: str, cutoff: str):
-    """fep.hybrid's benzene → toluene solvent leg (default SystemSettings; Gasteiger charges: speed only)."""
-    from fep.hybrid import build_leg
-    from fep.systems import SystemSettings
+    """fep.alchemy.hybrid's benzene → toluene solvent leg (default SystemSettings; Gasteiger charges: speed only)."""
+    from fep.alchemy.hybrid import build_leg
+    from fep.systems.endstates import SystemSettings
     from ligand_prep.charges import assign_charges
     from ligand_prep.io import read_ligands
     from ligand_prep.mapping import MCSMapper
@@ -84,7 +84,7 @@ def build_hybrid_leg(padding: str, cutoff: str):
     settings = SystemSettings(solvent_padding=padding, nonbonded_cutoff=cutoff)
     leg = build_leg(prep["benzene"], prep["toluene"], mapping, "solvent", settings=settings)
     description = (
-        f"fep.hybrid.build_leg benzene→toluene solvent leg ({leg.system.getNumParticles()} atoms; OpenFF 2.2.1, "
+        f"fep.alchemy.hybrid.build_leg benzene→toluene solvent leg ({leg.system.getNumParticles()} atoms; OpenFF 2.2.1, "
         f"TIP3P, rhombic dodecahedron, padding {padding}, PME cutoff {cutoff}, HMR 3 amu; Gasteiger charges)"
     )
     return (
@@ -98,8 +98,8 @@ def build_hybrid_leg(padding: str, cutoff: str):
 
 
 def hybrid_states(n_states: int) -> list[dict[str, float]]:
-    """fep.lambdas' default protocol with ``n_states`` windows."""
-    from fep.lambdas import LambdaProtocol
+    """fep.alchemy.lambdas' default protocol with ``n_states`` windows."""
+    from fep.alchemy.lambdas import LambdaProtocol
 
     return [dict(w) for w in LambdaProtocol.default_protocol(n_states).windows]
 
@@ -206,7 +206,7 @@ def plain_md(system, positions, box, state, n_steps: int) -> dict:
 
 
 def ours(system, topology, positions, box, states, static_groups, steps: int, n_iter: int, folder: Path) -> dict:
-    from fep.sampler import HREXSampler, SamplerSettings
+    from fep.sampling.hrex import HREXSampler, SamplerSettings
 
     settings = SamplerSettings(
         timestep=f"{TIMESTEP_FS} fs",
@@ -305,8 +305,8 @@ def main(argv: list[str] | None = None) -> dict:
             raise ImportError("fallback asked for")
         system, topology, positions, box, static_groups, description = build_hybrid_leg(args.padding, args.cutoff)
         states = hybrid_states(args.states)
-    except ImportError as err:  # fep.hybrid not there (yet)
-        print(f"fep.hybrid not used ({err}); alanine dipeptide fallback", flush=True)
+    except ImportError as err:  # fep.alchemy.hybrid not there (yet)
+        print(f"fep.alchemy.hybrid not used ({err}); alanine dipeptide fallback", flush=True)
         system, topology, positions, box, static_groups, description = build_system(args.box)
         states = alchemical_states(args.states)
     positions, box = equilibrate(system, positions, box, states[0], steps=500)
@@ -386,10 +386,10 @@ def storage_estimate(
     snapshot_interval: int = 40,
 ):
     """Bytes written per ns (of every window) for a solvent leg with the default protocol, measured by writing
-    one ns of data through :class:`fep.sampler_storage.SamplerStore` (snapshots: the equilibrated system
+    one ns of data through :class:`fep.sampling.storage.SamplerStore` (snapshots: the equilibrated system
     with thermal noise)."""
     n_atoms = len(positions)
-    from fep.sampler_storage import IterationBuffer, SamplerStore
+    from fep.sampling.storage import IterationBuffer, SamplerStore
 
     rng = np.random.default_rng(0)
     n_iter = round(1000 / ps_per_iteration)

@@ -1,4 +1,4 @@
-"""How long building the plain end states of one edge takes (``fep.systems.build_end_states``), per leg.
+"""How long building the plain end states of one edge takes (``fep.systems.endstates.build_end_states``), per leg.
 
 Edge lig_ejm_31~lig_ejm_42 of tyk2 (protein 4652 atoms; complex box ≈ 35k atoms with 1.0 nm padding, solvent
 box with 1.2 nm padding, vacuum). Charges are Gasteiger so that sqm time is not counted (the AM1-BCC charges
@@ -37,7 +37,7 @@ def _edge(cache: Path):
 
 
 def measure(leg: str, prep_a, prep_b, mapping) -> dict:
-    from fep.systems import build_end_states
+    from fep.systems.endstates import build_end_states
 
     protein = SHARED / "benchmarks" / "tyk2" / "protein.pdb" if leg == "complex" else None
     marks: list[tuple[str, float]] = []

@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from fep.nnp import NNPSettings
-from fep.sampler import SamplerSettings
-from fep.systems import SystemSettings
+from fep.nnp.correction import NNPSettings
+from fep.sampling.hrex import SamplerSettings
+from fep.systems.endstates import SystemSettings
 from ligand_prep.base import FrozenModel, InputError
 
 __all__ = ["TIERS", "Protocol", "load_protocol", "tier"]
@@ -64,7 +64,7 @@ class Protocol(FrozenModel):
     # ------------------------------------------------------------------------------------------- views
     def windows(self) -> tuple[dict[str, float], ...]:
         """The λ windows: one dict (λ parameter -> value) per window, state A first, state B last."""
-        from fep.lambdas import LambdaProtocol, default_protocol
+        from fep.alchemy.lambdas import LambdaProtocol, default_protocol
 
         if self.lambda_schedule is not None:
             schedule = {k: list(v) for k, v in self.lambda_schedule.items()}

@@ -1,7 +1,7 @@
 """ANI-2x energies of one molecule over many frames, batched (the hot loop of the NNP endpoint correction).
 
 The model is built from torchani's own architecture and loaded from the local weight file found by
-:func:`fep.nnp_models.find_ani2x_weights` (never downloaded), once per process, device and dtype.
+:func:`fep.nnp.models.find_ani2x_weights` (never downloaded), once per process, device and dtype.
 
 Units: coordinates in nm in, energies in kJ/mol and forces in kJ/mol/nm out (torchani itself works in Å and
 Hartree; 1 Eh = 2625.4996394799 kJ/mol).
@@ -65,13 +65,13 @@ def load_ani2x(device: Any = None, dtype: Any = None, weights: str | None = None
     dtype : {'float64', 'float32'} or torch dtype, optional
         Default float64.
     weights : str, optional
-        The state-dict file; default :func:`fep.nnp_models.find_ani2x_weights` (raises
-        :class:`~fep.nnp_models.ModelWeightsError` with install instructions when missing).
+        The state-dict file; default :func:`fep.nnp.models.find_ani2x_weights` (raises
+        :class:`~fep.nnp.models.ModelWeightsError` with install instructions when missing).
     self_energies : bool
         False: a copy whose self (free-atom) energies are zero, i.e. energies measured from the free atoms.
     """
     if weights is None:
-        from fep.nnp_models import find_ani2x_weights
+        from fep.nnp.models import find_ani2x_weights
 
         weights = str(find_ani2x_weights())
     dev = resolve_device(device)

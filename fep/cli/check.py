@@ -1,7 +1,7 @@
 """``fep check``: build one leg of an edge and check the hybrid's end-state energies against the plain systems.
 
 Exit status 0 when every difference is within tolerance (Reference: 0.01 kJ/mol and 0.01 kJ/mol/nm; CPU:
-single-precision noise, see :mod:`fep.check`), 1 otherwise, 2 on an input error.
+single-precision noise, see :mod:`fep.alchemy.check`), 1 otherwise, 2 on an input error.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def check(
     if platform not in ("Reference", "CPU"):
         raise InputError(f"--platform '{platform}': choose Reference or CPU")
 
-    from fep.check import end_state_energy_check
-    from fep.hybrid import build_hybrid
-    from fep.systems import build_end_states
+    from fep.alchemy.check import end_state_energy_check
+    from fep.alchemy.hybrid import build_hybrid
+    from fep.systems.endstates import build_end_states
     from ligand_prep.charges import assign_charges
     from ligand_prep.io import read_ligands
     from ligand_prep.mapping import MCSMapper

@@ -25,8 +25,8 @@ def protein(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check that every residue of PDB matches a force-field template; report atoms and net charge."""
-    from fep.protein import fix_protein, load_protein
-    from fep.systems import SystemSettings
+    from fep.systems.endstates import SystemSettings
+    from fep.systems.protein import fix_protein, load_protein
 
     settings = SystemSettings(
         extra_forcefield_files=tuple(str(p) for p in extra_forcefield), keep_crystal_waters=keep_crystal_waters

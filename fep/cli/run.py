@@ -1,8 +1,8 @@
 """``fep run``: simulate one edge, a planned network, or a whole ligand series, resumably.
 
-Before any simulation it prints the plan and the cost estimate (:mod:`fep.cost`; ``--dry-run`` stops there). Legs
-run as jobs on a local process pool or a Dask cluster (:mod:`fep.executors`), their state goes to the results
-store (:mod:`fep.store`), and the report is written to ``RUN_DIR/report/``.
+Before any simulation it prints the plan and the cost estimate (:mod:`fep.execution.cost`; ``--dry-run`` stops there). Legs
+run as jobs on a local process pool or a Dask cluster (:mod:`fep.execution.executors`), their state goes to the results
+store (:mod:`fep.execution.store`), and the report is written to ``RUN_DIR/report/``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _print_cost(out, cost) -> None:
 
 
 def _make_executor(executor, workers, scheduler, cluster_config):
-    from fep.executors import DaskExecutor, LocalExecutor
+    from fep.execution.executors import DaskExecutor, LocalExecutor
 
     if executor == "local":
         return LocalExecutor(workers)
@@ -225,9 +225,9 @@ def run(
         if path is not None and not path.exists():
             raise InputError(f"{what} {path}: file not found")
 
-    from fep.cost import estimate_cost
+    from fep.execution.cost import estimate_cost
+    from fep.execution.runner import RunSpec, open_run_dir, package_versions
     from fep.protocol import LEGS_FOR_MODE, load_protocol
-    from fep.runner import RunSpec, open_run_dir, package_versions
 
     if (output / "run.json").exists() and not resume:
         raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
@@ -270,8 +270,8 @@ def run(
         per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
         extend_iterations = max(1, round(extend / per_iteration))
 
-    from fep.executors import cut_off_ligands, propose_repairs
-    from fep.store import Store, store_url
+    from fep.execution.executors import cut_off_ligands, propose_repairs
+    from fep.execution.store import Store, store_url
 
     db = Store(store_url(store or output))
     pool = _make_executor(executor, workers, scheduler, cluster_config)
@@ -317,7 +317,7 @@ def run(
 def _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_iterations):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from fep.executors import execute_network
+    from fep.execution.executors import execute_network
     from fep.protocol import LEGS_FOR_MODE
 
     n_legs = len(net.edges) * len(LEGS_FOR_MODE[spec.mode]) * spec.protocol.repeats

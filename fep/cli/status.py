@@ -25,7 +25,7 @@ def _store_jobs(run_dir: Path) -> dict[tuple, dict] | None:
     """Jobs of the run from RUN_DIR/mlfep.sqlite keyed by (edge, leg, repeat); None without a store."""
     if not (run_dir / "mlfep.sqlite").exists():
         return None
-    from fep.store import open_store
+    from fep.execution.store import open_store
 
     try:
         store = open_store(run_dir)
@@ -72,7 +72,7 @@ def collect_status(run_dir: Path) -> dict:
     """
     import json
 
-    from fep.runner import RunSpec
+    from fep.execution.runner import RunSpec
     from ligand_prep.base import InputError
     from ligand_prep.models import Network
 

@@ -61,8 +61,8 @@ def write_synthetic_run(
     (live) process and no result; the other edges are done, with legs that carry diagnostics.
     """
     from analysis.results import EdgeResult, Verdict
+    from fep.execution.runner import RunSpec
     from fep.protocol import tier
-    from fep.runner import RunSpec
     from ligand_prep.experimental import read_experimental
     from ligand_prep.io import read_ligands
     from ligand_prep.models import AtomMapping, Network

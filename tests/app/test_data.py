@@ -120,8 +120,8 @@ def test_mol_image_uri():
 
 
 def test_store_source_lists_stored_and_folder_runs(runs_root, tmp_path):
-    from fep.runner import RunSpec
-    from fep.store import open_store
+    from fep.execution.runner import RunSpec
+    from fep.execution.store import open_store
     from ligand_prep.models import Network
 
     url = f"sqlite:///{tmp_path / 'team.sqlite'}"

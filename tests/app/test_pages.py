@@ -168,7 +168,7 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     assert len(keys) == 2
     assert len(at.get("image")) == 1  # the mapping depiction of the selected edge
     assert any("**0.24 ns**" in m.value for m in at.markdown)  # 2 edges x 2 legs x 3 windows x 0.02 ns
-    assert any("GPU-hours" in m.value for m in at.markdown)  # fep.cost estimate
+    assert any("GPU-hours" in m.value for m in at.markdown)  # fep.execution.cost estimate
 
     # edit: add the missing pair, then remove the first planned edge
     names = ["benzene", "toluene", "phenol"]

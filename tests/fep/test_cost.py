@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fep.cli import main
-from fep.cost import (
+from fep.execution.cost import (
     ALCHEMICAL_FACTOR,
     CPU_CORE_S_PER_ATOM_STEP,
     GPU_CAP_NS_DAY,
@@ -20,7 +20,7 @@ from fep.cost import (
 )
 from fep.protocol import load_protocol
 
-# benchmarks/results/system_build.md: tyk2 lig_ejm_31 legs built by fep.systems (default protocol settings)
+# benchmarks/results/system_build.md: tyk2 lig_ejm_31 legs built by fep.systems.endstates (default protocol settings)
 TYK2_COMPLEX_ATOMS, TYK2_SOLVENT_ATOMS = 34785, 1306
 
 

@@ -77,7 +77,7 @@ def test_network_finishes_around_the_failed_leg(series_run):
 
 
 def test_store_records_jobs_attempts_and_checksums(series_run):
-    from fep.store import file_sha256, open_store
+    from fep.execution.store import file_sha256, open_store
 
     _, run_dir = series_run
     store = open_store(run_dir)
@@ -144,7 +144,7 @@ def test_cut_off_ligands_and_repairs():
     import tempfile
     from pathlib import Path
 
-    from fep.executors import cut_off_ligands, propose_repairs
+    from fep.execution.executors import cut_off_ligands, propose_repairs
     from ligand_prep.io import read_ligands
     from ligand_prep.models import Network
 
@@ -199,7 +199,7 @@ def test_dask_local_cluster_matches_the_local_executor(series_run, series_inputs
     # same seeds, but OpenMM's CPU platform is not bitwise reproducible: agreement within 3 combined σ (plus
     # 0.3 kcal/mol, as σ from 6 iterations of 50 steps is itself rough); measured: -1.13 ± 0.28 vs 0.54 ± 0.71
     assert abs(dask_result["ddg_mm_kcal_mol"] - local_result["ddg_mm_kcal_mol"]) <= 3 * sigma + 0.3
-    from fep.store import open_store
+    from fep.execution.store import open_store
 
     store = open_store(run_dir)
     jobs = store.run_jobs(store.list_runs()[0]["id"])
@@ -232,7 +232,7 @@ def test_dask_needs_a_scheduler_or_a_cluster_file(series_inputs, tmp_path, capsy
 def test_cluster_config_without_dask_jobqueue_says_what_to_install(tmp_path, monkeypatch):
     import sys
 
-    from fep.executors import ExecutorError, cluster_from_config
+    from fep.execution.executors import ExecutorError, cluster_from_config
 
     config = tmp_path / "slurm.yaml"
     config.write_text("kind: slurm\njobs: 2\nqueue: gpu\ncores: 4\nmemory: 16GB\n")
@@ -250,8 +250,8 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(series_inputs,
     import sys
     import time
 
-    from fep.sampler_storage import load_samples
-    from fep.store import open_store
+    from fep.execution.store import open_store
+    from fep.sampling.storage import load_samples
 
     ligands, _ = series_inputs
     n_iterations = 30
@@ -349,7 +349,7 @@ def test_edge_with_every_leg_done_but_no_result_is_running_while_its_driver_live
 
 
 def test_local_pool_shares_the_cores_between_its_workers(monkeypatch):
-    from fep import executors
+    from fep.execution import executors
 
     for var in executors.CPU_THREAD_VARIABLES:
         monkeypatch.delenv(var, raising=False)

@@ -7,9 +7,9 @@ import pytest
 
 openmm = pytest.importorskip("openmm")
 
-from fep.check import end_state_energy_check  # noqa: E402
-from fep.hybrid import FORCE_GROUPS, HybridError, HybridLeg, build_hybrid  # noqa: E402
-from fep.lambdas import LambdaProtocol  # noqa: E402
+from fep.alchemy.check import end_state_energy_check  # noqa: E402
+from fep.alchemy.hybrid import FORCE_GROUPS, HybridError, HybridLeg, build_hybrid  # noqa: E402
+from fep.alchemy.lambdas import LambdaProtocol  # noqa: E402
 
 REFERENCE_TOL = 0.01  # kJ/mol, the brief's bar for the Reference platform
 
@@ -35,7 +35,7 @@ def series(bench, charge_cache):
 @pytest.fixture(scope="module")
 def leg_of(series):
     """Builder of (end_states, hybrid) for an edge and leg, cached per module."""
-    from fep.systems import SystemSettings, build_end_states
+    from fep.systems.endstates import SystemSettings, build_end_states
 
     ligands, prep, mapper = series
     cache = {}
@@ -155,7 +155,7 @@ def test_energy_continuous_along_default_path(leg_of):
     """No jumps: along the default staging the largest step in energy halves when the step in λ halves."""
     _, hybrid, _ = leg_of("benzene", "phenol", "solvent")
     context = _context(hybrid, "CPU")
-    from fep.lambdas import _STAGING, _ramp
+    from fep.alchemy.lambdas import _STAGING, _ramp
 
     def path(n):
         energies = []
@@ -224,7 +224,7 @@ def test_save_load_round_trip(leg_of, tmp_path):
 
 def test_dispersion_coefficient_matches_openmm(leg_of):
     """Our closed form of OpenMM's dispersion coefficient equals OpenMM's own (evaluated on a sparse lattice)."""
-    from fep.hybrid_nonbonded import dispersion_coefficient, dispersion_coefficient_openmm
+    from fep.alchemy.nonbonded import dispersion_coefficient, dispersion_coefficient_openmm
 
     end_states, hybrid, _ = leg_of("benzene", "toluene", "solvent")
     for system in (end_states.system_a, end_states.system_b, hybrid.system):
@@ -249,7 +249,7 @@ def tyk2_edge(bench, charge_cache):
 
 
 def test_tyk2_solvent_end_states(tyk2_edge):
-    from fep.systems import build_end_states
+    from fep.systems.endstates import build_end_states
 
     prep_a, prep_b, mapping = tyk2_edge
     end_states = build_end_states(prep_a, prep_b, mapping, "solvent")
@@ -261,7 +261,7 @@ def test_tyk2_solvent_end_states(tyk2_edge):
 @pytest.mark.slow
 def test_tyk2_complex_end_states(tyk2_edge, bench):
     """The complex leg (35k atoms): 2-5 minutes (Reference + CPU checks) on 2 busy cores."""
-    from fep.systems import build_end_states
+    from fep.systems.endstates import build_end_states
 
     prep_a, prep_b, mapping = tyk2_edge
     end_states = build_end_states(prep_a, prep_b, mapping, "complex", protein_pdb=bench / "tyk2" / "protein.pdb")
@@ -292,7 +292,7 @@ def test_inconsistent_inputs_refused(leg_of):
 
 def test_ring_size_change_vacuum(tmp_path, charge_cache):
     """Cyclopentyl -> cyclohexyl: the partly mapped ring becomes dummy atoms on both sides; end states exact."""
-    from fep.systems import build_end_states
+    from fep.systems.endstates import build_end_states
     from ligand_prep.charges import assign_charges
     from ligand_prep.io import read_ligands
     from ligand_prep.mapping import MCSMapper
@@ -310,7 +310,7 @@ def test_ring_size_change_vacuum(tmp_path, charge_cache):
 
 
 def test_build_leg_vacuum(series):
-    from fep.hybrid import build_leg
+    from fep.alchemy.hybrid import build_leg
 
     ligands, prep, mapper = series
     mapping = mapper.map(ligands["benzene"], ligands["fluorobenzene"])

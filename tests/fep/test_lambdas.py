@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fep.lambdas import LAMBDA_PARAMETERS, TIERS, LambdaProtocol
+from fep.alchemy.lambdas import LAMBDA_PARAMETERS, TIERS, LambdaProtocol
 from ligand_prep.base import InputError
 
 
@@ -90,6 +90,6 @@ def test_model_validation_and_json_round_trip(tmp_path):
 
 def test_parameters_match_hybrid_module():
     pytest.importorskip("openmm")
-    from fep.hybrid import LAMBDA_PARAMETERS as HYBRID_PARAMETERS
+    from fep.alchemy.hybrid import LAMBDA_PARAMETERS as HYBRID_PARAMETERS
 
     assert tuple(HYBRID_PARAMETERS) == LAMBDA_PARAMETERS

@@ -1,7 +1,7 @@
 """NNP endpoint correction: support rules, the λ Hamiltonian, MBAR against exact answers, the vacuum check.
 
 The acceptance check (``test_vacuum_correction_agrees_with_independent_ti``, slow) compares ΔG(MM → ML) of
-methanol in vacuum from :func:`fep.nnp.endpoint_correction` with thermodynamic integration over an
+methanol in vacuum from :func:`fep.nnp.correction.endpoint_correction` with thermodynamic integration over an
 independent implementation of the same path (openmm-ml's ``createMixedSystem(..., interpolate=True)``).
 
 openmm-ml 1.8's ANI ``PythonForce`` returns forces in kJ/mol/Å where OpenMM reads kJ/mol/nm (energies are right):
@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pytest
 
-from fep.nnp import NNPSettings, analyse_lambda_samples, endpoint_correction, nnp_support
+from fep.nnp.correction import NNPSettings, analyse_lambda_samples, endpoint_correction, nnp_support
 from ligand_prep.base import InputError
 from ligand_prep.models import Ligand, PreparedLigand
 
@@ -135,7 +135,7 @@ def test_lambda_system_is_mm_at_zero_and_ani_at_one_in_vacuum(methanol):
     import openmm
     import openmm.unit as u
 
-    from fep.nnp_system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
+    from fep.nnp.system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
     from gpu_kernels.mm_intra import openmm_reference_energies
 
     prepared, system, _, frames = methanol
@@ -164,7 +164,7 @@ def test_lambda_system_is_mm_at_zero_and_ani_at_one_in_vacuum(methanol):
 
 
 def test_make_whole_undoes_triclinic_wrapping(methanol):
-    from fep.nnp_system import DeltaU, make_whole
+    from fep.nnp.system import DeltaU, make_whole
 
     prepared, _, _, frames = methanol
     delta_u = DeltaU(prepared, device="cpu")
@@ -182,8 +182,8 @@ def test_make_whole_undoes_triclinic_wrapping(methanol):
 def test_parameter_mismatch_between_system_and_prepared_ligand_is_detected(methanol):
     import openmm
 
-    from fep.nnp import _parameter_mismatch
-    from fep.nnp_system import DeltaU
+    from fep.nnp.correction import _parameter_mismatch
+    from fep.nnp.system import DeltaU
 
     prepared, system, _, frames = methanol
     delta_u = DeltaU(prepared, device="cpu")
@@ -239,7 +239,7 @@ def test_fast_vacuum_correction_is_finite_with_positive_error(methanol):
 
 
 def test_unstable_ml_mm_dynamics_raise_a_clear_error(methanol):
-    from fep.nnp import sample_lambda_states
+    from fep.nnp.correction import sample_lambda_states
     from ligand_prep.base import MlfepError
 
     _, system, _, frames = methanol
@@ -311,7 +311,7 @@ def _openmm_ml_force_factor(system, start) -> float:
 
 
 def _ti_with_openmm_ml(prepared, system, topology, start, lambdas, n_samples, interval, friction=5.0, seed=5):
-    """⟨dU/dλ⟩ at each λ on openmm-ml's interpolated ANI-2x/MM system (independent of fep.nnp_system)."""
+    """⟨dU/dλ⟩ at each λ on openmm-ml's interpolated ANI-2x/MM system (independent of fep.nnp.system)."""
     import openmm
     import openmm.unit as u
     import openmmml.models.anipotential as anipotential
@@ -412,7 +412,7 @@ def test_vacuum_correction_agrees_with_independent_ti(methanol):
 @pytest.mark.slow
 def test_vacuum_correction_agrees_with_long_exponential_averaging(methanol):
     """ΔG(MM → ML) of methanol from endpoint_correction vs Zwanzig EXP over a long (96 ps) MM run."""
-    from fep.nnp_system import DeltaU
+    from fep.nnp.system import DeltaU
     from ligand_prep.parameters import ligand_system
 
     prepared, system, topology, _ = methanol

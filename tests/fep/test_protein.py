@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fep.protein import check_protein, fix_protein, load_protein
-from fep.systems import SystemSettings, build_end_states
+from fep.systems.endstates import SystemSettings, build_end_states
+from fep.systems.protein import check_protein, fix_protein, load_protein
 from ligand_prep.base import InputError, ParametrizationError
 
 pytest.importorskip("openmm")
@@ -42,7 +42,7 @@ def test_load_tyk2_protein(bench):
     kept = load_protein(bench / "tyk2" / "protein.pdb", SystemSettings(keep_crystal_waters=True))
     assert kept.n_crystal_waters == 2 and kept.topology.getNumAtoms() == 4658 and kept.net_charge == -2
     # HIS tautomers come from the hydrogens present: HD1 only -> HID, HE2 only -> HIE, both -> HIP
-    from fep.systems import make_forcefield
+    from fep.systems.endstates import make_forcefield
 
     templates = make_forcefield(SystemSettings()).getMatchingTemplates(protein.topology)
     seen = set()
@@ -127,8 +127,8 @@ def test_missing_file(tmp_path):
 def test_check_protein_returns_charge(bench):
     import openmm.app as app
 
-    from fep.solvation import positions_nm
-    from fep.systems import make_forcefield
+    from fep.systems.endstates import make_forcefield
+    from fep.systems.solvation import positions_nm
 
     pdb = app.PDBFile(str(bench / "tyk2" / "protein.pdb"))
     assert check_protein(pdb.topology, positions_nm(pdb.positions), make_forcefield(SystemSettings())) == -2

@@ -15,7 +15,7 @@ import pytest
 openmm = pytest.importorskip("openmm")
 app = pytest.importorskip("openmm.app")
 
-from fep.sampler import (  # noqa: E402
+from fep.sampling.hrex import (  # noqa: E402
     HREXSampler,
     SamplerError,
     SamplerSettings,
@@ -308,7 +308,7 @@ def test_npt_water_box_energy_matrix_includes_pv_and_static_groups(tmp_path):
 
 
 def test_a_folder_in_use_by_another_run_is_refused(tmp_path):
-    from fep.sampler_storage import SamplerStore
+    from fep.sampling.storage import SamplerStore
 
     system, topology, positions = harmonic_system(n=2)
     held = SamplerStore(tmp_path).lock()
@@ -331,7 +331,7 @@ def test_resume_accepts_the_same_settings_written_differently(tmp_path):
 
 
 def test_select_platform():
-    from fep.platforms import PlatformError, platform_properties, select_platform
+    from fep.sampling.platforms import PlatformError, platform_properties, select_platform
 
     assert select_platform("auto").getName() in ("CUDA", "OpenCL", "CPU")  # never Reference unless asked
     assert select_platform("Reference").getName() == "Reference"
@@ -346,9 +346,9 @@ def test_select_platform():
 
 @pytest.mark.slow
 def test_hybrid_vacuum_leg_runs_and_mixes(bench, charge_cache, tmp_path):
-    """benzene → toluene vacuum leg of fep.hybrid through the sampler: finite energies, end states match A/B."""
-    from fep.hybrid import build_leg
-    from fep.lambdas import LambdaProtocol
+    """benzene → toluene vacuum leg of fep.alchemy.hybrid through the sampler: finite energies, end states match A/B."""
+    from fep.alchemy.hybrid import build_leg
+    from fep.alchemy.lambdas import LambdaProtocol
     from ligand_prep.charges import assign_charges
     from ligand_prep.io import read_ligands
     from ligand_prep.mapping import MCSMapper

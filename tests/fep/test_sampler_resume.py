@@ -17,7 +17,7 @@ import pytest
 
 pytest.importorskip("openmm")
 
-from fep.sampler import HREXSampler, SamplerSettings, load_samples
+from fep.sampling.hrex import HREXSampler, SamplerSettings, load_samples
 
 N_ITERATIONS = 160
 CHILD = textwrap.dedent(
@@ -26,7 +26,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     import openmm
     import openmm.app as app
-    from fep.sampler import HREXSampler, SamplerSettings
+    from fep.sampling.hrex import HREXSampler, SamplerSettings
 
     def toy():
         system = openmm.System()

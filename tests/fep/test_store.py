@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from fep.execution.runner import RunSpec
+from fep.execution.store import Store, file_sha256, open_store, store_url
 from fep.protocol import load_protocol
-from fep.runner import RunSpec
-from fep.store import Store, file_sha256, open_store, store_url
 from ligand_prep.base import InputError
 from ligand_prep.models import AtomMapping, Ligand, Network
 
@@ -125,7 +125,7 @@ def test_read_api_imports_no_openmm_or_torch(tmp_path):
     store = open_store(tmp_path, create=True)
     store.register_run(tmp_path, _network(1), _spec())
     code = (
-        "import sys; from fep.store import open_store; s = open_store(sys.argv[1]); r = s.list_runs()[0]; "
+        "import sys; from fep.execution.store import open_store; s = open_store(sys.argv[1]); r = s.list_runs()[0]; "
         "s.run_jobs(r['id']); s.run_edges(r['id']); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('openmm', 'torch')]; print(len(bad))"
     )

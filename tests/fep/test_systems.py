@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fep.systems import (
+from fep.systems.endstates import (
     SystemSettings,
     UnsupportedEdgeError,
     align_ligand_b,

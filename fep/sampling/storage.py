@@ -384,7 +384,7 @@ def load_samples(folder: str | os.PathLike[str]) -> SamplerData:
     Parameters
     ----------
     folder : path
-        A folder written by :class:`fep.sampler.HREXSampler`.
+        A folder written by :class:`fep.sampling.hrex.HREXSampler`.
 
     Returns
     -------

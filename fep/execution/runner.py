@@ -11,8 +11,8 @@ Run-directory layout (every file written atomically; any stage can be resumed or
                                              nnp_A.json, nnp_B.json (ANI-2x corrections, made by the leg's
                                              worker right after sampling)
     RUN_DIR/edges/<A>~<B>/edge_result.json   EdgeResult (also written, with the error, when the edge fails)
-    RUN_DIR/prepared/<name>.json             PreparedLigand (charges) read by workers (fep.executors)
-    RUN_DIR/mlfep.sqlite                     the results store (fep.store): jobs, progress, results
+    RUN_DIR/prepared/<name>.json             PreparedLigand (charges) read by workers (fep.execution.executors)
+    RUN_DIR/mlfep.sqlite                     the results store (fep.execution.store): jobs, progress, results
     RUN_DIR/report/                          report.html, results.csv, edges.csv (analysis.report)
 
 A leg's folder also holds ``sampler_summary.json`` (wall/CPU time of the last sampler call, atom count) and, when
@@ -116,8 +116,8 @@ def _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir: Path):
     """Build (or reload) the end states and hybrid of one leg."""
     import openmm
 
-    from fep.hybrid import HybridLeg, build_hybrid
-    from fep.systems import build_end_states
+    from fep.alchemy.hybrid import HybridLeg, build_hybrid
+    from fep.systems.endstates import build_end_states
 
     hybrid_dir = leg_dir / "hybrid"
     if (hybrid_dir / "leg.json").exists():
@@ -191,8 +191,8 @@ def run_leg(
     """Build, sample and analyse one leg; returns its :class:`analysis.results.LegResult`."""
     from analysis.mbar import analyse_leg
     from analysis.results import LegResult
-    from fep.sampler import HREXSampler
-    from fep.sampler_storage import load_samples
+    from fep.sampling.hrex import HREXSampler
+    from fep.sampling.storage import load_samples
 
     leg_dir = Path(leg_dir)
     result_path = leg_dir / "leg_result.json"
@@ -228,7 +228,7 @@ def run_leg(
         summary = sampler.extend(extend_iterations, progress=on_progress)
     else:
         summary = sampler.run(progress=on_progress)
-    if summary is not None:  # wall / CPU time per call: the cost model's calibration data (fep.cost)
+    if summary is not None:  # wall / CPU time per call: the cost model's calibration data (fep.execution.cost)
         record = {
             "n_atoms": int(hybrid.system.getNumParticles()),
             "steps_per_iteration": settings.steps_per_iteration,
@@ -257,9 +257,9 @@ def correct_leg(
     import openmm
 
     from analysis.results import EndpointCorrection
-    from fep.hybrid import HybridLegInfo
-    from fep.nnp import endpoint_correction, nnp_support
-    from fep.sampler_storage import load_samples
+    from fep.alchemy.hybrid import HybridLegInfo
+    from fep.nnp.correction import endpoint_correction, nnp_support
+    from fep.sampling.storage import load_samples
 
     leg_dir = Path(leg_dir)
     info = HybridLegInfo.from_json_file(leg_dir / "hybrid" / "leg.json")

@@ -1,7 +1,7 @@
 """Solvent boxes for the end states: box vectors, water-clash clean-up, ion placement, fast topology copies.
 
 Numpy in, numpy out (positions in nm, shape (N, 3)); ``openmm`` is imported inside the functions that need it.
-Used by :mod:`fep.systems` (and :mod:`fep.protein` for :func:`copy_topology`).
+Used by :mod:`fep.systems.endstates` (and :mod:`fep.systems.protein` for :func:`copy_topology`).
 """
 
 from __future__ import annotations

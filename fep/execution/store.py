@@ -18,7 +18,7 @@ Tables
 
 Read API for the dashboard (imports neither openmm nor torch; only SQLAlchemy)::
 
-    from fep.store import open_store
+    from fep.execution.store import open_store
     store = open_store("runs/series1")            # a run directory, a .sqlite file or a SQLAlchemy URL
     for run in store.list_runs():                  # [{'id', 'project', 'run_dir', 'mode', 'protocol', ...}]
         store.run_jobs(run["id"])                  # one dict per leg job: edge, leg, repeat, state, attempts, ...
@@ -284,7 +284,7 @@ class Store:
     def register_run(self, run_dir: str | os.PathLike[str], network: Any, spec: Any, *, project: str = "") -> int:
         """Create (or find) the run of ``run_dir`` and its ligands, edges, legs and jobs; returns the run id.
 
-        ``network`` is a :class:`ligand_prep.models.Network`, ``spec`` a :class:`fep.runner.RunSpec`. Calling it
+        ``network`` is a :class:`ligand_prep.models.Network`, ``spec`` a :class:`fep.execution.runner.RunSpec`. Calling it
         again adds what is new (edges added by ``--repair``) and leaves existing rows alone.
         """
         from fep.protocol import LEGS_FOR_MODE

@@ -137,9 +137,9 @@ def end_state_energy_check(end_states, hybrid, platform: str = "Reference") -> d
 
     Parameters
     ----------
-    end_states : fep.systems.EndStates
+    end_states : fep.systems.endstates.EndStates
         The plain end states the hybrid was built from.
-    hybrid : fep.hybrid.HybridLeg
+    hybrid : fep.alchemy.hybrid.HybridLeg
     platform : str
         ``"Reference"`` (default, double precision) or ``"CPU"``.
 

@@ -212,11 +212,11 @@ def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=Non
     settings : SystemSettings, optional
         ``keep_crystal_waters``, ``protein_forcefield``, ``extra_forcefield_files``.
     forcefield : openmm.app.ForceField, optional
-        Default: :func:`fep.systems.make_forcefield` of ``settings`` without ligands.
+        Default: :func:`fep.systems.endstates.make_forcefield` of ``settings`` without ligands.
     """
 
-    from fep.solvation import copy_topology, positions_nm
-    from fep.systems import SystemSettings, make_forcefield
+    from fep.systems.endstates import SystemSettings, make_forcefield
+    from fep.systems.solvation import copy_topology, positions_nm
 
     settings = settings or SystemSettings()
     path = Path(pdb_path)

@@ -9,14 +9,14 @@ How the environment is made
 1. Ligand A keeps its pose. Ligand B is Kabsch-aligned onto A's mapped atoms, then every mapped B atom is put
    exactly on its A partner; B's unique atoms keep their aligned positions.
 2. Protein (complex leg): read with ``openmm.app.PDBFile``, crystal waters dropped unless asked, residue
-   templates checked *before* any expensive work (:mod:`fep.protein`).
+   templates checked *before* any expensive work (:mod:`fep.systems.protein`).
 3. Solvation happens once, with both ligands present as solute (``Modeller.addSolvent``, dodecahedron by
    default), so no water clashes with any atom of A or of B; waters that clash with each other across the
-   cell faces are removed (:func:`fep.solvation.water_clashes`). Ions are then placed
-   (:func:`fep.solvation.ion_sites`): neutralising counter-ions for the net charge of the leg (protein + ligand A) plus NaCl at the ionic
+   cell faces are removed (:func:`fep.systems.solvation.water_clashes`). Ions are then placed
+   (:func:`fep.systems.solvation.ion_sites`): neutralising counter-ions for the net charge of the leg (protein + ligand A) plus NaCl at the ionic
    strength, with OpenMM's counting rule, on randomly chosen waters (seeded, so reproducible) at least
    ``ion_min_distance`` from the solute and from each other. The box follows OpenMM's padding rule but is
-   never smaller than the cutoff allows (:func:`fep.solvation.box_vectors_for`): a small ligand with 1.2 nm padding gets a
+   never smaller than the cutoff allows (:func:`fep.systems.solvation.box_vectors_for`): a small ligand with 1.2 nm padding gets a
    2.80 nm dodecahedron rather than 2.4 nm, whose height (1.70 nm) OpenMM would reject with a 0.9 nm cutoff.
 4. System A is that box without ligand B, system B the box without ligand A; the environment atoms keep their
    order, so the k-th environment atom of A is the k-th of B. Atom order in each system: protein (and kept
@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from fep.solvation import (
+from fep.systems.solvation import (
     box_vectors_for,
     copy_topology,
     ion_counts,
@@ -438,7 +438,7 @@ def _assemble(
     parts = []
     env_charge = 0
     if leg == "complex":
-        from fep.protein import load_protein
+        from fep.systems.protein import load_protein
 
         protein = load_protein(protein_pdb, settings, forcefield=forcefield)
         parts.append((protein.topology, protein.positions))

@@ -50,8 +50,8 @@ import math
 
 import numpy as np
 
-from fep.hybrid_valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_B
-from fep.lambdas import LAMBDA_PARAMETERS
+from fep.alchemy.lambdas import LAMBDA_PARAMETERS
+from fep.alchemy.valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_B
 from ligand_prep.base import MlfepError
 
 __all__ = ["LAMBDA_PARAMETERS", "SOFTCORE_ALPHA", "add_nonbonded_forces", "dispersion_coefficient"]
@@ -249,7 +249,7 @@ def add_nonbonded_forces(
     Returns
     -------
     dict
-        Facts for :class:`~fep.hybrid.HybridLegInfo`: dispersion coefficients (kJ/mol·nm³) of A, B and the
+        Facts for :class:`~fep.alchemy.hybrid.HybridLegInfo`: dispersion coefficients (kJ/mol·nm³) of A, B and the
         hybrid NonbondedForce, number of offsets and exceptions.
     """
     import openmm

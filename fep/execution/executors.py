@@ -3,12 +3,12 @@
 A job is one leg (edge × repeat × leg). The parent process (:func:`execute_network`):
 
 1. prepares the ligands (charges) and saves them to ``RUN_DIR/prepared/`` so that any worker can read them;
-2. registers the run in the store (:mod:`fep.store`) and queues every leg that is not finished already (a leg
+2. registers the run in the store (:mod:`fep.execution.store`) and queues every leg that is not finished already (a leg
    with a fresh ``leg_result.json`` is skipped without simulation; an interrupted one resumes from its sampler
-   checkpoint inside :func:`fep.runner.run_leg`);
+   checkpoint inside :func:`fep.execution.runner.run_leg`);
 3. submits the jobs to an executor, polls the store for progress, re-submits a failed leg until it has had
    ``max_attempts`` attempts, and, once every leg of an edge is resolved, runs the NNP correction and
-   :func:`analysis.results.combine_edge` (:func:`fep.runner.finish_edge`) and records the edge in the store.
+   :func:`analysis.results.combine_edge` (:func:`fep.execution.runner.finish_edge`) and records the edge in the store.
 
 Executors
 ---------
@@ -85,8 +85,8 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
     Returns ``{"leg_id", "state": "done" | "failed", "error"}``; exceptions are caught and recorded (the traceback
     goes to the leg's ``error.txt``), so a failed leg never takes a worker down.
     """
-    from fep.runner import RunSpec, correct_leg, load_prepared, run_leg
-    from fep.store import Store
+    from fep.execution.runner import RunSpec, correct_leg, load_prepared, run_leg
+    from fep.execution.store import Store
     from ligand_prep.models import Network
 
     store = Store(job.store_url, create=False)
@@ -324,7 +324,7 @@ class DaskExecutor:
 
 # ---------------------------------------------------------------------------------------------- parent
 def _finished(run_dir: Path, edge: str, leg: str, repeat: int, spec) -> bool:
-    from fep.runner import leg_finished
+    from fep.execution.runner import leg_finished
 
     leg_dir = run_dir / "edges" / edge / f"repeat_{repeat}" / leg
     return leg_finished(leg_dir, spec.protocol.sampler_for(leg, repeat=repeat).n_iterations)
@@ -349,21 +349,21 @@ def execute_network(
     Parameters
     ----------
     network : ligand_prep.models.Network
-    spec : fep.runner.RunSpec
+    spec : fep.execution.runner.RunSpec
     run_dir : path
-        An opened run directory (:func:`fep.runner.open_run_dir`).
+        An opened run directory (:func:`fep.execution.runner.open_run_dir`).
     executor : LocalExecutor or DaskExecutor
         Anything with ``submit(LegJob) -> future`` (``done()``, ``result()``).
-    store : fep.store.Store
+    store : fep.execution.store.Store
     max_attempts : int
         Attempts per leg in this call (a failed leg is re-submitted until it has had this many).
     on_poll : callable(list of job dicts), optional
-        Called every ``poll_s`` with :meth:`fep.store.Store.run_jobs` (progress bars).
+        Called every ``poll_s`` with :meth:`fep.execution.store.Store.run_jobs` (progress bars).
     message : callable(str), optional
         One line per event worth telling the user (a leg failed, an edge finished).
     """
     from analysis.results import EdgeResult
-    from fep.runner import finish_edge, prepare_ligands, save_prepared
+    from fep.execution.runner import finish_edge, prepare_ligands, save_prepared
 
     if max_attempts < 1:
         raise InputError(f"--max-attempts {max_attempts}: give 1 or more")

@@ -1,6 +1,6 @@
 """ANI-2x endpoint correction: ΔG(MM → ML/MM) of one end state of one leg, from the MM samples.
 
-Hamiltonian of the ML/MM end state (see :mod:`fep.nnp_system`)::
+Hamiltonian of the ML/MM end state (see :mod:`fep.nnp.system`)::
 
     U_MLMM(x) = U_MM(x) − U_MM,intra(x_lig) + [U_ANI(x_lig) − E_self]
 
@@ -227,7 +227,7 @@ def sample_lambda_states(
         The plain MM system (cloned here, not modified).
     ligand_atoms : sequence of int
         The ligand's particle indices in mol-block order.
-    delta_u : fep.nnp_system.DeltaU
+    delta_u : fep.nnp.system.DeltaU
     positions : ndarray, shape (N, 3)
         Start positions in nm; ``box`` (3, 3) nm or None.
     lambdas : sequence of float
@@ -246,7 +246,7 @@ def sample_lambda_states(
     import openmm
     import openmm.unit as u
 
-    from fep.nnp_system import LAMBDA_PARAMETER, add_nnp_force, make_whole
+    from fep.nnp.system import LAMBDA_PARAMETER, add_nnp_force, make_whole
 
     sim_system = openmm.XmlSerializer.clone(system)
     add_nnp_force(sim_system, ligand_atoms, delta_u)
@@ -427,7 +427,7 @@ def endpoint_correction(
     if temperature_k <= 0:
         raise InputError(f"ligand {prepared.name}: temperature must be positive, got {temperature_k}")
 
-    from fep.nnp_system import DeltaU, make_whole
+    from fep.nnp.system import DeltaU, make_whole
     from gpu_kernels._torch import resolve_device
 
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ Atom counts are estimated without building a system (milliseconds per edge, nump
 - ligand atoms from the mol blocks; the hybrid has ``n_A + n_B - n_mapped`` atoms;
 - protein atoms from the PDB's ATOM/HETATM records (waters dropped unless ``keep_crystal_waters``); a PDB
   without hydrogens gets one hydrogen per heavy atom (tyk2: 2,316 H per 2,342 heavy atoms);
-- waters from the box of :func:`fep.solvation.box_vectors_for` (the padding, shape and cutoff of the protocol,
+- waters from the box of :func:`fep.systems.solvation.box_vectors_for` (the padding, shape and cutoff of the protocol,
   the same rule the builder uses): ``(V_box - V_excluded) × 33.4 waters/nm³`` (number density of water at 298 K),
   3 atoms each, with ``V_excluded = 0.0170 nm³ × n_solute + 2.2 nm³``: the solute's volume plus the shell that
   the solvation leaves empty, fitted to the two tyk2 legs that ``benchmarks/system_build.py`` built
@@ -168,11 +168,11 @@ def estimate_leg_atoms(
         Ligand A positions, nm (the box is built around them).
     n_hybrid : int
         Atoms of the hybrid ligand.
-    settings : fep.systems.SystemSettings
+    settings : fep.systems.endstates.SystemSettings
     protein_xyz : ndarray, shape (m, 3), optional
         Protein positions, nm (complex leg).
     """
-    from fep.solvation import box_vectors_for
+    from fep.systems.solvation import box_vectors_for
 
     if leg == "vacuum":
         return n_hybrid, 0

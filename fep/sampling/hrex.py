@@ -6,7 +6,7 @@ system). Per iteration, every replica is loaded into the single context, propaga
 (LangevinMiddleIntegrator, MonteCarloBarostat when a pressure is set) and evaluated in all K states
 (static force groups once per replica, the λ-dependent groups per state); then states are mixed by many
 Metropolis pair swaps (all-pairs Gibbs mixing, K³ attempts by default, ~1 µs each). Results are buffered and
-written with each checkpoint (see :mod:`fep.sampler_storage` for the folder layout); :func:`load_samples`
+written with each checkpoint (see :mod:`fep.sampling.storage` for the folder layout); :func:`load_samples`
 reads them back.
 
 Cost per iteration and replica, on top of the MD steps: one positions/velocities/box upload and download
@@ -39,9 +39,9 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from fep.platforms import platform_properties, select_platform
-from fep.sampler_mixing import gibbs_swaps
-from fep.sampler_storage import IterationBuffer, SamplerData, SamplerStore, load_samples
+from fep.sampling.mixing import gibbs_swaps
+from fep.sampling.platforms import platform_properties, select_platform
+from fep.sampling.storage import IterationBuffer, SamplerData, SamplerStore, load_samples
 from ligand_prep.base import FrozenModel, InputError, MlfepError, quantity
 
 __all__ = [

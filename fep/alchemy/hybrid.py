@@ -5,7 +5,7 @@ atoms interpolate their charges, Lennard-Jones and valence parameters; unique at
 end: their valence terms are kept at full strength at both ends (they stay attached) and their nonbonded
 interactions vanish at their dummy end. Unique A and unique B atoms never interact with each other.
 
-λ parameters (all 0 at state A, all 1 at state B; see :mod:`fep.lambdas`)::
+λ parameters (all 0 at state A, all 1 at state B; see :mod:`fep.alchemy.lambdas`)::
 
     lambda_electrostatics_a     unique-A charges off (and their intramolecular exception charges)
     lambda_sterics_a            unique-A softcore LJ off
@@ -24,7 +24,7 @@ Masses: A's for every particle of A (core atoms included), B's for B's unique at
 configurational free energies. Constraints: A's, plus B's that involve a unique B atom; a core pair constrained
 in only one end state, or at different lengths, keeps one length at every λ and is listed in ``info.warnings``.
 
-See :mod:`fep.hybrid_nonbonded` for the nonbonded design and what OpenMM recomputes on ``setParameter``.
+See :mod:`fep.alchemy.nonbonded` for the nonbonded design and what OpenMM recomputes on ``setParameter``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from fep.hybrid_nonbonded import LAMBDA_PARAMETERS, SOFTCORE_ALPHA, add_nonbonded_forces
-from fep.hybrid_valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_B, add_valence_forces
+from fep.alchemy.nonbonded import LAMBDA_PARAMETERS, SOFTCORE_ALPHA, add_nonbonded_forces
+from fep.alchemy.valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_B, add_valence_forces
 from ligand_prep.base import FrozenModel, InputError, MappingError, MlfepError, atomic_write_text
 from ligand_prep.models import AtomMapping, PreparedLigand
 
@@ -302,7 +302,7 @@ def _other_forces(hybrid, system_a, group: int) -> None:
             continue
         raise HybridError(
             f"system A contains a {type(force).__name__}, which the hybrid topology does not support; build the "
-            "end states with mlfep's fep.systems"
+            "end states with mlfep's fep.systems.endstates"
         )
 
 
@@ -312,7 +312,7 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
 
     Parameters
     ----------
-    end_states : fep.systems.EndStates
+    end_states : fep.systems.endstates.EndStates
         Plain systems A and B sharing one environment (mapped B atoms on their A partners).
     mapping : AtomMapping, optional
         A mol-block index -> B mol-block index; defaults to ``end_states.mapping``.
@@ -325,7 +325,7 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
     ------
     HybridError
         Charge-changing edge, inconsistent end states, unsupported forces or virtual sites.
-    fep.hybrid_nonbonded.HybridNonbondedError
+    fep.alchemy.nonbonded.HybridNonbondedError
         The end states differ in their nonbonded settings or net charge, or use LJPME.
 
     Examples
@@ -437,8 +437,8 @@ def build_leg(
     protein_pdb: str | os.PathLike[str] | None = None,
     progress=None,
 ) -> HybridLeg:
-    """Plain end states (:func:`fep.systems.build_end_states`) and their hybrid, in one call."""
-    from fep.systems import build_end_states
+    """Plain end states (:func:`fep.systems.endstates.build_end_states`) and their hybrid, in one call."""
+    from fep.systems.endstates import build_end_states
 
     end_states = build_end_states(prep_a, prep_b, mapping, leg, settings=settings, protein_pdb=protein_pdb)
     if progress:

@@ -1,0 +1,1 @@
+"""The alchemical stage: hybrid topology, nonbonded and valence terms, λ schedule, end-state check."""

@@ -1,0 +1,1 @@
+"""Running edges: runner, executors (process pool, Dask), store, cost, status."""

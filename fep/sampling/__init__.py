@@ -1,0 +1,1 @@
+"""Hamiltonian replica exchange: engine, state mixing, storage, platforms."""

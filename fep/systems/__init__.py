@@ -1,0 +1,1 @@
+"""End states: settings, force field, protein, solvation."""
