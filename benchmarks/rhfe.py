@@ -65,9 +65,10 @@ def plan(run_dir: Path, edges: list[str] | None, series: str = "benzenes") -> Pa
     return path
 
 
-def run(network_json: Path, run_dir: Path, protocol: str, nnp: str, extra: list[str]) -> float:
+def run(network_json: Path, run_dir: Path, protocol: str, ligand_ff: str, extra: list[str]) -> float:
     fep = Path(sys.executable).parent / "fep"
-    cmd = [str(fep), "run", str(network_json), "--protocol", protocol, "--nnp", nnp, "-o", str(run_dir), *extra]
+    cmd = [str(fep), "run", str(network_json), "--protocol", protocol, "--ligand-ff", ligand_ff, "-o", str(run_dir)]
+    cmd += extra
     if (run_dir / "run.json").exists():
         cmd.append("--resume")
     print("+", " ".join(cmd), flush=True)
@@ -290,20 +291,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol", default="fast")
     parser.add_argument("--set", dest="series", default="benzenes", choices=SETS, help="FreeSolv series")
     parser.add_argument("--run-dir", type=Path, default=None, help="Default: runs/rhfe_<set>")
-    parser.add_argument("--nnp", default="ani2x", choices=["ani2x", "none"])
+    parser.add_argument(
+        "--ligand-ff",
+        default=None,
+        choices=["sage", "ani2x-torsions", "ani2x-endpoint"],
+        help="Ligand force field of the run (fep run --ligand-ff); default sage",
+    )
+    parser.add_argument("--nnp", default=None, choices=["ani2x", "none"], help="Older name: ani2x = ani2x-endpoint")
     parser.add_argument("--edges", default=None, help="Comma-separated subset, e.g. benzene~toluene,benzene~phenol")
     parser.add_argument("--analyse-only", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--fep-args", default="", help="Extra arguments for `fep run`, e.g. '--workers 2'")
     args = parser.parse_args(argv)
     command = "python benchmarks/rhfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    if args.ligand_ff is None:
+        args.ligand_ff = "ani2x-endpoint" if args.nnp == "ani2x" else "sage"
     if args.run_dir is None:
-        args.run_dir = REPO / "runs" / f"rhfe_{args.series}"
+        args.run_dir = REPO / "runs" / f"rhfe_{args.series}_{args.ligand_ff}"
     wall = None
     if not args.analyse_only:
         log_invocation(args.run_dir, command)
         network_json = plan(args.run_dir, args.edges.split(",") if args.edges else None, args.series)
-        wall = run(network_json, args.run_dir, args.protocol, args.nnp, args.fep_args.split())
+        wall = run(network_json, args.run_dir, args.protocol, args.ligand_ff, args.fep_args.split())
     data = analyse(args.run_dir, args.protocol, wall, command, args.series)
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "rhfe" if args.series == "benzenes" else f"rhfe_{args.series}"

@@ -31,7 +31,10 @@ from fep.sampling.hrex import SamplerSettings
 from fep.systems.endstates import SystemSettings
 from ligand_prep.base import FrozenModel, InputError
 
-__all__ = ["TIERS", "Protocol", "load_protocol", "tier"]
+__all__ = ["LIGAND_FF_CHOICES", "TIERS", "Protocol", "ligand_ff_label", "load_protocol", "tier"]
+
+#: The ``--ligand-ff`` choices: plain force field, torsions refitted to ANI-2x, MM -> ML/MM endpoint correction.
+LIGAND_FF_CHOICES = ("sage", "ani2x-torsions", "ani2x-endpoint")
 
 LEGS_FOR_MODE: dict[str, tuple[str, str]] = {"binding": ("complex", "solvent"), "hydration": ("solvent", "vacuum")}
 
@@ -52,6 +55,11 @@ class Protocol(FrozenModel):
         "am1bcc", description="Ligand partial charges (AM1-BCC for real work)."
     )
     nnp: NNPSettings = Field(default_factory=NNPSettings, description="ANI-2x endpoint correction settings.")
+    ligand_torsions: Literal["forcefield", "ani2x"] = Field(
+        "forcefield",
+        description="Ligand torsions: the small-molecule force field's own, or refitted per ligand to ANI-2x "
+        "torsion scans (fep.nnp.torsions; --ligand-ff ani2x-torsions).",
+    )
 
     @model_validator(mode="after")
     def _schedule_ok(self) -> Protocol:
@@ -87,6 +95,16 @@ class Protocol(FrozenModel):
     def ns_per_window(self) -> float:
         """Production ns per window and repeat."""
         return self.sampler.n_iterations * self.sampler.steps_per_iteration * self.sampler.timestep.m_as("ns")
+
+
+def ligand_ff_label(protocol: Protocol, endpoint: bool) -> str:
+    """How the ligands were described, in words, e.g. 'openff-2.2.1 + ANI-2x-refitted torsions'."""
+    base = protocol.system.small_molecule_forcefield
+    if protocol.ligand_torsions == "ani2x":
+        base += " + ANI-2x-refitted torsions"
+    if endpoint:
+        base += " (MM) and ANI-2x/MM endpoint correction (ML)"
+    return base
 
 
 def _tiers() -> dict[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ligand_prep.base import FrozenModel
 
-__all__ = ["AtomMapping", "ExperimentalValue", "Ligand", "Network", "PreparedLigand"]
+__all__ = ["AtomMapping", "BespokeTorsions", "ExperimentalValue", "Ligand", "Network", "PreparedLigand", "TorsionTerm"]
 
 
 class ExperimentalValue(FrozenModel):
@@ -61,6 +61,35 @@ class Ligand(FrozenModel):
         return int(self.molblock.splitlines()[3][:3])
 
 
+class TorsionTerm(FrozenModel):
+    """One periodic torsion term ``k (1 + cos(n φ - phase))`` on four atoms of a ligand (mol-block indices)."""
+
+    atoms: tuple[int, int, int, int] = Field(description="Atom indices i, j, k, l (φ is the i-j-k-l dihedral).")
+    periodicity: int = Field(ge=1, le=6, description="n.")
+    phase_deg: float = Field(description="Phase in degrees (0 or 180 for the fitted terms).")
+    k_kj_mol: float = Field(ge=0.0, description="Barrier parameter k in kJ/mol.")
+
+
+class BespokeTorsions(FrozenModel):
+    """Ligand torsions refitted to an ML potential: they replace the force field's torsions about ``bonds``.
+
+    Every proper torsion term of the base force field whose central bond is one of ``bonds`` is switched off
+    and ``terms`` are added, in every system the ligand is part of (end states, hybrids, vacuum reference).
+    """
+
+    method: str = Field(description="How the terms were made, e.g. 'ani2x-torsions/1 (24 x 15 deg, n=1..4)'.")
+    key: str = Field(description="Content hash of the molecule, charges and fit settings (the cache key).")
+    bonds: tuple[tuple[int, int], ...] = Field(description="Central bonds (j, k) whose torsions were refitted.")
+    terms: tuple[TorsionTerm, ...] = Field(description="The fitted terms.")
+    rmse_kcal_mol: dict[str, float] = Field(
+        default_factory=dict, description="Per bond 'j-k': RMSE of the MM-relaxed profile vs the ML scan."
+    )
+    rmse_base_kcal_mol: dict[str, float] = Field(
+        default_factory=dict, description="Per bond 'j-k': the same RMSE with the base force field's torsions."
+    )
+    wall_s: float | None = Field(None, description="Wall time (s) the scans and fits took when they were made.")
+
+
 class PreparedLigand(FrozenModel):
     """A ligand with partial charges, ready to be parametrized."""
 
@@ -69,6 +98,9 @@ class PreparedLigand(FrozenModel):
     charge_method: str = Field("am1bcc", description="How the charges were computed.")
     forcefield: str = Field(
         "openff-2.2.1", description="Small-molecule force field: an OpenFF offxml name or 'gaff-2.11'."
+    )
+    torsions: BespokeTorsions | None = Field(
+        None, description="Torsions refitted to an ML potential (replace the force field's about their bonds)."
     )
 
     @model_validator(mode="after")

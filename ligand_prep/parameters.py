@@ -6,6 +6,7 @@ generators, always with the ligand's own precomputed (cached) partial charges.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ligand_prep.base import ParametrizationError
@@ -13,6 +14,7 @@ from ligand_prep.models import Ligand, PreparedLigand
 
 __all__ = [
     "DEFAULT_FORCEFIELD",
+    "apply_bespoke_torsions",
     "ligand_system",
     "openff_molecule_from_ligand",
     "template_generator",
@@ -67,10 +69,49 @@ def template_generator(prepared: Sequence[PreparedLigand], forcefield: str | Non
         raise ParametrizationError(f"force field '{forcefield}' cannot be used: {err}") from err
 
 
+def apply_bespoke_torsions(system, prepared: PreparedLigand, atom_indices: Sequence[int] | None = None) -> int:
+    """Put the ligand's refitted torsions (``prepared.torsions``) into ``system``, in place.
+
+    Every ``PeriodicTorsionForce`` term whose four atoms are all ligand atoms and whose central bond is one of
+    the refitted bonds gets k = 0 (the term stays, so term counts do not change), and the fitted terms are
+    added. ``atom_indices[i]`` is the system particle of the ligand's atom ``i`` (default: the identity, a
+    ligand-only system). Returns the number of terms switched off; no-op (0) without bespoke torsions.
+    """
+    import openmm
+
+    torsions = prepared.torsions
+    if torsions is None:
+        return 0
+    n = prepared.ligand.n_atoms
+    index = list(range(n)) if atom_indices is None else [int(i) for i in atom_indices]
+    if len(index) != n:
+        raise ParametrizationError(f"ligand {prepared.name}: {len(index)} system atoms given for {n} ligand atoms")
+    to_ligand = {p: i for i, p in enumerate(index)}
+    bonds = {frozenset(b) for b in torsions.bonds}
+    forces = [f for f in system.getForces() if isinstance(f, openmm.PeriodicTorsionForce)]
+    if not forces:
+        raise ParametrizationError(f"ligand {prepared.name}: the system has no PeriodicTorsionForce to refit")
+    switched = 0
+    for force in forces:
+        for t in range(force.getNumTorsions()):
+            *atoms, per, phase, _k = force.getTorsionParameters(t)
+            local = [to_ligand.get(a) for a in atoms]
+            if None in local or frozenset(local[1:3]) not in bonds:
+                continue
+            force.setTorsionParameters(t, *atoms, per, phase, 0.0)
+            switched += 1
+    target = forces[0]
+    for term in torsions.terms:
+        i, j, k_, l_ = (index[a] for a in term.atoms)
+        target.addTorsion(i, j, k_, l_, term.periodicity, math.radians(term.phase_deg), term.k_kj_mol)
+    return switched
+
+
 def ligand_system(prepared: PreparedLigand, forcefield: str | None = None):
     """The ligand alone in vacuum: ``(openmm.System, openmm.app.Topology, positions in nm)``.
 
-    No cutoff, no constraints: the reference for intramolecular energies (e.g. the NNP correction).
+    No cutoff, no constraints: the reference for intramolecular energies (e.g. the NNP correction). Refitted
+    torsions (``prepared.torsions``) are applied.
     """
     import numpy as np
     import openmm.app as app
@@ -87,5 +128,6 @@ def ligand_system(prepared: PreparedLigand, forcefield: str | None = None):
         system = ff.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
     except Exception as err:
         raise ParametrizationError(f"ligand {prepared.name}: force field could not parametrize it ({err})") from err
+    apply_bespoke_torsions(system, prepared)
     positions = np.asarray(offmol.conformers[0].m_as("nanometer"))
     return system, topology, positions * u.nanometer

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from fep.cli._app import app, console, emit_json
+from fep.protocol import LIGAND_FF_CHOICES, ligand_ff_label
 
 
 def _network_for(network_file, edge, ligands, reference, protein, mode, out):
@@ -180,7 +181,13 @@ def run(
         None, "--mode", help="binding (complex + solvent) or hydration (solvent + vacuum); default from the inputs."
     ),
     protocol: str = typer.Option("default", "--protocol", help="smoke | fast | default | production | FILE."),
-    nnp: str = typer.Option("none", "--nnp", help="ANI-2x endpoint correction: ani2x or none."),
+    ligand_ff: str = typer.Option(
+        "sage",
+        "--ligand-ff",
+        help="Ligand force field: sage (plain), ani2x-torsions (torsions refitted to ANI-2x scans, used in every "
+        "window) or ani2x-endpoint (MM -> ANI-2x/MM endpoint correction).",
+    ),
+    nnp: str = typer.Option("none", "--nnp", help="Same as --ligand-ff ani2x-endpoint when 'ani2x' (older name)."),
     platform: str | None = typer.Option(None, "--platform", help="OpenMM platform (default: CUDA > OpenCL > CPU)."),
     executor: str = typer.Option("local", "--executor", help="Where legs run: local (process pool) or dask."),
     workers: int | None = typer.Option(
@@ -209,6 +216,11 @@ def run(
         raise InputError(f"--mode '{mode}': choose binding or hydration")
     if nnp not in ("none", "ani2x"):
         raise InputError(f"--nnp '{nnp}': choose ani2x or none")
+    if ligand_ff not in LIGAND_FF_CHOICES:
+        raise InputError(f"--ligand-ff '{ligand_ff}': choose {', '.join(LIGAND_FF_CHOICES)}")
+    if nnp == "ani2x" and ligand_ff == "ani2x-torsions":
+        raise InputError("--nnp ani2x is the endpoint correction: use it or --ligand-ff ani2x-torsions, not both")
+    endpoint = nnp == "ani2x" or ligand_ff == "ani2x-endpoint"
     if executor not in ("local", "dask"):
         raise InputError(f"--executor '{executor}': choose local or dask")
     if executor == "local" and (scheduler is not None or cluster_config is not None):
@@ -233,17 +245,19 @@ def run(
         raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
     out = console()
     proto = load_protocol(protocol)
+    if ligand_ff == "ani2x-torsions":
+        proto = proto.model_copy(update={"ligand_torsions": "ani2x"})
     net = _network_for(network_file, edge, ligands, reference, protein, mode, out)
     if net.mode == "binding" and protein is None and net.protein is None:
         raise InputError("binding mode needs a protein: add --protein P.pdb (or use --mode hydration)")
     protein_path = str(protein) if protein else net.protein
-    spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=nnp == "ani2x", versions=package_versions())
+    spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=endpoint, versions=package_versions())
     legs = LEGS_FOR_MODE[net.mode]
     n_windows = len(proto.windows())
     out.print(
         f"[bold]{len(net.edges)} edge(s)[/bold] x {len(legs)} legs ({', '.join(legs)}) x {proto.repeats} repeat(s); "
         f"{n_windows} windows x {proto.ns_per_window():g} ns; protocol '{proto.name}'; "
-        f"NNP correction: {'ANI-2x' if spec.nnp else 'off'}"
+        f"ligand force field: {ligand_ff_label(proto, spec.nnp)}"
     )
     for mapping in net.edges:
         flag = f"  [yellow]{'; '.join(mapping.warnings)}[/yellow]" if mapping.warnings else ""

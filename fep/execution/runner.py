@@ -98,7 +98,7 @@ def package_versions() -> dict[str, str]:
 def prepare_ligands(
     ligands: Sequence[Ligand], protocol: Protocol, progress: Callable[[str], None] | None = None
 ) -> dict[str, PreparedLigand]:
-    """Charges (cached on disk) for every ligand."""
+    """Charges (cached on disk) for every ligand, and its torsions refitted to ANI-2x when the protocol asks."""
     from ligand_prep.charges import assign_charges
 
     out = {}
@@ -108,6 +108,13 @@ def prepare_ligands(
         out[lig.name] = assign_charges(
             lig, method=protocol.charge_method, forcefield=protocol.system.small_molecule_forcefield
         )
+    if protocol.ligand_torsions == "ani2x":
+        from fep.nnp.torsions import fit_bespoke_torsions
+
+        for name, prep in out.items():
+            if progress:
+                progress(f"ANI-2x torsion scans for {name}")
+            out[name] = fit_bespoke_torsions(prep, progress=None)
     return out
 
 

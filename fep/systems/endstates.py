@@ -392,6 +392,8 @@ def _ligand_system(forcefield, topology, settings, periodic, prep: PreparedLigan
     openmmforcefields matches residues to molecules by graph, so when A and B share a graph (stereoisomers) B
     would get A's template; that case is detected here and B is rebuilt with a force field of its own.
     """
+    from ligand_prep.parameters import apply_bespoke_torsions
+
     system = _create_system(forcefield, topology, settings, periodic, what)
     deviation = _ligand_charges_match(system, ligand_atoms, prep)
     if deviation > 1e-5:
@@ -405,6 +407,7 @@ def _ligand_system(forcefield, topology, settings, periodic, prep: PreparedLigan
                 f"{what}: the force field did not apply the prepared partial charges (off by up to {deviation:.3g} e); "
                 "re-prepare the ligand (fep prep) and report this if it persists"
             )
+    apply_bespoke_torsions(system, prep, ligand_atoms)
     return system
 
 
