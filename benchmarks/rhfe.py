@@ -98,7 +98,9 @@ def run_span(run_dir: Path) -> dict:
     }
 
 
-def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str, series: str = "benzenes") -> dict:
+def analyse(
+    run_dir: Path, protocol: str, wall_s: float | None, command: str, series: str = "benzenes", ligand_ff: str = ""
+) -> dict:
     """Tabulate the finished edges against experiment and FreeSolv's GAFF values."""
     import numpy as np
 
@@ -152,6 +154,8 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str, se
     closures = cycle_closures([(e.ligand_a, e.ligand_b, e.ddg_mm_kcal_mol, e.ddg_mm_err_kcal_mol) for e in done])
     return {
         "benchmark": f"rhfe_{series}",
+        "series": series,
+        "ligand_ff": ligand_ff,
         "command": command,
         "protocol": protocol,
         "run_dir": str(run_dir),
@@ -161,6 +165,7 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str, se
         "wall_s_this_call": wall_s,
         "run_span": run_span(run_dir),
         "nnp_cost": nnp_cost(run_dir),
+        "torsion_cost": torsion_cost(run_dir),
         "cpu_count": os.cpu_count(),
         "versions": package_versions(),
         "edges": rows,
@@ -182,6 +187,30 @@ def analyse(run_dir: Path, protocol: str, wall_s: float | None, command: str, se
         "network": network.model_dump(mode="json") if network else None,
         "cycle_closures_mm": [{"cycle": list(c), "closure": x, "sigma": s} for c, x, s in closures],
         "median_edge_sigma_mm": float(np.median([r["ddg_mm_err"] for r in rows])) if rows else None,
+    }
+
+
+def torsion_cost(run_dir: Path) -> dict | None:
+    """Wall time of the ANI-2x torsion scans and fits of the run's ligands (as recorded when each fit was made)
+    against the MM sampling of all legs; None when the ligands carry no refitted torsions."""
+    walls = {}
+    for path in sorted((run_dir / "prepared").glob("*.json")):
+        torsions = json.loads(path.read_text()).get("torsions")
+        if torsions is not None:
+            walls[path.stem] = torsions.get("wall_s") or 0.0
+    if not walls:
+        return None
+    sampler = [
+        json.loads(p.read_text())["wall_s"]
+        for p in sorted((run_dir / "edges").glob("*/repeat_*/*/sampler_summary.json"))
+    ]
+    fit = sum(walls.values())
+    mm = sum(sampler)
+    return {
+        "fit_wall_s": round(fit, 1),
+        "per_ligand_wall_s": walls,
+        "mm_sampler_wall_s": round(mm, 1),
+        "fraction": fit / mm if mm else None,
     }
 
 
@@ -229,7 +258,8 @@ def markdown(data: dict) -> str:
         "",
         f"Command of this table: `{data['command']}`  ",
         *[f"Run: `{line}`  " for line in span.get("invocations", [])],
-        f"Protocol: `{data['protocol']}`; edges finished: {data['edges_done']} of {data['edges_total']}"
+        f"Protocol: `{data['protocol']}`; ligand force field: `{data.get('ligand_ff') or 'sage'}`; "
+        f"edges finished: {data['edges_done']} of {data['edges_total']}"
         + (f"; failed: {', '.join(data['edges_failed'])}" if data["edges_failed"] else ""),
         "",
     ]
@@ -280,6 +310,14 @@ def markdown(data: dict) -> str:
             f"ANI-2x correction cost: {100 * cost['fraction']:.1f} % of the MM sampling wall time over the "
             f"{len(cost['legs'])} legs that recorded it ({cost['nnp_wall_s']:.0f} s vs {cost['mm_wall_s']:.0f} s).",
         ]
+    tcost = data.get("torsion_cost")
+    if tcost and tcost.get("fraction") is not None:
+        lines += [
+            "",
+            f"ANI-2x torsion scans and fits: {tcost['fit_wall_s']:.0f} s for {len(tcost['per_ligand_wall_s'])} ligands, "
+            f"{100 * tcost['fraction']:.1f} % of the MM sampling wall time of the same legs "
+            f"({tcost['mm_sampler_wall_s']:.0f} s; made once per ligand, cached).",
+        ]
     lines += ["", "Cycle closures (MM, kcal/mol):", ""]
     for c in data["cycle_closures_mm"]:
         lines.append(f"- {' → '.join(c['cycle'])}: {c['closure']:+.2f} ± {c['sigma']:.2f}")
@@ -313,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         log_invocation(args.run_dir, command)
         network_json = plan(args.run_dir, args.edges.split(",") if args.edges else None, args.series)
         wall = run(network_json, args.run_dir, args.protocol, args.ligand_ff, args.fep_args.split())
-    data = analyse(args.run_dir, args.protocol, wall, command, args.series)
+    data = analyse(args.run_dir, args.protocol, wall, command, args.series, args.ligand_ff)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "rhfe" if args.series == "benzenes" else f"rhfe_{args.series}"
+    stem = f"rhfe_{args.series}_{args.ligand_ff}"
     (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(data))
     print(markdown(data))

@@ -107,3 +107,40 @@ def test_rhfe_run_span_and_invocations(tmp_path):
     assert len(span["invocations"]) == 1 and span["invocations"][0].endswith(
         "python benchmarks/rhfe.py --protocol fast"
     )
+
+
+def test_rhfe_compare_pairs_the_same_edges_and_uses_the_ml_column_for_the_endpoint(tmp_path, bench):
+    """Two options' results with one edge missing from B: only shared edges are paired; the endpoint option's
+    estimate is its ΔΔG_ML; the paired ΔRMSE is the difference of the two RMSEs on those edges."""
+    compare = _script("rhfe_compare")
+
+    def edge(name, mm, ml, exp):
+        return {"edge": name, "ddg_mm": mm, "ddg_mm_err": 0.3, "ddg_ml": ml, "ddg_ml_err": 0.4, "ddg_exp": exp}
+
+    common = {"edges_total": 3, "protocol": "fast"}
+    a = {
+        **common,
+        "edges_done": 3,
+        "edges": [
+            edge("benzene~toluene", 1.0, None, 0.0),
+            edge("benzene~phenol", -5.0, None, -6.0),
+            edge("benzene~anisole", 0.5, None, 0.0),
+        ],
+    }
+    b = {
+        **common,
+        "edges_done": 2,
+        "edges": [edge("benzene~toluene", 9.0, 0.2, 0.0), edge("benzene~phenol", 9.0, -6.1, -6.0)],
+    }
+    (tmp_path / "rhfe_benzenes_sage.json").write_text(json.dumps(a))
+    (tmp_path / "rhfe_benzenes_ani2x-endpoint.json").write_text(json.dumps(b))
+    assert compare.main(["--set", "benzenes", "--a", "sage", "--b", "ani2x-endpoint", "--results", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "rhfe_benzenes_sage_vs_ani2x-endpoint.json").read_text())
+    assert [p["edge"] for p in out["edges"]] == ["benzene~toluene", "benzene~phenol"]
+    assert [p["b"] for p in out["edges"]] == [0.2, -6.1]
+    res = out["paired_edges_only"]
+    assert res["rmse_a"] == pytest.approx(1.0) and res["rmse_b"] == pytest.approx((0.04 / 2 + 0.01 / 2) ** 0.5)
+    assert res["delta_rmse"]["value"] == pytest.approx(res["rmse_b"] - res["rmse_a"])
+    assert out["edges"][0]["sigma_exp"] > 0  # FreeSolv's experimental errors of both ligands
+    with pytest.raises(SystemExit):
+        compare.main(["--set", "benzenes", "--a", "sage", "--b", "ani2x-torsions", "--results", str(tmp_path)])

@@ -67,3 +67,41 @@ def test_kendall_tau_matches_scipy_with_ties():
     x = rng.integers(0, 5, size=40).astype(float)
     y = x + rng.integers(-2, 3, size=40)
     assert kendall_tau(x, y) == pytest.approx(kendalltau(x, y).statistic, rel=1e-12)
+
+
+def test_paired_comparison_sees_a_small_consistent_gain_that_unpaired_intervals_hide():
+    """B = A with every error shrunk by 10 %: the unpaired RMSE intervals overlap almost entirely, the paired
+    ΔRMSE interval is strictly negative."""
+    from analysis.stats import compute_statistics, paired_comparison
+
+    rng = np.random.default_rng(3)
+    exp = rng.normal(0.0, 1.5, 30)
+    err = rng.normal(0.0, 1.0, 30)
+    a, b = exp + err, exp + 0.9 * err
+    res = paired_comparison(a, b, exp, n_bootstrap=1000, seed=1)
+    assert res.n == 30
+    assert res.delta_rmse.value == pytest.approx(-0.1 * rmse(a, exp))
+    assert res.delta_rmse.ci_high < 0 and res.p_b_better == 1.0
+    ia = compute_statistics(a, exp, kind="edges").metrics["rmse"]
+    ib = compute_statistics(b, exp, kind="edges").metrics["rmse"]
+    assert ib.ci_high > ia.ci_low  # the unpaired intervals overlap
+
+
+def test_paired_comparison_noise_widens_the_interval_and_identical_methods_tie():
+    from analysis.stats import paired_comparison
+
+    rng = np.random.default_rng(4)
+    exp = rng.normal(0.0, 1.5, 20)
+    a = exp + rng.normal(0.0, 0.8, 20)
+    same = paired_comparison(a, a, exp, n_bootstrap=300)
+    assert same.delta_rmse.value == 0.0 and same.delta_rmse.ci_low == same.delta_rmse.ci_high == 0.0
+    b = a + rng.normal(0.0, 0.3, 20)
+    quiet = paired_comparison(a, b, exp, n_bootstrap=500, seed=2)
+    noisy = paired_comparison(
+        a, b, exp, sigma_a=[0.5] * 20, sigma_b=[0.5] * 20, sigma_exp=[0.3] * 20, n_bootstrap=500, seed=2
+    )
+    assert noisy.noise and not quiet.noise
+    width = lambda s: s.delta_rmse.ci_high - s.delta_rmse.ci_low  # noqa: E731
+    assert width(noisy) > width(quiet)
+    with pytest.raises(InputError, match="same items"):
+        paired_comparison(a, b[:-1], exp)

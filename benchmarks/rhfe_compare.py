@@ -1,0 +1,151 @@
+"""Two ligand force-field options on the same RHFE edges: paired ΔRMSE (B − A) with a bootstrap interval.
+
+    python benchmarks/rhfe_compare.py --set flexible --a sage --b ani2x-torsions [--results benchmarks/results]
+
+Reads ``rhfe_<set>_<a>.json`` and ``rhfe_<set>_<b>.json`` (written by ``benchmarks/rhfe.py --ligand-ff ...``),
+pairs their finished edges, and writes ``rhfe_<set>_<a>_vs_<b>.{json,md}``: RMSE of each against experiment and
+ΔRMSE/ΔMUE with paired 95 % bootstrap intervals, once resampling edges only and once also drawing each edge's
+calculated σ and experimental σ (√(σ_A² + σ_B²) of the two ligands' FreeSolv errors). For the endpoint option
+the ML column (ΔΔG_ML) is the estimate; for the others the run's own ΔΔG. The cost of option B is taken from its
+results file (torsion fits or NNP corrections as a fraction of the MM sampling of the same legs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
+FREESOLV = SHARED / "benchmarks" / "freesolv"
+OPTIONS = ("sage", "ani2x-torsions", "ani2x-endpoint")
+
+
+def _estimate(row: dict, option: str) -> tuple[float | None, float | None]:
+    if option == "ani2x-endpoint":
+        return row.get("ddg_ml"), row.get("ddg_ml_err")
+    return row["ddg_mm"], row["ddg_mm_err"]
+
+
+def compare(series: str, a: str, b: str, results: Path) -> dict:
+    from analysis.stats import paired_comparison
+
+    data = {opt: json.loads((results / f"rhfe_{series}_{opt}.json").read_text()) for opt in (a, b)}
+    with open(FREESOLV / f"rhfe_{series}_ligands.csv", newline="") as handle:
+        exp_err = {r["name"]: float(r["expt_dg_err_kcal_mol"] or 0.0) for r in csv.DictReader(handle)}
+    rows_b = {r["edge"]: r for r in data[b]["edges"]}
+    paired = []
+    for row_a in data[a]["edges"]:
+        row_b = rows_b.get(row_a["edge"])
+        if row_b is None:
+            continue
+        (va, sa), (vb, sb) = _estimate(row_a, a), _estimate(row_b, b)
+        if va is None or vb is None:
+            continue
+        la, lb = row_a["edge"].split("~")
+        paired.append(
+            {
+                "edge": row_a["edge"],
+                "a": va,
+                "sigma_a": sa,
+                "b": vb,
+                "sigma_b": sb,
+                "exp": row_a["ddg_exp"],
+                "sigma_exp": math.hypot(exp_err[la], exp_err[lb]),
+            }
+        )
+    out = {
+        "benchmark": f"rhfe_{series}_{a}_vs_{b}",
+        "series": series,
+        "a": a,
+        "b": b,
+        "edges_a": data[a]["edges_done"],
+        "edges_b": data[b]["edges_done"],
+        "edges_total": data[a]["edges_total"],
+        "protocol": {a: data[a]["protocol"], b: data[b]["protocol"]},
+        "edges": paired,
+        "cost_b": data[b].get("torsion_cost") or data[b].get("nnp_cost"),
+    }
+    if len(paired) >= 2:
+        col = {k: [p[k] for p in paired] for k in paired[0] if k != "edge"}
+        out["paired_edges_only"] = paired_comparison(col["a"], col["b"], col["exp"]).model_dump(mode="json")
+        out["paired_with_errors"] = paired_comparison(
+            col["a"], col["b"], col["exp"], sigma_a=col["sigma_a"], sigma_b=col["sigma_b"], sigma_exp=col["sigma_exp"]
+        ).model_dump(mode="json")
+    return out
+
+
+def markdown(data: dict, command: str) -> str:
+    a, b = data["a"], data["b"]
+    lines = [
+        f"# RHFE {data['series']} series: `{b}` against `{a}` on the same edges",
+        "",
+        f"Command: `{command}`  ",
+        f"Edges: {len(data['edges'])} paired ({a}: {data['edges_a']}, {b}: {data['edges_b']} of "
+        f"{data['edges_total']} finished); protocols {data['protocol'][a]} / {data['protocol'][b]}.",
+        "",
+    ]
+    for key, what in (
+        ("paired_edges_only", "edges resampled"),
+        ("paired_with_errors", "edges resampled, calculated and experimental σ drawn"),
+    ):
+        res = data.get(key)
+        if not res:
+            continue
+        d, m = res["delta_rmse"], res["delta_mue"]
+        lines.append(
+            f"- Paired bootstrap ({what}, {res['n_bootstrap']} samples): RMSE {a} {res['rmse_a']:.2f}, {b} "
+            f"{res['rmse_b']:.2f}; ΔRMSE ({b} − {a}) {d['value']:+.2f} [{d['ci_low']:+.2f}, {d['ci_high']:+.2f}]; "
+            f"ΔMUE {m['value']:+.2f} [{m['ci_low']:+.2f}, {m['ci_high']:+.2f}]; {b} better in "
+            f"{100 * res['p_b_better']:.0f} % of samples."
+        )
+    cost = data.get("cost_b") or {}
+    if cost.get("fraction") is not None:
+        lines.append(
+            f"- Cost of `{b}` beyond the MM sampling: {100 * cost['fraction']:.1f} % of the MM sampling wall time."
+        )
+    lines += [
+        "",
+        f"| edge | ΔΔG {a} | σ | ΔΔG {b} | σ | expt | σ expt |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for p in data["edges"]:
+        lines.append(
+            f"| {p['edge']} | {p['a']:.2f} | {p['sigma_a']:.2f} | {p['b']:.2f} | {p['sigma_b']:.2f} | "
+            f"{p['exp']:.2f} | {p['sigma_exp']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--set", dest="series", default="flexible", choices=("benzenes", "flexible"))
+    parser.add_argument("--a", default="sage", choices=OPTIONS)
+    parser.add_argument("--b", default="ani2x-torsions", choices=OPTIONS)
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    if args.a == args.b:
+        parser.error("--a and --b must differ")
+    for opt in (args.a, args.b):
+        if not (args.results / f"rhfe_{args.series}_{opt}.json").exists():
+            parser.error(
+                f"{args.results}/rhfe_{args.series}_{opt}.json not found: run benchmarks/rhfe.py --set {args.series} --ligand-ff {opt} first"
+            )
+    command = "python benchmarks/rhfe_compare.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    data = compare(args.series, args.a, args.b, args.results)
+    data["command"] = command
+    stem = f"rhfe_{args.series}_{args.a}_vs_{args.b}"
+    (args.results / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (args.results / f"{stem}.md").write_text(markdown(data, command))
+    print(markdown(data, command))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
