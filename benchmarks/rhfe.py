@@ -335,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=["sage", "ani2x-torsions", "ani2x-endpoint"],
         help="Ligand force field of the run (fep run --ligand-ff); default sage",
     )
+    parser.add_argument("--charge-method", default="am1bcc", choices=["am1bcc", "nagl"], help="Ligand charges")
     parser.add_argument("--nnp", default=None, choices=["ani2x", "none"], help="Older name: ani2x = ani2x-endpoint")
     parser.add_argument("--edges", default=None, help="Comma-separated subset, e.g. benzene~toluene,benzene~phenol")
     parser.add_argument("--analyse-only", action="store_true")
@@ -344,16 +345,18 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/rhfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.ligand_ff is None:
         args.ligand_ff = "ani2x-endpoint" if args.nnp == "ani2x" else "sage"
+    option = args.ligand_ff if args.charge_method == "am1bcc" else f"{args.ligand_ff}+{args.charge_method}"
     if args.run_dir is None:
-        args.run_dir = REPO / "runs" / f"rhfe_{args.series}_{args.ligand_ff}"
+        args.run_dir = REPO / "runs" / f"rhfe_{args.series}_{option}"
     wall = None
     if not args.analyse_only:
         log_invocation(args.run_dir, command)
         network_json = plan(args.run_dir, args.edges.split(",") if args.edges else None, args.series)
-        wall = run(network_json, args.run_dir, args.protocol, args.ligand_ff, args.fep_args.split())
-    data = analyse(args.run_dir, args.protocol, wall, command, args.series, args.ligand_ff)
+        extra = ["--charge-method", args.charge_method, *args.fep_args.split()]
+        wall = run(network_json, args.run_dir, args.protocol, args.ligand_ff, extra)
+    data = analyse(args.run_dir, args.protocol, wall, command, args.series, option)
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"rhfe_{args.series}_{args.ligand_ff}"
+    stem = f"rhfe_{args.series}_{option}"
     (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (args.out / f"{stem}.md").write_text(markdown(data))
     print(markdown(data))

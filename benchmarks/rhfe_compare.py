@@ -24,11 +24,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
 FREESOLV = SHARED / "benchmarks" / "freesolv"
-OPTIONS = ("sage", "ani2x-torsions", "ani2x-endpoint")
+OPTIONS = tuple(f"{ff}{q}" for q in ("", "+nagl") for ff in ("sage", "ani2x-torsions", "ani2x-endpoint"))
 
 
 def _estimate(row: dict, option: str) -> tuple[float | None, float | None]:
-    if option == "ani2x-endpoint":
+    if option.startswith("ani2x-endpoint"):
         return row.get("ddg_ml"), row.get("ddg_ml_err")
     return row["ddg_mm"], row["ddg_mm_err"]
 

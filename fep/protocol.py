@@ -51,8 +51,10 @@ class Protocol(FrozenModel):
     )
     sampler: SamplerSettings = Field(default_factory=SamplerSettings, description="Replica-exchange settings.")
     repeats: int = Field(1, ge=1, le=10, description="Independent repeats of every leg (different seeds).")
-    charge_method: Literal["am1bcc", "gasteiger", "mmff94"] = Field(
-        "am1bcc", description="Ligand partial charges (AM1-BCC for real work)."
+    charge_method: Literal["am1bcc", "nagl", "gasteiger", "mmff94"] = Field(
+        "am1bcc",
+        description="Ligand partial charges: am1bcc (sqm on the pose) or nagl (OpenFF NAGL, conformer-independent) "
+        "for real work.",
     )
     nnp: NNPSettings = Field(default_factory=NNPSettings, description="ANI-2x endpoint correction settings.")
     ligand_torsions: Literal["forcefield", "ani2x"] = Field(

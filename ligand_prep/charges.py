@@ -1,7 +1,17 @@
-"""AM1-BCC partial charges through AmberTools sqm, cached on disk by molecule identity and conformer.
+"""Ligand partial charges, cached on disk by molecule identity (and conformer, where the method depends on it).
 
-A drug-sized ligand takes seconds to a minute in sqm; a second run with the same molecule and pose costs
-nothing. The cache folder is ``$MLFEP_CACHE_DIR/charges`` (default ``~/.cache/mlfep/charges``).
+``am1bcc``
+    AM1-BCC through AmberTools sqm on the ligand's own pose: seconds to a minute for a drug-sized ligand, and
+    the charges depend on that one conformer.
+``nagl``
+    OpenFF NAGL's graph neural network trained to reproduce AM1-BCC (ELF10) charges, model
+    ``openff-gnn-am1bcc-1.0.0`` (the one OpenFF recommends with Sage 2.2+): a function of the molecular graph
+    only, so independent of the input conformer, and ~1 s per ligand.
+``gasteiger``, ``mmff94``
+    Quick tests only.
+
+A second run with the same molecule (and pose, for am1bcc) costs nothing. The cache folder is
+``$MLFEP_CACHE_DIR/charges`` (default ``~/.cache/mlfep/charges``).
 """
 
 from __future__ import annotations
@@ -22,7 +32,11 @@ __all__ = ["assign_charges", "charge_cache_dir", "charge_key", "ensure_ambertool
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_METHODS = ("am1bcc", "gasteiger", "mmff94")
+SUPPORTED_METHODS = ("am1bcc", "nagl", "gasteiger", "mmff94")
+#: The NAGL model file (shipped by openff-nagl-models).
+NAGL_MODEL = "openff-gnn-am1bcc-1.0.0.pt"
+#: Methods whose charges depend on the conformer (the cache key includes the pose).
+CONFORMER_DEPENDENT = ("am1bcc", "mmff94")
 
 
 def charge_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -43,13 +57,17 @@ def ensure_ambertools_on_path() -> None:
 
 
 def charge_key(ligand: Ligand, method: str) -> str:
-    """A hash of the molecule's identity (atoms, bonds, charges, in order) and pose (0.001 Å) and method."""
+    """A hash of the molecule's identity (atoms, bonds, charges, in order), the method and, for methods that
+    depend on the conformer, the pose (0.001 Å)."""
     mol = ligand.to_rdkit()
     conf = mol.GetConformer()
-    parts = [method]
+    parts = [method if method != "nagl" else f"nagl:{NAGL_MODEL}"]
     for atom in mol.GetAtoms():
-        pos = conf.GetAtomPosition(atom.GetIdx())
-        parts.append(f"{atom.GetAtomicNum()},{atom.GetFormalCharge()},{pos.x:.3f},{pos.y:.3f},{pos.z:.3f}")
+        entry = f"{atom.GetAtomicNum()},{atom.GetFormalCharge()}"
+        if method in CONFORMER_DEPENDENT:
+            pos = conf.GetAtomPosition(atom.GetIdx())
+            entry += f",{pos.x:.3f},{pos.y:.3f},{pos.z:.3f}"
+        parts.append(entry)
     for bond in mol.GetBonds():
         parts.append(f"{bond.GetBeginAtomIdx()}-{bond.GetEndAtomIdx()}:{bond.GetBondTypeAsDouble()}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
@@ -72,6 +90,17 @@ def _compute(ligand: Ligand, method: str) -> list[float]:
             offmol.assign_partial_charges(
                 "am1bcc", use_conformers=offmol.conformers, toolkit_registry=AmberToolsToolkitWrapper()
             )
+        elif method == "nagl":
+            try:
+                from openff.toolkit.utils.nagl_wrapper import NAGLToolkitWrapper
+
+                wrapper = NAGLToolkitWrapper()
+            except Exception as err:
+                raise ChargeError(
+                    f"ligand {ligand.name}: OpenFF NAGL is not usable here ({err}); install acellera-openff-nagl, "
+                    "acellera-openff-nagl-models and pytorch-lightning, or use --charge-method am1bcc"
+                ) from err
+            offmol.assign_partial_charges(NAGL_MODEL, toolkit_registry=wrapper)
         else:
             offmol.assign_partial_charges(method)
     except ChargeError:
@@ -98,7 +127,8 @@ def assign_charges(
     ligand : Ligand
         A validated ligand with its pose.
     method : str
-        ``"am1bcc"`` (AmberTools sqm, default), ``"gasteiger"`` or ``"mmff94"`` (quick tests only).
+        ``"am1bcc"`` (AmberTools sqm, default), ``"nagl"`` (OpenFF NAGL, conformer-independent), ``"gasteiger"``
+        or ``"mmff94"`` (quick tests only).
     forcefield : str
         The small-molecule force field the charges go with (recorded, not used here).
     cache_dir : path, optional

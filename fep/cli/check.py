@@ -32,7 +32,9 @@ def check(
         None, "--leg", help="solvent, complex or vacuum (default: complex with --protein, else solvent)."
     ),
     platform: str = typer.Option("Reference", "--platform", help="OpenMM platform: Reference or CPU."),
-    charge_method: str = typer.Option("am1bcc", "--charge-method", help="am1bcc (default) or gasteiger (quick)."),
+    charge_method: str = typer.Option(
+        "am1bcc", "--charge-method", help="am1bcc (default), nagl (conformer-independent) or gasteiger (quick)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check that the hybrid system of one leg reproduces the plain end states at λ = A and λ = B."""

@@ -187,6 +187,9 @@ def run(
         help="Ligand force field: sage (plain), ani2x-torsions (torsions refitted to ANI-2x scans, used in every "
         "window) or ani2x-endpoint (MM -> ANI-2x/MM endpoint correction).",
     ),
+    charge_method: str | None = typer.Option(
+        None, "--charge-method", help="Ligand charges: am1bcc or nagl (conformer-independent); default: the protocol's."
+    ),
     nnp: str = typer.Option("none", "--nnp", help="Same as --ligand-ff ani2x-endpoint when 'ani2x' (older name)."),
     platform: str | None = typer.Option(None, "--platform", help="OpenMM platform (default: CUDA > OpenCL > CPU)."),
     executor: str = typer.Option("local", "--executor", help="Where legs run: local (process pool) or dask."),
@@ -247,6 +250,10 @@ def run(
     proto = load_protocol(protocol)
     if ligand_ff == "ani2x-torsions":
         proto = proto.model_copy(update={"ligand_torsions": "ani2x"})
+    if charge_method is not None:
+        if charge_method not in ("am1bcc", "nagl", "gasteiger", "mmff94"):
+            raise InputError(f"--charge-method '{charge_method}': choose am1bcc or nagl (gasteiger, mmff94 for tests)")
+        proto = proto.model_copy(update={"charge_method": charge_method})
     net = _network_for(network_file, edge, ligands, reference, protein, mode, out)
     if net.mode == "binding" and protein is None and net.protein is None:
         raise InputError("binding mode needs a protein: add --protein P.pdb (or use --mode hydration)")

@@ -93,3 +93,22 @@ def test_template_generator_needs_ligands():
 
     with pytest.raises(ParametrizationError):
         template_generator([])
+
+
+def test_nagl_charges_do_not_depend_on_the_conformer_and_am1bcc_ones_do(tmp_path):
+    """2-phenylethanol from two ETKDG seeds (different side-chain conformers): NAGL gives the same charges to
+    0.01 e (in fact exactly, and computed without the pose in the cache key); AM1-BCC does not."""
+    pytest.importorskip("openff.nagl")
+    a = _ligand("2-phenylethanol", "OCCc1ccccc1", seed=1)
+    b = _ligand("2-phenylethanol", "OCCc1ccccc1", seed=11)
+    pos = lambda lig: lig.to_rdkit().GetConformer().GetPositions()  # noqa: E731
+    assert np.abs(pos(a) - pos(b)).max() > 0.5  # really two conformers
+    qa = np.asarray(assign_charges(a, method="nagl", cache_dir=tmp_path / "nagl-a").partial_charges)
+    qb = np.asarray(assign_charges(b, method="nagl", cache_dir=tmp_path / "nagl-b").partial_charges)
+    assert np.abs(qa - qb).max() < 0.01
+    assert charge_key(a, "nagl") == charge_key(b, "nagl")
+    oxygen = next(at.GetIdx() for at in a.to_rdkit().GetAtoms() if at.GetSymbol() == "O")
+    assert -0.8 < qa[oxygen] < -0.5  # an AM1-BCC-like hydroxyl oxygen
+    am1_a = np.asarray(assign_charges(a, cache_dir=tmp_path).partial_charges)
+    am1_b = np.asarray(assign_charges(b, cache_dir=tmp_path).partial_charges)
+    assert np.abs(am1_a - am1_b).max() > 0.01
