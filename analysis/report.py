@@ -194,6 +194,12 @@ td:nth-child(-n+2){text-align:left}img{max-width:100%;height:auto}
 """
 
 
+def _ligand_ff(edges: Sequence[EdgeResult]) -> str:
+    """The ligand force field(s) the edges were run with ('not recorded' for older results)."""
+    labels = sorted({e.ligand_ff for e in edges if e.ligand_ff})
+    return "; ".join(labels) if labels else "not recorded"
+
+
 def _html(
     edges: Sequence[EdgeResult],
     net: NetworkResult | None,
@@ -211,7 +217,8 @@ def _html(
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f'<p class="note">mode: {mode} · {len(edges)} edge(s), {n_failed} failed · generated '
+        f'<p class="note">mode: {mode} · {len(edges)} edge(s), {n_failed} failed · '
+        f"ligand force field: {html.escape(_ligand_ff(edges))} · generated "
         f"{_dt.datetime.now(_dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by mlfep</p>",
     ]
     if net is not None:

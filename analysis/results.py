@@ -129,6 +129,9 @@ class EdgeResult(FrozenModel):
     verdicts: tuple[Verdict, ...] = Field((), description="Edge-level verdicts (worst per leg, ML, repeats).")
     status: Literal["done", "failed"] = Field("done", description="done, or failed (see error).")
     error: str | None = Field(None, description="What went wrong when status is 'failed'.")
+    ligand_ff: str = Field(
+        "", description="How the ligands were described, e.g. 'openff-2.2.1 + ANI-2x-refitted torsions'."
+    )
 
     @property
     def key(self) -> str:

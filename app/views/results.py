@@ -22,8 +22,10 @@ except Exception as err:
     st.stop()
 quantity = "ΔG_bind" if results.mode == "binding" else "ΔG_hyd"
 n_failed = sum(e.status != "done" for e in results.edges)
+ligand_ff = "; ".join(sorted({e.ligand_ff for e in results.edges if e.ligand_ff})) or "not recorded"
 st.caption(
-    f"`{run_dir}` · {results.mode} · {len(results.edges)} edge(s), {n_failed} failed · state **{run.state}**"
+    f"`{run_dir}` · {results.mode} · {len(results.edges)} edge(s), {n_failed} failed · ligand force field: "
+    f"**{ligand_ff}** · state **{run.state}**"
     + (" (more results will appear as edges finish)" if run.state == "running" else "")
 )
 if results.net is not None:

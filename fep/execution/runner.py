@@ -400,6 +400,9 @@ def finish_edge(
         result = combine_edge(
             mapping.ligand_a, mapping.ligand_b, spec.mode, dict(first.legs), first.corrections, repeats=repeats
         )
+    from fep.protocol import ligand_ff_label
+
+    result = result.model_copy(update={"ligand_ff": ligand_ff_label(protocol, spec.nnp)})
     result.to_json_file(folder / "edge_result.json")
     return result
 
