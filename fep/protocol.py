@@ -126,7 +126,17 @@ def _tiers() -> dict[str, dict[str, Any]]:
                 "checkpoint_interval_s": 60.0,
             },
             "repeats": 1,
-            "nnp": {"n_frames": 10, "lambdas": (0.0, 0.5, 1.0), "steps_per_state": 200, "sample_interval": 10},
+            "nnp": {
+                "n_frames": 10,
+                "lambdas": (0.0, 0.5, 1.0),
+                "steps_per_state": 200,
+                "sample_interval": 10,
+                "n_starts": 2,
+                "switch_steps": 50,
+                "relax_steps": 20,
+                "decorrelation_ps": 0.5,
+                "mm_equilibration_ps": 1.0,
+            },
         },
         "fast": {
             "name": "fast",
@@ -145,7 +155,17 @@ def _tiers() -> dict[str, dict[str, Any]]:
                 "checkpoint_interval_s": 120.0,
             },
             "repeats": 1,
-            "nnp": {"n_frames": 30, "lambdas": (0.0, 0.25, 0.5, 0.75, 1.0), "steps_per_state": 600},
+            # node corrections: 6 starts x (300 + 150 + 300) ML/MM steps per ligand and environment
+            "nnp": {
+                "n_frames": 30,
+                "lambdas": (0.0, 0.25, 0.5, 0.75, 1.0),
+                "steps_per_state": 600,
+                "n_starts": 6,
+                "switch_steps": 300,
+                "relax_steps": 150,
+                "decorrelation_ps": 2.0,
+                "mm_equilibration_ps": 10.0,
+            },
         },
         "default": {
             "name": "default",

@@ -85,7 +85,7 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
     Returns ``{"leg_id", "state": "done" | "failed", "error"}``; exceptions are caught and recorded (the traceback
     goes to the leg's ``error.txt``), so a failed leg never takes a worker down.
     """
-    from fep.execution.runner import RunSpec, correct_leg, load_prepared, run_leg
+    from fep.execution.runner import RunSpec, correct_leg, load_prepared, node_corrections, run_leg
     from fep.execution.store import Store
     from ligand_prep.models import Network
 
@@ -133,14 +133,13 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
         if spec.nnp:  # the ANI-2x corrections of this leg's end states, here on the worker (cached as nnp_A/B.json)
             store.set_progress(job.leg_id, phase="nnp correction", done=0, total=2)
             try:
-                correct_leg(
-                    prepared[mapping.ligand_a],
-                    prepared[mapping.ligand_b],
-                    job.leg,
-                    spec.protocol,
-                    leg_dir,
-                    platform=job.platform,
-                )
+                pair = (("A", prepared[mapping.ligand_a]), ("B", prepared[mapping.ligand_b]))
+                if spec.protocol.nnp.placement == "node":  # this leg's environment, once per ligand for the run
+                    node_corrections(
+                        pair, (job.leg,), spec.protocol, job.run_dir, protein=spec.protein, platform=job.platform
+                    )
+                else:
+                    correct_leg(*(p for _, p in pair), job.leg, spec.protocol, leg_dir, platform=job.platform)
             except Exception as err:  # the MM leg stands; finish_edge retries and records the reason
                 log.warning("%s %s repeat %d: NNP correction failed: %s", job.edge, job.leg, job.repeat, err)
         store.set_progress(job.leg_id, phase="done", done=result.n_iterations, total=result.n_iterations)

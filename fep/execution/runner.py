@@ -46,6 +46,7 @@ __all__ = [
     "finish_edge",
     "leg_finished",
     "load_prepared",
+    "node_corrections",
     "prepare_ligands",
     "run_edge",
     "run_leg",
@@ -325,6 +326,43 @@ def correct_leg(
     return out
 
 
+def node_corrections(
+    ligands: Sequence[tuple[str, PreparedLigand]],
+    envs: Sequence[str],
+    protocol: Protocol,
+    run_dir: str | os.PathLike[str],
+    *,
+    protein: str | None = None,
+    platform: str | None = None,
+) -> list:
+    """ANI-2x node corrections (one per ligand and environment, :mod:`fep.nnp.nodes`), each labelled with its
+    end state: ``ligands`` is a sequence of (state 'A'/'B', prepared ligand).
+
+    Cached as ``RUN_DIR/nodes/<ligand>/<env>.json``. The first result written wins: a worker that computed the
+    same node concurrently adopts the stored one, so every edge of a ligand uses the same number (the ML cycle
+    closures then equal the MM ones exactly).
+    """
+    from analysis.results import EndpointCorrection
+    from fep.nnp.nodes import node_correction
+
+    out = []
+    for env in envs:
+        for state, prep in ligands:
+            path = Path(run_dir) / "nodes" / prep.name / f"{env}.json"
+            if path.exists():
+                corr = EndpointCorrection.from_json_file(path)
+            else:
+                corr = node_correction(
+                    prep, env, protocol, protein_pdb=protein if env == "complex" else None, platform=platform
+                )
+                if path.exists():
+                    corr = EndpointCorrection.from_json_file(path)
+                else:
+                    corr.to_json_file(path)
+            out.append(corr.model_copy(update={"state": state}))
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- edges
 def edge_dir(run_dir: str | os.PathLike[str], mapping: AtomMapping) -> Path:
     """The folder of one edge inside a run directory."""
@@ -383,14 +421,23 @@ def finish_edge(
     folder = edge_dir(run_dir, mapping)
     prep_a, prep_b = prepared[mapping.ligand_a], prepared[mapping.ligand_b]
     protocol = spec.protocol
+    legs = LEGS_FOR_MODE[spec.mode]
+    at_nodes = spec.nnp and protocol.nnp.placement == "node"
+    nodes = (
+        node_corrections(
+            (("A", prep_a), ("B", prep_b)), legs, protocol, run_dir, protein=spec.protein, platform=platform
+        )
+        if at_nodes
+        else []
+    )
     repeats = []
     for r in range(protocol.repeats):
         leg_results = {}
-        corrections = []
-        for leg in LEGS_FOR_MODE[spec.mode]:
+        corrections = list(nodes)
+        for leg in legs:
             leg_dir = folder / f"repeat_{r}" / leg
             leg_results[leg] = LegResult.from_json_file(leg_dir / "leg_result.json")
-            if spec.nnp:
+            if spec.nnp and not at_nodes:
                 corrections.extend(correct_leg(prep_a, prep_b, leg, protocol, leg_dir, platform=platform))
         repeats.append(combine_edge(mapping.ligand_a, mapping.ligand_b, spec.mode, leg_results, corrections))
     if len(repeats) == 1:

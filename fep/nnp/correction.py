@@ -82,6 +82,20 @@ class NNPSettings(FrozenModel):
     )
     friction_per_ps: float = Field(1.0, gt=0, description="Langevin friction of the λ > 0 states in 1/ps.")
     min_overlap: float = Field(0.03, ge=0, le=1, description="Smallest acceptable neighbour overlap (else fail).")
+    placement: Literal["node", "edge"] = Field(
+        "node",
+        description="node: one correction per ligand and environment on the plain ligand system, by bidirectional "
+        "switching from independent starts (fep.nnp.nodes), applied at the nodes; edge: per edge end state on the "
+        "hybrid's end-state frames (the older method, kept for comparison).",
+    )
+    n_starts: int = Field(8, ge=2, description="node: independent MM starts, each switched MM -> ML/MM and back.")
+    switch_steps: int = Field(500, ge=1, description="node: steps of each switch (0 -> 1 and 1 -> 0).")
+    relax_steps: int = Field(250, ge=0, description="node: steps at λ = 1 between the two switches.")
+    decorrelation_ps: float = Field(2.0, gt=0, description="node: MM time between two starts (ps).")
+    mm_equilibration_ps: float = Field(20.0, ge=0, description="node: MM equilibration before the first start (ps).")
+    vacuum_friction_per_ps: float = Field(
+        5.0, gt=0, description="Langevin friction in vacuum (1/ps): higher than in solvent, where water thermalises."
+    )
     platform: str | None = Field(None, description="OpenMM platform name (None: the fastest available).")
     seed: int | None = Field(None, description="Random seed of the λ > 0 runs (None: random).")
 

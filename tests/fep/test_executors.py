@@ -363,15 +363,18 @@ def test_local_pool_shares_the_cores_between_its_workers(monkeypatch):
     assert all(os.environ[var] == seen for var in executors.CPU_THREAD_VARIABLES)
 
 
-def test_nnp_corrections_are_made_on_the_workers(tmp_path, capsys):
-    """ANI-2x corrects the chlorobenzene edge (Cl is covered); bromobenzene's edge keeps MM with the reason."""
+def test_nnp_node_corrections_are_made_on_the_workers_and_close_cycles_like_mm(tmp_path, capsys):
+    """ANI-2x corrects the chlorobenzene and toluene edges (node corrections, one per ligand and environment, made
+    on the workers); the benzene → chlorobenzene → toluene cycle closes for ML exactly as for MM; bromobenzene's
+    edge keeps MM with the reason."""
     import sqlite3
 
     (tmp_path / "halo.csv").write_text(
-        "name,smiles\nbenzene,c1ccccc1\nchlorobenzene,Clc1ccccc1\nbromobenzene,Brc1ccccc1\n"
+        "name,smiles\nbenzene,c1ccccc1\nchlorobenzene,Clc1ccccc1\ntoluene,Cc1ccccc1\nbromobenzene,Brc1ccccc1\n"
     )
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
-    (tmp_path / "edges.csv").write_text("ligand_a,ligand_b\nbenzene,chlorobenzene\nbenzene,bromobenzene\n")
+    edges = ("benzene,chlorobenzene", "chlorobenzene,toluene", "benzene,toluene", "benzene,bromobenzene")
+    (tmp_path / "edges.csv").write_text("ligand_a,ligand_b\n" + "".join(f"{e}\n" for e in edges))
     run_dir, network = tmp_path / "r", tmp_path / "network.json"
     plan = ["plan", str(tmp_path / "halo.csv"), "--mode", "hydration", "--network", str(tmp_path / "edges.csv")]
     assert main([*plan, "-o", str(network)]) == 0
@@ -379,16 +382,26 @@ def test_nnp_corrections_are_made_on_the_workers(tmp_path, capsys):
     assert main([*args, "--workers", "2", "--json"]) == 0
     chloro, bromo = _edge(run_dir, "benzene~chlorobenzene"), _edge(run_dir, "benzene~bromobenzene")
     assert math.isfinite(chloro["ddg_ml_kcal_mol"]) and chloro["ddg_ml_err_kcal_mol"] > 0
-    assert {(c["leg"], c["state"], c["status"]) for c in chloro["corrections"]} == {
-        (leg, state, "pass") for leg in ("solvent", "vacuum") for state in "AB"
+    assert {(c["leg"], c["state"], c["ligand"]) for c in chloro["corrections"]} == {
+        (leg, state, name)
+        for leg in ("solvent", "vacuum")
+        for state, name in (("A", "benzene"), ("B", "chlorobenzene"))
     }
-    assert all(c["wall_s"] > 0 and c["cpu_s"] > 0 for c in chloro["corrections"])
+    assert all(c["status"] in ("pass", "warn") and c["wall_s"] > 0 and c["cpu_s"] > 0 for c in chloro["corrections"])
     assert bromo["ddg_ml_kcal_mol"] is None and "Br" in bromo["ml_reason"] and math.isfinite(bromo["ddg_mm_kcal_mol"])
+    # one correction per ligand and environment, the same numbers in every edge of the ligand
+    for name in ("benzene", "chlorobenzene", "toluene"):
+        for env in ("solvent", "vacuum"):
+            stored = json.loads((run_dir / "nodes" / name / f"{env}.json").read_text())
+            for key in ("benzene~chlorobenzene", "chlorobenzene~toluene", "benzene~toluene"):
+                used = [c for c in _edge(run_dir, key)["corrections"] if c["ligand"] == name and c["leg"] == env]
+                assert all(c["dg_kcal_mol"] == stored["dg_kcal_mol"] for c in used)
+    cycle = [_edge(run_dir, k) for k in ("benzene~chlorobenzene", "chlorobenzene~toluene", "benzene~toluene")]
+    closure_mm = cycle[0]["ddg_mm_kcal_mol"] + cycle[1]["ddg_mm_kcal_mol"] - cycle[2]["ddg_mm_kcal_mol"]
+    closure_ml = cycle[0]["ddg_ml_kcal_mol"] + cycle[1]["ddg_ml_kcal_mol"] - cycle[2]["ddg_ml_kcal_mol"]
+    assert closure_ml == pytest.approx(closure_mm, abs=1e-9)
     with sqlite3.connect(run_dir / "mlfep.sqlite") as db:
-        finished = dict(
-            db.execute("SELECT legs.dir, jobs.finished_at FROM jobs JOIN legs ON legs.id = jobs.leg_id").fetchall()
-        )
-    assert len(finished) == 4
-    for leg_dir, finished_at in finished.items():  # written by the leg's worker, before it reported the job done
-        for state in "AB":
-            assert (run_dir / leg_dir / f"nnp_{state}.json").stat().st_mtime <= finished_at
+        finished = [t for (t,) in db.execute("SELECT finished_at FROM jobs").fetchall()]
+    assert len(finished) == 8
+    for path in (run_dir / "nodes").glob("*/*.json"):  # written by the legs' workers, before the last job ended
+        assert path.stat().st_mtime <= max(finished)
