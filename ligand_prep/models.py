@@ -88,6 +88,9 @@ class BespokeTorsions(FrozenModel):
         default_factory=dict, description="Per bond 'j-k': the same RMSE with the base force field's torsions."
     )
     wall_s: float | None = Field(None, description="Wall time (s) the scans and fits took when they were made.")
+    warnings: tuple[str, ...] = Field(
+        (), description="Qualitative MM vs ML disagreements of the minimised ligand (e.g. a planar vs pyramidal N)."
+    )
 
 
 class PreparedLigand(FrozenModel):

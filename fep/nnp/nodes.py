@@ -17,7 +17,9 @@ Method: bidirectional non-equilibrium switching with BAR (Crooks), from many ind
 4. ΔG from BAR on the (W_F, W_R) pairs; σ from a bootstrap over the independent starts (each start's pair kept
    together), which makes no assumption about correlation inside a run. The correction is flagged ``warn`` when
    the dissipated work exceeds a few kT (the switching is too fast for the difference between MM and ML) and
-   ``fail`` when the forward and reverse work distributions do not overlap at all.
+   ``fail`` when the forward and reverse work distributions do not overlap at all. It is also flagged ``warn``
+   when MM and ANI-2x minima disagree qualitatively (:func:`fep.nnp.geometry.minimum_disagreements`: a
+   nitrogen planar in one and pyramidal in the other, an amide twisted in one only).
 
 The result is an :class:`~analysis.results.EndpointCorrection` with ``state`` left to the caller (A or B of
 each edge that uses it).
@@ -223,9 +225,12 @@ def node_correction(
         dg_kt, sigma_kt, dissipation = bar_with_bootstrap(w_f_arr, w_r_arr, seed=seed)
     except Exception as err:  # pymbar convergence failure
         raise MlfepError(f"ligand {prepared.name} {env}: BAR on the switching work failed ({err})") from err
-    status, why = "pass", ""
+    from fep.nnp.geometry import minimum_disagreements
+
+    problems = minimum_disagreements(prepared)
     if dissipation > _WARN_DISSIPATION_KT:
-        status, why = "warn", f"dissipated work {dissipation:.1f} kT: the switching is fast for this ligand"
+        problems.append(f"dissipated work {dissipation:.1f} kT: the switching is fast for this ligand")
+    status, why = ("warn", "; ".join(problems)) if problems else ("pass", "")
     log.info(
         "node correction %s/%s: ΔG %.3f ± %.3f kcal/mol, dissipation %.2f kT, %d starts, %.0f s",
         prepared.name,

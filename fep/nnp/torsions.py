@@ -471,6 +471,11 @@ def fit_bespoke_torsions(
                 scan.rmse_base_kcal_mol,
                 prepared.forcefield,
             )
+    from fep.nnp.geometry import minimum_disagreements
+
+    warnings = tuple(minimum_disagreements(prepared, threads=threads))
+    for text in warnings:
+        log.warning("%s: %s (refitted torsions do not change that)", prepared.name, text)
     record = BespokeTorsions(
         method=f"{METHOD} ({len(PERIODICITIES)} cosines, {int(360 / STEP_DEG)} x {STEP_DEG:g} deg ANI-2x scans)",
         key=key,
@@ -479,6 +484,7 @@ def fit_bespoke_torsions(
         rmse_kcal_mol=rmse,
         rmse_base_kcal_mol=rmse_base,
         wall_s=round(time.perf_counter() - start, 2),
+        warnings=warnings,
     )
     atomic_write_text(path, json.dumps(record.model_dump(mode="json"), indent=1))
     return prepared.model_copy(update={"torsions": record})

@@ -185,3 +185,13 @@ def test_end_states_stay_exact_with_refitted_torsions(bench, charge_cache):
         )
         > 0.1
     )
+
+
+def test_aniline_nitrogen_is_flagged_planar_in_sage_and_pyramidal_in_ani(charge_cache):
+    from fep.nnp.geometry import minimum_disagreements
+    from ligand_prep.charges import assign_charges
+
+    aniline, toluene = _ligands(aniline="Nc1ccccc1", toluene="Cc1ccccc1")
+    found = minimum_disagreements(assign_charges(aniline, method="gasteiger", cache_dir=charge_cache))
+    assert len(found) == 1 and "planar with openff-2.2.1 but pyramidal with ANI-2x" in found[0]
+    assert minimum_disagreements(assign_charges(toluene, method="gasteiger", cache_dir=charge_cache)) == []
