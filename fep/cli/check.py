@@ -35,6 +35,9 @@ def check(
     charge_method: str = typer.Option(
         "am1bcc", "--charge-method", help="am1bcc (default), nagl (conformer-independent) or gasteiger (quick)."
     ),
+    ligand_ff: str = typer.Option(
+        "sage", "--ligand-ff", help="sage, or ani2x-torsions (check the hybrid with the ligands' refitted torsions)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check that the hybrid system of one leg reproduces the plain end states at λ = A and λ = B."""
@@ -50,6 +53,8 @@ def check(
         raise InputError("--leg complex needs --protein P.pdb")
     if platform not in ("Reference", "CPU"):
         raise InputError(f"--platform '{platform}': choose Reference or CPU")
+    if ligand_ff not in ("sage", "ani2x-torsions", "ani2x-endpoint"):
+        raise InputError(f"--ligand-ff '{ligand_ff}': choose sage or ani2x-torsions")
 
     from fep.alchemy.check import end_state_energy_check
     from fep.alchemy.hybrid import build_hybrid
@@ -64,6 +69,12 @@ def check(
     mapping = MCSMapper().map(lig_a, lig_b)
     prep_a = assign_charges(lig_a, method=charge_method)
     prep_b = assign_charges(lig_b, method=charge_method)
+    if ligand_ff == "ani2x-torsions":
+        from fep.nnp.torsions import fit_bespoke_torsions
+
+        if not as_json:
+            out.print("refitting the ligands' torsions to ANI-2x scans (cached after the first time)")
+        prep_a, prep_b = fit_bespoke_torsions(prep_a), fit_bespoke_torsions(prep_b)
     if not as_json:
         out.print(f"building the {leg} leg of {lig_a.name}~{lig_b.name} ({len(mapping.mapping)} mapped atoms)")
     end_states = build_end_states(prep_a, prep_b, mapping, leg, protein_pdb=protein)

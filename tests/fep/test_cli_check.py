@@ -42,3 +42,15 @@ def test_check_complex_needs_protein(bench, capsys):
     ligands = bench / "freesolv" / "rhfe_benzenes_ligands.csv"
     assert main(["check", "--ligands", str(ligands), "--edge", "benzene,phenol", "--leg", "complex"]) == 2
     assert "--protein" in capsys.readouterr().err
+
+
+def test_check_with_refitted_torsions_is_exact(bench, charge_cache, tmp_path, monkeypatch, capsys):
+    """benzene~anisole in vacuum with anisole's C(ar)-O torsion refitted to ANI-2x: end states still exact."""
+    pytest.importorskip("torchani")
+    monkeypatch.setenv("MLFEP_CACHE_DIR", str(tmp_path))
+    ligands = bench / "freesolv" / "rhfe_benzenes_ligands.csv"
+    args = ["check", "--ligands", str(ligands), "--edge", "benzene,anisole", "--leg", "vacuum"]
+    code = main([*args, "--charge-method", "gasteiger", "--ligand-ff", "ani2x-torsions", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["passed"] is True
+    assert len(list((tmp_path / "torsions").glob("*.json"))) == 2  # benzene (no rotatable bond) and anisole
