@@ -175,6 +175,43 @@ def speed_section(results: Path) -> list[str]:
     return out
 
 
+def ml_forcefield_section(results: Path) -> list[str]:
+    """The ML ligand force-field options: torsion refits, per-option RHFE runs and paired comparisons."""
+    out = ["## ML ligand force field (`--ligand-ff`): torsion refits and paired comparisons", ""]
+    fits = [_load(results, f"torsion_fits_{s}") for s in ("flexible", "benzenes")]
+    for data in filter(None, fits):
+        out.append(
+            f"- `{data['benchmark']}.json`: {data['n_bonds']} rotatable bonds; RMSE of the MM-relaxed torsion profile "
+            f"against ANI-2x's, median {_f(data['median_rmse_sage'])} kcal/mol with Sage's torsions, "
+            f"{_f(data['median_rmse_fitted'])} refitted (largest {_f(data['max_rmse_fitted'])}); "
+            f"{data['fit_wall_s_total']:.0f} s of scans and fits in all."
+        )
+    runs = sorted(results.glob("rhfe_*_*.json"))
+    runs = [p for p in runs if "_vs_" not in p.stem]
+    for path in runs:
+        data = json.loads(path.read_text())
+        edges = (data.get("statistics") or {}).get("edges_mm")
+        rmse = _ci((edges or {}).get("metrics", {}).get("rmse")) if edges else "–"
+        out.append(
+            f"- `{path.name}`: ligand force field `{data.get('ligand_ff')}`, {data['edges_done']} of "
+            f"{data['edges_total']} edges, edge RMSE {rmse} kcal/mol (protocol `{data['protocol']}`)."
+        )
+    for path in sorted(results.glob("rhfe_*_vs_*.json")):
+        data = json.loads(path.read_text())
+        res = data.get("paired_with_errors") or data.get("paired_edges_only")
+        if not res:
+            continue
+        d = res["delta_rmse"]
+        out.append(
+            f"- `{path.name}`: on {res['n']} shared edges, RMSE {data['a']} {_f(res['rmse_a'])}, {data['b']} "
+            f"{_f(res['rmse_b'])}; paired ΔRMSE ({data['b']} − {data['a']}) {d['value']:+.2f} "
+            f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] kcal/mol."
+        )
+    if len(out) == 2:
+        out.append("Not run yet: `python benchmarks/torsion_fits.py`, `python benchmarks/rhfe.py --set flexible ...`.")
+    return [*out, ""]
+
+
 def page(results: Path) -> str:
     lines = [
         "# mlfep results",
@@ -186,12 +223,17 @@ def page(results: Path) -> str:
         "",
         "```bash",
         'python benchmarks/rhfe.py --protocol fast --fep-args "--workers 2"   # FreeSolv benzene series, CPU',
+        "python benchmarks/rhfe.py --set flexible --ligand-ff sage --protocol fast --fep-args '--workers 2'",
+        "python benchmarks/rhfe.py --set flexible --ligand-ff ani2x-torsions --protocol fast --fep-args '--workers 2'",
+        "python benchmarks/rhfe_compare.py --set flexible --a sage --b ani2x-torsions  # paired ΔRMSE",
+        "python benchmarks/torsion_fits.py --set flexible   # ANI-2x torsion refits: profiles and cost",
         'python benchmarks/rbfe.py --targets tyk2 --fep-args "--platform CUDA"  # protein-ligand, GPU',
         "make bench                                   # speed suite (PLATFORM=CUDA on a GPU)",
         "python benchmarks/results_page.py            # this page",
         "```",
         "",
         *rhfe_section(_load(results, "rhfe")),
+        *ml_forcefield_section(results),
         *rbfe_section(_load(results, "rbfe")),
         *speed_section(results),
     ]
