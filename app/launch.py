@@ -381,6 +381,7 @@ def launch_run(
     protocol: str,
     protein: str | None = None,
     nnp: bool = False,
+    ligand_ff: str = "sage",
     extra_args: Sequence[str] = (),
     python: str | None = None,
 ) -> dict[str, Any]:
@@ -397,7 +398,9 @@ def launch_run(
     protein : str, optional
         Protein PDB (binding mode).
     nnp : bool
-        Apply the ANI-2x endpoint correction.
+        Apply the ANI-2x endpoint correction (the same as ``ligand_ff='ani2x-endpoint'``).
+    ligand_ff : {'sage', 'ani2x-torsions', 'ani2x-endpoint'}
+        The ligand force field (``fep run --ligand-ff``).
     extra_args : sequence of str
         More ``fep run`` options.
     python : str, optional
@@ -416,7 +419,9 @@ def launch_run(
     network_path = network.to_json_file(inputs / "network.json")
     python = python or sys.executable
     command = [python, "-m", "fep", "run", str(network_path), "-o", str(run_dir), "--protocol", str(protocol)]
-    command += ["--mode", network.mode, "--nnp", "ani2x" if nnp else "none"]
+    if nnp:
+        ligand_ff = "ani2x-endpoint"
+    command += ["--mode", network.mode, "--ligand-ff", ligand_ff]
     if protein:
         command += ["--protein", str(protein)]
     command += list(extra_args)
@@ -441,6 +446,7 @@ def launch_run(
         "created": time.time(),
         "mode": network.mode,
         "protocol": Path(protocol).stem if Path(protocol).suffix else str(protocol),
+        "ligand_ff": ligand_ff,
         "log": str(log_path),
     }
     atomic_write_text(run_dir / LAUNCH_FILE, json.dumps(record, indent=2) + "\n")

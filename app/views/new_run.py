@@ -30,7 +30,14 @@ with st.form("inputs"):
         )
     with cols[2]:
         planner = st.selectbox("Network", ["mst", "redundant", "star"], key="planner")
-        nnp = st.checkbox("ANI-2x correction", key="nnp")
+        ligand_ff = st.selectbox(
+            "Ligand force field",
+            ["sage", "ani2x-torsions", "ani2x-endpoint"],
+            key="ligand_ff",
+            help="sage: plain OpenFF Sage (measured best so far, the default). ani2x-torsions: every rotatable torsion "
+            "refitted to an ANI-2x scan, used in every window. ani2x-endpoint: an ANI-2x/MM correction per ligand, "
+            "shown next to MM.",
+        )
     ligand_file = st.file_uploader(
         "Ligands: SDF (3D, explicit H) or CSV with columns name,smiles",
         type=["sdf", "sd", "csv", "smi"],
@@ -221,7 +228,7 @@ if st.button("Launch run", type="primary", key="launch_button"):
         protocol_arg = state.get("protocol_arg", tier)
         if Path(protocol_arg).is_file():
             protocol_arg = str(shutil.copy(protocol_arg, inputs / Path(protocol_arg).name))
-        record = launch.launch_run(run_dir, network, protocol=protocol_arg, protein=protein, nnp=nnp)
+        record = launch.launch_run(run_dir, network, protocol=protocol_arg, protein=protein, ligand_ff=ligand_ff)
         state["launched"] = {"name": run_dir.name, "pid": record["pid"]}
         state["protocol_arg"], state["protein_path"] = protocol_arg, protein  # the staging copies go next
         staging = state.pop("staging", None)

@@ -190,7 +190,7 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     assert launched["run_dir"] == root / "benz"
     assert launched["protocol"] == str(root / "benz" / "inputs" / "protocol.json")  # a copy kept with the run
     assert [e.key for e in launched["network"].edges] == remaining
-    assert launched["network"].mode == "hydration" and launched["nnp"] is False
+    assert launched["network"].mode == "hydration" and launched["ligand_ff"] == "sage"  # the default
     assert "run **benz** started" in at.success[-1].value
     assert len(at.error) == 1 and "C1CC" in at.error[0].value  # only the rejected ligand, no cost/launch error
     assert not list(root.glob(".upload-*"))  # the staging folder is cleaned up
