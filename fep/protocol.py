@@ -100,8 +100,8 @@ class Protocol(FrozenModel):
 
 
 def ligand_ff_label(protocol: Protocol, endpoint: bool) -> str:
-    """How the ligands were described, in words, e.g. 'openff-2.2.1 + ANI-2x-refitted torsions'."""
-    base = protocol.system.small_molecule_forcefield
+    """How the ligands were described, in words, e.g. 'openff-2.2.1 (am1bcc charges) + ANI-2x-refitted torsions'."""
+    base = f"{protocol.system.small_molecule_forcefield} ({protocol.charge_method} charges)"
     if protocol.ligand_torsions == "ani2x":
         base += " + ANI-2x-refitted torsions"
     if endpoint:

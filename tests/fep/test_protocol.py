@@ -86,3 +86,13 @@ def test_cli_protocol_show(capsys):
     assert Protocol.model_validate(shown) == tier("default")
     assert main(["protocol", "show", "turbo"]) == 2
     assert "turbo" in capsys.readouterr().err
+
+
+def test_ligand_ff_label_names_force_field_charges_torsions_and_endpoint():
+    from fep.protocol import ligand_ff_label, load_protocol
+
+    fast = load_protocol("fast")
+    assert ligand_ff_label(fast, False) == "openff-2.2.1 (am1bcc charges)"
+    refit = fast.model_copy(update={"ligand_torsions": "ani2x", "charge_method": "nagl"})
+    assert ligand_ff_label(refit, False) == "openff-2.2.1 (nagl charges) + ANI-2x-refitted torsions"
+    assert ligand_ff_label(fast, True).endswith("ANI-2x/MM endpoint correction (ML)")
