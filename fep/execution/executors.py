@@ -130,7 +130,9 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
             extend_iterations=job.extend_iterations,
             progress=progress,
         )
-        if spec.nnp:  # the ANI-2x corrections of this leg's end states, here on the worker (cached as nnp_A/B.json)
+        if (
+            spec.nnp
+        ):  # the ANI-2x corrections for this leg, here on the worker (RUN_DIR/nodes/, or nnp_A/B.json per edge)
             store.set_progress(job.leg_id, phase="nnp correction", done=0, total=2)
             try:
                 pair = (("A", prepared[mapping.ligand_a]), ("B", prepared[mapping.ligand_b]))

@@ -338,7 +338,8 @@ def node_corrections(
     """ANI-2x node corrections (one per ligand and environment, :mod:`fep.nnp.nodes`), each labelled with its
     end state: ``ligands`` is a sequence of (state 'A'/'B', prepared ligand).
 
-    Cached as ``RUN_DIR/nodes/<ligand>/<env>.json``. The first result written wins: a worker that computed the
+    A correction that raises is returned as status 'fail' with the reason (the edge keeps its MM value) and is not
+    cached. Cached as ``RUN_DIR/nodes/<ligand>/<env>.json``. The first result written wins: a worker that computed the
     same node concurrently adopts the stored one, so every edge of a ligand uses the same number (the ML cycle
     closures then equal the MM ones exactly).
     """
@@ -352,9 +353,15 @@ def node_corrections(
             if path.exists():
                 corr = EndpointCorrection.from_json_file(path)
             else:
-                corr = node_correction(
-                    prep, env, protocol, protein_pdb=protein if env == "complex" else None, platform=platform
-                )
+                try:
+                    corr = node_correction(
+                        prep, env, protocol, protein_pdb=protein if env == "complex" else None, platform=platform
+                    )
+                except Exception as err:  # the MM result stands; not cached, so a later finish retries it
+                    log.warning("node correction %s/%s failed: %s", prep.name, env, err)
+                    reason = f"node correction failed: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}"
+                    out.append(EndpointCorrection(leg=env, state=state, ligand=prep.name, status="fail", reason=reason))
+                    continue
                 if path.exists():
                     corr = EndpointCorrection.from_json_file(path)
                 else:

@@ -405,3 +405,26 @@ def test_nnp_node_corrections_are_made_on_the_workers_and_close_cycles_like_mm(t
     assert len(finished) == 8
     for path in (run_dir / "nodes").glob("*/*.json"):  # written by the legs' workers, before the last job ended
         assert path.stat().st_mtime <= max(finished)
+
+
+def test_a_node_correction_that_raises_leaves_the_mm_value(tmp_path, monkeypatch):
+    """A failing ML step (here: no weights) gives a 'fail' correction with the reason, is not cached, and the edge's
+    combination keeps its MM value."""
+    from fep.execution.runner import node_corrections
+    from fep.nnp import nodes
+    from fep.nnp.models import ModelWeightsError
+    from fep.protocol import load_protocol
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+
+    (tmp_path / "l.csv").write_text("name,smiles\nbenzene,c1ccccc1\n")
+    prep = assign_charges(read_ligands(tmp_path / "l.csv")[0], method="gasteiger", cache_dir=tmp_path / "q")
+
+    def no_weights(*args, **kwargs):
+        raise ModelWeightsError("ANI-2x weights not found in /nowhere")
+
+    monkeypatch.setattr(nodes, "node_correction", no_weights)
+    out = node_corrections([("B", prep)], ("solvent",), load_protocol("smoke"), tmp_path / "run")
+    assert [(c.state, c.status, c.ligand) for c in out] == [("B", "fail", "benzene")]
+    assert "weights not found" in out[0].reason
+    assert not (tmp_path / "run" / "nodes").exists()
