@@ -107,8 +107,9 @@ def markdown(data: dict, command: str) -> str:
         )
     cost = data.get("cost_b") or {}
     if cost.get("fraction") is not None:
+        est = " (estimated from a partial run: MM scaled to every edge)" if cost.get("fraction_is_estimate") else ""
         lines.append(
-            f"- Cost of `{b}` beyond the MM sampling: {100 * cost['fraction']:.1f} % of the MM sampling wall time."
+            f"- Cost of `{b}` beyond the MM sampling: {100 * cost['fraction']:.1f} % of the MM sampling wall time{est}."
         )
     lines += [
         "",
