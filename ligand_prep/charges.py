@@ -28,7 +28,7 @@ from pathlib import Path
 from ligand_prep.base import ChargeError, atomic_write_text
 from ligand_prep.models import Ligand, PreparedLigand
 
-__all__ = ["assign_charges", "charge_cache_dir", "charge_key", "ensure_ambertools_on_path"]
+__all__ = ["assign_charges", "cache_root", "charge_cache_dir", "charge_key", "ensure_ambertools_on_path"]
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,14 @@ NAGL_MODEL = "openff-gnn-am1bcc-1.0.0.pt"
 CONFORMER_DEPENDENT = ("am1bcc", "mmff94")
 
 
+def cache_root() -> Path:
+    """mlfep's on-disk cache: ``$MLFEP_CACHE_DIR``, default ``~/.cache/mlfep`` (charges, fitted torsions, ...)."""
+    return Path(os.environ.get("MLFEP_CACHE_DIR") or Path.home() / ".cache" / "mlfep")
+
+
 def charge_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder charges are cached in."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("MLFEP_CACHE_DIR") or Path.home() / ".cache" / "mlfep"
-    return Path(root) / "charges"
+    return Path(cache_dir) if cache_dir is not None else cache_root() / "charges"
 
 
 def ensure_ambertools_on_path() -> None:

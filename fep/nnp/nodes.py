@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.results import EndpointCorrection
+from fep.nnp.correction import GAS_CONSTANT_KJ, KJ_PER_KCAL
 from ligand_prep.base import MlfepError
 from ligand_prep.models import PreparedLigand
 
@@ -42,8 +43,6 @@ __all__ = ["bar_with_bootstrap", "node_correction"]
 
 log = logging.getLogger(__name__)
 
-KJ_PER_KCAL = 4.184
-GAS_CONSTANT_KJ = 8.314462618e-3
 _WARN_DISSIPATION_KT = 3.0
 _MM_TIMESTEP_PS = 0.002
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fep.nnp.correction import KJ_PER_KCAL
 from ligand_prep.base import atomic_write_text
 from ligand_prep.models import BespokeTorsions, PreparedLigand, TorsionTerm
 
@@ -55,7 +56,6 @@ log = logging.getLogger(__name__)
 
 #: Version tag of the scan + fit; part of the cache key, so changing the method invalidates old entries.
 METHOD = "ani2x-torsions/1"
-KJ_PER_KCAL = 4.184
 STEP_DEG = 15.0
 PERIODICITIES = (1, 2, 3, 4)
 RESTRAINT_K = 4000.0  # kJ/mol/rad², holds the dihedral within ~0.2° of its target
@@ -68,10 +68,9 @@ ANI_MAXITER = 400
 
 def torsion_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder fitted torsions are cached in (``$MLFEP_CACHE_DIR/torsions``, default ``~/.cache/mlfep``)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    root = os.environ.get("MLFEP_CACHE_DIR") or Path.home() / ".cache" / "mlfep"
-    return Path(root) / "torsions"
+    from ligand_prep.charges import cache_root
+
+    return Path(cache_dir) if cache_dir is not None else cache_root() / "torsions"
 
 
 def rotatable_torsions(mol) -> list[tuple[int, int, int, int]]:
@@ -182,16 +181,16 @@ class _ANIRelaxer:
         from scipy.optimize import minimize
 
         from gpu_kernels._torch import torch_threads
+        from gpu_kernels.ani import HARTREE_TO_KJ_MOL
 
         n_frames, n_atoms, _ = frames_nm.shape
         species = torch.tensor(self.batch.species).expand(n_frames, -1)
         phi0 = torch.as_tensor(targets, dtype=torch.float32)
-        hartree = 2625.4996394799
         i, j, k, l_ = (int(a) for a in idx)
 
         def fun(flat: np.ndarray):
             x = torch.tensor(flat.reshape(n_frames, n_atoms, 3), dtype=torch.float32, requires_grad=True)
-            e = self.member((species, x)).energies * hartree  # x in Å
+            e = self.member((species, x)).energies * HARTREE_TO_KJ_MOL  # x in Å
             b0, b1, b2 = x[:, i] - x[:, j], x[:, k] - x[:, j], x[:, l_] - x[:, k]
             b1n = b1 / b1.norm(dim=1, keepdim=True)
             v = b0 - (b0 * b1n).sum(1, keepdim=True) * b1n
