@@ -22,13 +22,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
+PACKAGES := mlfep_core ligand_prep fep analysis app gpu_kernels
+
+# ruff (style), lint-imports (the import rules of docs/architecture.md), mypy (types)
 lint: install
-	$(BIN)/ruff check ligand_prep fep analysis app gpu_kernels tests benchmarks
-	$(BIN)/ruff format --check ligand_prep fep analysis app gpu_kernels tests benchmarks
+	$(BIN)/ruff check $(PACKAGES) tests benchmarks
+	$(BIN)/ruff format --check $(PACKAGES) tests benchmarks
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy $(PACKAGES)
 
 format: install
-	$(BIN)/ruff check --fix ligand_prep fep analysis app gpu_kernels tests benchmarks
-	$(BIN)/ruff format ligand_prep fep analysis app gpu_kernels tests benchmarks
+	$(BIN)/ruff check --fix $(PACKAGES) tests benchmarks
+	$(BIN)/ruff format $(PACKAGES) tests benchmarks
 
 test: install lint
 	$(BIN)/python -m pytest -q $(BROWSER_FLAG) $(PYTEST_ARGS)
@@ -48,4 +53,5 @@ clean:
 # The speed suite (CPU; add PLATFORM=CUDA on a GPU machine): benchmarks/results/speed.{json,md}
 PLATFORM ?= CPU
 bench: install
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,bench]"
 	$(BIN)/python benchmarks/speed.py --platform $(PLATFORM)

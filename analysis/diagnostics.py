@@ -192,7 +192,7 @@ def convergence_series(
         'fraction', 'forward_dg', 'forward_err', 'reverse_dg', 'reverse_err' (kcal/mol); fractions whose MBAR
         solve failed or gave no finite value are left out of every list.
     """
-    from analysis.mbar import newton_mbar, solve_mbar
+    from analysis.estimators import newton_mbar, solve_mbar
 
     n_samples = u_kln.shape[2]
     out: dict[str, list[float]] = {

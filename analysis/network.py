@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from analysis.results import CycleClosure, EdgeResult, NetworkResult, StatisticsResult, Verdict
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 __all__ = [
     "MIN_SIGMA_KCAL_MOL",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from analysis.results import EdgeResult, LegResult, NetworkResult
-from ligand_prep.base import atomic_write_bytes
+from mlfep_core import atomic_write_bytes
 
 __all__ = [
     "convergence_axes",

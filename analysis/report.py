@@ -18,7 +18,7 @@ from typing import Any
 
 from analysis.network import analyse_network, experimental_dg
 from analysis.results import EdgeResult, NetworkResult, worst_status
-from ligand_prep.base import InputError, atomic_write_text
+from mlfep_core import InputError, atomic_write_text
 
 __all__ = ["REPORT_SCHEMA_VERSION", "experimental_from_network", "load_run_dir", "write_report"]
 

@@ -8,7 +8,7 @@ Sign conventions (every number in kcal/mol):
   *second* are (complex, solvent) for binding and (solvent, vacuum) for hydration. No ML value (``None`` and
   ``ml_reason``) when any of the four corrections is missing, skipped or failed.
 
-All models are immutable and round-trip through JSON (:meth:`~ligand_prep.base.FrozenModel.to_json_file`).
+All models are immutable and round-trip through JSON (:meth:`~mlfep_core.FrozenModel.to_json_file`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from ligand_prep.base import FrozenModel, InputError
+from mlfep_core import FrozenModel, InputError
+from mlfep_core.constants import LEGS_FOR_MODE
 
 __all__ = [
-    "LEGS",
     "CycleClosure",
     "EdgeResult",
     "EndpointCorrection",
@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 #: The two legs of each mode, in the order (first, second) of ΔΔG = ΔG_first − ΔG_second.
-LEGS: dict[str, tuple[str, str]] = {"binding": ("complex", "solvent"), "hydration": ("solvent", "vacuum")}
 
 _RANK = {"pass": 0, "warn": 1, "fail": 2}
 
@@ -279,9 +278,9 @@ def combine_edge(
 
         combine_edge("a", "b", "binding", {"complex": leg_c, "solvent": leg_s})
     """
-    if mode not in LEGS:
+    if mode not in LEGS_FOR_MODE:
         raise InputError(f"edge {ligand_a}~{ligand_b}: mode must be 'binding' or 'hydration', got {mode!r}")
-    first, second = LEGS[mode]
+    first, second = LEGS_FOR_MODE[mode]
     missing = [leg for leg in (first, second) if leg not in legs]
     if missing:
         raise InputError(

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from analysis.results import Statistic, StatisticsResult
-from ligand_prep.base import FrozenModel, InputError
+from mlfep_core import FrozenModel, InputError
 
 __all__ = [
     "METRICS",

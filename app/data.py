@@ -32,7 +32,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from analysis.report import LIGAND_HEADER
-from ligand_prep.base import FrozenModel, InputError
+from mlfep_core import FrozenModel, InputError
 
 __all__ = [
     "LAUNCH_FILE",
@@ -222,22 +222,6 @@ def open_source(runs: str | os.PathLike[str] | None = None, store: str | None = 
 
 
 # ------------------------------------------------------------------------------------------- status
-def _pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this process counts as finished
-        with open(f"/proc/{int(pid)}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
@@ -265,17 +249,17 @@ def _last_error_line(text: str) -> str:
 def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Edges and legs of a run with their state, plus the launcher's process and log.
 
-    Returns the dict of :func:`fep.cli.status.collect_status` (keys ``mode``, ``protocol``, ``counts``,
+    Returns the dict of :func:`fep.execution.status.collect_status` (keys ``mode``, ``protocol``, ``counts``,
     ``edges``; each edge has ``state``, ``error`` and ``legs`` with ``phase``, ``done``, ``total``, ``eta_s``)
     and, from the run's results store when it has one, ``attempts``, ``worker`` and ``error`` per leg) and
     ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). A run that was
     launched but has not written ``run.json`` yet has empty ``edges``.
     """
-    from fep.cli.status import collect_status
+    from fep.execution.status import collect_status, pid_alive
 
     run_dir = Path(run_dir)
     launch = _read_json(run_dir / LAUNCH_FILE)
-    alive = _pid_alive(launch.get("pid")) if launch else False
+    alive = pid_alive(launch.get("pid")) if launch else False
     if (run_dir / "run.json").is_file() and (run_dir / "network.json").is_file():
         info = collect_status(run_dir)
     else:

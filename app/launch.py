@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ligand_prep.base import InputError, MlfepError, atomic_write_bytes, atomic_write_text
+from mlfep_core import InputError, MlfepError, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "UPLOAD_LIMITS",
@@ -121,15 +121,9 @@ def _split_records(path: Path) -> tuple[str, list[tuple[int, str]]]:
     text = path.read_text(encoding="utf-8-sig")
     suffix = path.suffix.lower()
     if suffix in (".sdf", ".sd"):
-        blocks, current = [], []
-        for line in text.splitlines():
-            current.append(line)
-            if line.startswith("$$$$"):
-                blocks.append("\n".join(current) + "\n")
-                current = []
-        if any(line.strip() for line in current):
-            blocks.append("\n".join(current) + "\n$$$$\n")
-        return "", list(enumerate(blocks, start=1))
+        from ligand_prep.io import sdf_blocks
+
+        return "", list(enumerate(sdf_blocks(text), start=1))
     lines = text.splitlines()
     if suffix == ".csv":
         rows = [(number, line + "\n") for number, line in enumerate(lines[1:], start=2) if line.strip()]
@@ -322,7 +316,7 @@ def cost_estimate(network, protocol, protein: str | None = None) -> dict[str, An
         edges × legs × repeats × windows), and ``estimate``: the :class:`fep.execution.cost.RunCost` (atoms per leg,
         GPU-hours, CPU core-hours) or None when it cannot be computed (the reason is logged).
     """
-    from fep.protocol import LEGS_FOR_MODE
+    from mlfep_core.constants import LEGS_FOR_MODE
 
     legs = LEGS_FOR_MODE[network.mode]
     windows = len(protocol.windows())

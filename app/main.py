@@ -9,6 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app.ui import PAGES
+from mlfep_core.runtime import configure_process
+
+configure_process()
 
 st.set_page_config(page_title="mlfep", page_icon="⚗️", layout="wide")
 

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.mbar import analyse_leg  # noqa: E402
-from ligand_prep.base import atomic_write_text  # noqa: E402
+from mlfep_core import atomic_write_text  # noqa: E402
 
 #: Assumed hybrid-system MD speed on one H100 with 4 fs HMR steps (ns/day). These are deliberately on the
 #: fast side, which makes the 1 % budget of the analysis tighter: OpenMM's published CUDA benchmarks give

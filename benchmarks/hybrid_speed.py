@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import openmm
 
-    from ligand_prep.base import atomic_write_text
     from ligand_prep.charges import charge_cache_dir
+    from mlfep_core import atomic_write_text
 
     cache = charge_cache_dir()
     if args.threads:

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
         "target": "NNP correction <= 10 % of the MM cost of the leg",
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    from ligand_prep.base import atomic_write_text
+    from mlfep_core import atomic_write_text
 
     atomic_write_text(args.out / "nnp_speed.json", json.dumps(payload, indent=2, default=float) + "\n")
     atomic_write_text(args.out / "nnp_speed.md", markdown(payload))
@@ -335,7 +335,7 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--markdown-from":
         # re-render the table from a saved JSON: nnp_speed.py --markdown-from results/nnp_speed.json
         saved = json.loads(Path(sys.argv[2]).read_text())
-        from ligand_prep.base import atomic_write_text
+        from mlfep_core import atomic_write_text
 
         atomic_write_text(Path(sys.argv[2]).with_suffix(".md"), markdown(saved))
     else:

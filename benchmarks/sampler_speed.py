@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _write(out: Path, result: dict) -> None:
-    from ligand_prep.base import atomic_write_text
+    from mlfep_core import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "sampler_speed.json", json.dumps(result, indent=2) + "\n")

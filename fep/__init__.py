@@ -4,4 +4,6 @@ sampler, the NNP correction, edge/leg runners, executors, the results store and 
 Importing ``fep`` loads neither openmm nor torch.
 """
 
-__version__ = "0.1.0"
+from mlfep_core import __version__
+
+__all__ = ["__version__"]

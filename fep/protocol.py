@@ -28,15 +28,13 @@ from pydantic import Field, ValidationError, model_validator
 
 from fep.nnp.correction import NNPSettings
 from fep.sampling.hrex import SamplerSettings
-from fep.systems.endstates import SystemSettings
-from ligand_prep.base import FrozenModel, InputError
+from fep.systems.forcefield import SystemSettings
+from mlfep_core import FrozenModel, InputError
 
 __all__ = ["LIGAND_FF_CHOICES", "TIERS", "Protocol", "ligand_ff_label", "load_protocol", "tier"]
 
 #: The ``--ligand-ff`` choices: plain force field, torsions refitted to ANI-2x, MM -> ML/MM endpoint correction.
 LIGAND_FF_CHOICES = ("sage", "ani2x-torsions", "ani2x-endpoint")
-
-LEGS_FOR_MODE: dict[str, tuple[str, str]] = {"binding": ("complex", "solvent"), "hydration": ("solvent", "vacuum")}
 
 
 class Protocol(FrozenModel):

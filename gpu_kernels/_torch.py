@@ -33,7 +33,7 @@ def resolve_dtype(dtype: Any = None):
                 "float": torch.float32,
             }[dtype]
         except KeyError as err:
-            from ligand_prep.base import InputError
+            from mlfep_core import InputError
 
             raise InputError(f"dtype must be 'float64' or 'float32', got {dtype!r}") from err
     return dtype

@@ -1,7 +1,7 @@
 """ANI-2x energies of one molecule over many frames, batched (the hot loop of the NNP endpoint correction).
 
 The model is built from torchani's own architecture and loaded from the local weight file found by
-:func:`fep.nnp.models.find_ani2x_weights` (never downloaded), once per process, device and dtype.
+:func:`gpu_kernels.weights.find_ani2x_weights` (never downloaded), once per process, device and dtype.
 
 Units: coordinates in nm in, energies in kJ/mol and forces in kJ/mol/nm out (torchani itself works in Å and
 Hartree; 1 Eh = 2625.4996394799 kJ/mol).
@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from gpu_kernels._torch import as_tensor, resolve_device, resolve_dtype, torch_threads
+from mlfep_core.constants import HARTREE_TO_KJ_MOL
 
 __all__ = ["ANI2X_ELEMENTS", "HARTREE_TO_KJ_MOL", "ANIBatch", "load_ani2x"]
 
 log = logging.getLogger(__name__)
 
 #: kJ/mol per Hartree.
-HARTREE_TO_KJ_MOL = 2625.4996394799
 #: Atomic numbers ANI-2x covers: H C N O F S Cl.
 ANI2X_ELEMENTS = frozenset({1, 6, 7, 8, 9, 16, 17})
 
@@ -65,13 +65,13 @@ def load_ani2x(device: Any = None, dtype: Any = None, weights: str | None = None
     dtype : {'float64', 'float32'} or torch dtype, optional
         Default float64.
     weights : str, optional
-        The state-dict file; default :func:`fep.nnp.models.find_ani2x_weights` (raises
-        :class:`~fep.nnp.models.ModelWeightsError` with install instructions when missing).
+        The state-dict file; default :func:`gpu_kernels.weights.find_ani2x_weights` (raises
+        :class:`~gpu_kernels.weights.ModelWeightsError` with install instructions when missing).
     self_energies : bool
         False: a copy whose self (free-atom) energies are zero, i.e. energies measured from the free atoms.
     """
     if weights is None:
-        from fep.nnp.models import find_ani2x_weights
+        from gpu_kernels.weights import find_ani2x_weights
 
         weights = str(find_ani2x_weights())
     dev = resolve_device(device)
@@ -114,7 +114,7 @@ class ANIBatch:
         threads: int | None = None,
         from_free_atoms: bool = False,
     ) -> None:
-        from ligand_prep.base import InputError
+        from mlfep_core import InputError
 
         species = [int(z) for z in species]
         if not species:
@@ -149,7 +149,7 @@ class ANIBatch:
         return float(sae.sum().cpu()) * HARTREE_TO_KJ_MOL
 
     def _check(self, coords):
-        from ligand_prep.base import InputError
+        from mlfep_core import InputError
 
         if coords.ndim == 2:
             coords = coords[None]

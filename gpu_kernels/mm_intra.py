@@ -55,7 +55,7 @@ class MMIntraTerms:
 def _extract(system, atoms: Sequence[int]) -> MMIntraTerms:
     import openmm
 
-    from ligand_prep.base import InputError, ParametrizationError
+    from mlfep_core import InputError, ParametrizationError
 
     atoms = [int(a) for a in atoms]
     if len(set(atoms)) != len(atoms):
@@ -251,7 +251,7 @@ class MMIntraKernel:
         return energy
 
     def _prepare(self, coords):
-        from ligand_prep.base import InputError
+        from mlfep_core import InputError
 
         x = as_tensor(coords, self.device, self.dtype)
         if x.ndim == 2:

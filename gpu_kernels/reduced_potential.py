@@ -16,7 +16,7 @@ __all__ = ["reduced_potential_matrix", "reduced_potential_matrix_reference"]
 
 
 def _validate(components: Any, coefficients: Any, pv: Any) -> tuple[tuple[int, int], tuple[int, int]]:
-    from ligand_prep.base import InputError
+    from mlfep_core import InputError
 
     cshape = tuple(np.shape(components))
     kshape = tuple(np.shape(coefficients))

@@ -2,7 +2,7 @@
 assign charges and parameters, map atoms between pairs and plan a perturbation network.
 """
 
-from ligand_prep.base import MlfepError
 from ligand_prep.models import AtomMapping, ExperimentalValue, Ligand, Network, PreparedLigand
+from mlfep_core import MlfepError
 
 __all__ = ["AtomMapping", "ExperimentalValue", "Ligand", "MlfepError", "Network", "PreparedLigand"]

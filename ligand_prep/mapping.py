@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 from pydantic import Field
 
-from ligand_prep.base import FrozenModel, MappingError
 from ligand_prep.models import AtomMapping, Ligand
+from mlfep_core import FrozenModel, MappingError
 
 __all__ = ["MCSMapper", "MappingSettings", "lomap_score"]
 

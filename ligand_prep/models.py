@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ligand_prep.base import FrozenModel
+from mlfep_core import FrozenModel
 
 __all__ = ["AtomMapping", "BespokeTorsions", "ExperimentalValue", "Ligand", "Network", "PreparedLigand", "TorsionTerm"]
 
@@ -123,12 +123,6 @@ class PreparedLigand(FrozenModel):
     def name(self) -> str:
         """The ligand's name."""
         return self.ligand.name
-
-    def to_openff(self):
-        """An OpenFF Molecule with the pose as its conformer and these partial charges."""
-        from ligand_prep.parameters import to_openff_molecule
-
-        return to_openff_molecule(self)
 
 
 class AtomMapping(FrozenModel):

@@ -21,9 +21,9 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ligand_prep.base import InputError, MappingError
 from ligand_prep.mapping import MCSMapper
 from ligand_prep.models import AtomMapping, Ligand, Network
+from mlfep_core import InputError, MappingError
 
 __all__ = ["PLANNERS", "network_from_edges", "plan_network"]
 

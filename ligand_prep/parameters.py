@@ -7,10 +7,11 @@ generators, always with the ligand's own precomputed (cached) partial charges.
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Sequence
 
-from ligand_prep.base import ParametrizationError
 from ligand_prep.models import Ligand, PreparedLigand
+from mlfep_core import ParametrizationError
 
 __all__ = [
     "DEFAULT_FORCEFIELD",
@@ -60,6 +61,13 @@ def template_generator(prepared: Sequence[PreparedLigand], forcefield: str | Non
     try:
         if forcefield.startswith("gaff"):
             from openmmforcefields.generators import GAFFTemplateGenerator
+
+            if not shutil.which("antechamber"):
+                raise ParametrizationError(
+                    f"force field '{forcefield}' needs AmberTools' antechamber, which is not on PATH: run through "
+                    "the `fep` command, activate the environment (source .venv/bin/activate), or call "
+                    "mlfep_core.runtime.configure_process() first"
+                )
 
             return GAFFTemplateGenerator(molecules=molecules, forcefield=forcefield)
         from openmmforcefields.generators import SMIRNOFFTemplateGenerator
@@ -117,9 +125,6 @@ def ligand_system(prepared: PreparedLigand, forcefield: str | None = None):
     import openmm.app as app
     import openmm.unit as u
 
-    from ligand_prep.charges import ensure_ambertools_on_path
-
-    ensure_ambertools_on_path()
     offmol = to_openff_molecule(prepared)
     topology = offmol.to_topology().to_openmm()
     ff = app.ForceField()

@@ -19,8 +19,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from ligand_prep.base import InputError
 from ligand_prep.models import Ligand
+from mlfep_core import InputError, PoseError
 
 __all__ = ["CLASH_DISTANCE_ANGSTROM", "PoseError", "embed_free", "generate_pose", "protein_heavy_atoms"]
 
@@ -43,10 +43,6 @@ OVERLAY_DISTANCE_ANGSTROM = 1.0
 #: Score bonus (Å) per overlaid atom.
 OVERLAY_WEIGHT = 0.2
 _WATER = {"HOH", "WAT", "H2O", "TIP", "TIP3", "SOL", "DOD"}
-
-
-class PoseError(InputError):
-    """No acceptable pose could be generated for a ligand (names the ligand and what to do)."""
 
 
 # ------------------------------------------------------------------------------------------ protein

@@ -1,7 +1,7 @@
 """Checks every ligand must pass before any expensive step, each failing with one actionable line.
 
 The readers in :mod:`ligand_prep.io` call these on RDKit molecules, record by record, and stop at the first
-problem with a :class:`~ligand_prep.base.LigandValidationError` that names the ligand (and the file record or
+problem with a :class:`~mlfep_core.LigandValidationError` that names the ligand (and the file record or
 CSV row it came from). :func:`validate_ligands` re-checks already-built :class:`~ligand_prep.models.Ligand`
 objects; :func:`series_warnings` flags things that are allowed but need care (net-charge changes).
 """
@@ -12,8 +12,8 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from ligand_prep.base import LigandValidationError
 from ligand_prep.models import Ligand
+from mlfep_core import LigandValidationError
 
 __all__ = [
     "ALLOWED_ELEMENTS",

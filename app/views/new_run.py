@@ -10,7 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 from app import figures, launch, ui
-from ligand_prep.base import InputError, MlfepError
+from mlfep_core import InputError, MlfepError
 
 st.title("New run")
 root = ui.runs_root()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ligand_prep.base import InputError
+from fep.sampling.platforms import select_platform
 
 __all__ = ["CATEGORIES", "end_state_energy_check", "tolerances"]
 
@@ -44,15 +44,6 @@ def tolerances(platform: str, plain_total: float = 0.0) -> tuple[float, float]:
     if platform == "Reference":
         return 0.01, 0.01
     return 5e-6 * abs(plain_total) + 0.05, 0.5
-
-
-def _platform(name: str):
-    import openmm
-
-    try:
-        return openmm.Platform.getPlatformByName(name)
-    except Exception as err:
-        raise InputError(f"OpenMM platform '{name}' is not available here (use Reference or CPU)") from err
 
 
 def _orthorhombic_box(positions: np.ndarray, system) -> np.ndarray:
@@ -86,7 +77,7 @@ def _evaluate(system, positions: np.ndarray, box, platform: str, parameters: dic
         force.setForceGroup(CATEGORIES.index(_CATEGORY_OF.get(type(force).__name__, "other")))
         if isinstance(force, openmm.NonbondedForce):
             force.setReciprocalSpaceForceGroup(-1)
-    context = openmm.Context(clone, openmm.VerletIntegrator(0.001), _platform(platform))
+    context = openmm.Context(clone, openmm.VerletIntegrator(0.001), select_platform(platform))
     if box is not None:
         context.setPeriodicBoxVectors(*(openmm.Vec3(*map(float, row)) for row in np.asarray(box)))
     context.setPositions(np.asarray(positions, dtype=float))

@@ -40,8 +40,8 @@ from pydantic import Field
 
 from fep.alchemy.nonbonded import LAMBDA_PARAMETERS, SOFTCORE_ALPHA, add_nonbonded_forces
 from fep.alchemy.valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_B, add_valence_forces
-from ligand_prep.base import FrozenModel, InputError, MappingError, MlfepError, atomic_write_text
 from ligand_prep.models import AtomMapping, PreparedLigand
+from mlfep_core import FrozenModel, HybridError, InputError, MappingError, atomic_write_text
 
 __all__ = [
     "FORCE_GROUPS",
@@ -58,10 +58,6 @@ log = logging.getLogger(__name__)
 FORCE_GROUPS: dict[str, int] = {"valence": 0, "valence_lambda": 1, "nonbonded": 2, "softcore": 3, "dispersion": 4}
 LAMBDA_INDEPENDENT = ("valence",)
 CONSTRAINT_TOLERANCE_NM = 1e-6
-
-
-class HybridError(MlfepError, ValueError):
-    """The end states and mapping cannot be combined into a hybrid system (names the edge and the reason)."""
 
 
 class HybridLegInfo(FrozenModel):
@@ -136,7 +132,7 @@ class HybridLeg:
         atomic_write_text(folder / "topology.pdb", buffer.getvalue())
         np_buffer = io.BytesIO()
         np.save(np_buffer, np.asarray(self.positions, dtype=np.float64))
-        from ligand_prep.base import atomic_write_bytes
+        from mlfep_core import atomic_write_bytes
 
         atomic_write_bytes(folder / "positions.npy", np_buffer.getvalue())
         if self.box_vectors is not None:
@@ -275,10 +271,6 @@ def _constraints(hybrid, system_a, system_b, b_to_h: np.ndarray, role: np.ndarra
     for (i, j), d in sorted(cons.items()):
         hybrid.addConstraint(i, j, d)
     return warnings
-
-
-def _v(x) -> float:
-    return float(x._value) if hasattr(x, "_value") else float(x)
 
 
 def _other_forces(hybrid, system_a, group: int) -> None:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from ligand_prep.base import FrozenModel, InputError
+from mlfep_core import FrozenModel, InputError
 
 __all__ = ["LAMBDA_PARAMETERS", "TIERS", "LambdaProtocol", "default_protocol"]
 

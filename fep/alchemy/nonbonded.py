@@ -52,7 +52,8 @@ import numpy as np
 
 from fep.alchemy.lambdas import LAMBDA_PARAMETERS
 from fep.alchemy.valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_B
-from ligand_prep.base import MlfepError
+from mlfep_core import HybridNonbondedError
+from mlfep_core.units import openmm_value as _v
 
 __all__ = ["LAMBDA_PARAMETERS", "SOFTCORE_ALPHA", "add_nonbonded_forces", "dispersion_coefficient"]
 
@@ -69,10 +70,6 @@ SOFTCORE_EXPRESSION = (
     "isa = max(ua1, ua2); isb = max(ub1, ub2)"
 )
 LRC_EXPRESSION = "(lrc_c0 + lrc_c1*lambda_sterics_core)*step(r - lrc_cutoff)/r^6"
-
-
-class HybridNonbondedError(MlfepError, ValueError):
-    """The end states' nonbonded settings cannot be combined into a hybrid (names what differs)."""
 
 
 def _only_nonbonded(system, label: str):
@@ -103,10 +100,6 @@ def _exceptions(force, to_h: np.ndarray) -> dict[tuple[int, int], tuple[float, f
         hi, hj = to_h[i], to_h[j]
         out[(hi, hj) if hi < hj else (hj, hi)] = (qq, s, e)
     return out
-
-
-def _v(x) -> float:
-    return float(x._value) if hasattr(x, "_value") else float(x)
 
 
 def dispersion_coefficient(force, params: np.ndarray | None = None) -> float:

@@ -38,10 +38,6 @@ def _canonical(atoms: tuple[int, ...]) -> tuple[int, ...]:
     return min(atoms, rev)
 
 
-def _v(x) -> float:
-    return float(x._value) if hasattr(x, "_value") else float(x)
-
-
 def _collect(system, to_h: np.ndarray, kind: str) -> list[tuple[tuple[int, ...], tuple]]:
     """All terms of one kind in ``system`` as (hybrid atoms in canonical order, parameters)."""
     import openmm

@@ -1,6 +1,6 @@
 """The ``fep`` command line: thin wrappers that parse options, call the library and print.
 
-Every command has ``--help`` and ``--json``; any :class:`~ligand_prep.base.MlfepError` ends the command with
+Every command has ``--help`` and ``--json``; any :class:`~mlfep_core.MlfepError` ends the command with
 one line on stderr and exit status 2.
 """
 
@@ -26,7 +26,7 @@ from fep.cli._app import app  # noqa: E402, F811
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``fep`` console script; returns the exit status."""
-    from ligand_prep.base import MlfepError
+    from mlfep_core import MlfepError
 
     try:
         result = app(args=argv, prog_name="fep", standalone_mode=False)

@@ -7,9 +7,6 @@ Command modules in this package register themselves on :data:`app` when imported
 from __future__ import annotations
 
 import json
-import logging
-import sys
-import warnings
 from typing import Any
 
 import typer
@@ -29,18 +26,9 @@ def _root(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show progress messages from the library."),
 ) -> None:
     """mlfep: relative binding and hydration free energies with ML-corrected FEP."""
-    if not verbose:
-        # third-party deprecation chatter (torch, openff) is not for the chemist reading the terminal
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message=".*[Pp]reset charges.*")
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not verbose:
-        logging.getLogger("pint").setLevel(logging.ERROR)  # unit-registry redefinition notices
+    from mlfep_core.runtime import configure_process
+
+    configure_process(verbose)
 
 
 def emit_json(payload: Any) -> None:

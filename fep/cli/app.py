@@ -14,7 +14,7 @@ def streamlit_command(port: int, address: str = "localhost") -> list[str]:
     import importlib.util
     import sys
 
-    from ligand_prep.base import InputError
+    from mlfep_core import InputError
 
     spec = importlib.util.find_spec("app.main")  # the package may be a namespace in test runs: ask for the file
     if spec is None or spec.origin is None:
@@ -56,7 +56,7 @@ def app_command(
     import os
     import subprocess
 
-    from ligand_prep.base import InputError
+    from mlfep_core import InputError
 
     runs = runs.expanduser().resolve()
     if runs.exists() and not runs.is_dir():

@@ -14,7 +14,7 @@ from fep.cli._app import app, console, emit_json
 
 
 def _find(ligands, name: str, path: Path):
-    from ligand_prep.base import InputError
+    from mlfep_core import InputError
 
     for lig in ligands:
         if lig.name == name:
@@ -41,7 +41,7 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check that the hybrid system of one leg reproduces the plain end states at λ = A and λ = B."""
-    from ligand_prep.base import InputError
+    from mlfep_core import InputError
 
     names = [part.strip() for part in edge.split(",")]
     if len(names) != 2 or not all(names):

@@ -31,7 +31,7 @@ def models(
     """Show where ANI-2x weights are looked for (TORCHANI_DATA_DIR, torchani's default), which exist, size, sha256."""
     if ctx.invoked_subcommand is not None:
         return
-    from fep.nnp.models import describe_ani2x_weights
+    from gpu_kernels.weights import describe_ani2x_weights
 
     rows = describe_ani2x_weights(checksum=not no_checksum)
     found = any(row["used"] for row in rows)
@@ -70,7 +70,7 @@ def install(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Copy the ANI-2x weights from FOLDER into a torchani data folder (atomically) and say what to export."""
-    from fep.nnp.models import install_ani2x_weights
+    from gpu_kernels.weights import install_ani2x_weights
 
     dest = install_ani2x_weights(folder, to)
     data_dir = dest.parent.parent

@@ -49,10 +49,10 @@ def plan(
     """
     from rich.table import Table
 
-    from ligand_prep.base import InputError
     from ligand_prep.io import read_ligands
     from ligand_prep.mapping import MappingSettings, MCSMapper
     from ligand_prep.network import PLANNERS, plan_network
+    from mlfep_core import InputError
 
     if mode not in ("binding", "hydration"):
         raise InputError(f"--mode {mode}: use binding or hydration")

@@ -25,7 +25,7 @@ def protein(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check that every residue of PDB matches a force-field template; report atoms and net charge."""
-    from fep.systems.endstates import SystemSettings
+    from fep.systems.forcefield import SystemSettings
     from fep.systems.protein import fix_protein, load_protein
 
     settings = SystemSettings(

@@ -17,8 +17,8 @@ from fep.protocol import LIGAND_FF_CHOICES, ligand_ff_label
 
 def _network_for(network_file, edge, ligands, reference, protein, mode, out):
     """The Network to run, from a network.json, an --edge of a ligand file, or a whole ligand file."""
-    from ligand_prep.base import InputError
     from ligand_prep.models import Network
+    from mlfep_core import InputError
 
     if network_file is not None:
         if edge is not None or ligands is not None:
@@ -213,7 +213,7 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print the edge results as JSON."),
 ) -> None:
     """Run the legs of every edge (build, sample, analyse, correct), print ΔΔG per edge and write the report."""
-    from ligand_prep.base import InputError
+    from mlfep_core import InputError
 
     if mode not in (None, "binding", "hydration"):
         raise InputError(f"--mode '{mode}': choose binding or hydration")
@@ -242,7 +242,8 @@ def run(
 
     from fep.execution.cost import estimate_cost
     from fep.execution.runner import RunSpec, open_run_dir, package_versions
-    from fep.protocol import LEGS_FOR_MODE, load_protocol
+    from fep.protocol import load_protocol
+    from mlfep_core.constants import LEGS_FOR_MODE
 
     if (output / "run.json").exists() and not resume:
         raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
@@ -339,7 +340,7 @@ def _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_it
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from fep.execution.executors import execute_network
-    from fep.protocol import LEGS_FOR_MODE
+    from mlfep_core.constants import LEGS_FOR_MODE
 
     n_legs = len(net.edges) * len(LEGS_FOR_MODE[spec.mode]) * spec.protocol.repeats
     per_leg = spec.protocol.sampler.n_iterations + extend_iterations

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from ligand_prep.base import FrozenModel, InputError
+from mlfep_core import FrozenModel, InputError
 
 __all__ = [
     "ALCHEMICAL_FACTOR",
@@ -202,7 +202,7 @@ def cpu_core_hours(n_atoms: int, md_steps: float) -> float:
 
 def estimate_cost(network, protocol, mode: str, protein: str | None = None) -> RunCost:
     """Cost of every leg of every edge of ``network`` with ``protocol`` (no system is built)."""
-    from fep.protocol import LEGS_FOR_MODE
+    from mlfep_core.constants import LEGS_FOR_MODE
 
     legs = LEGS_FOR_MODE[mode]
     settings = protocol.system

@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ligand_prep.base import FrozenModel, InputError, MlfepError, atomic_write_text
+from mlfep_core import ExecutorError, FrozenModel, InputError, MlfepError, atomic_write_text
 
 __all__ = [
     "DaskExecutor",
@@ -51,10 +51,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class ExecutorError(MlfepError, RuntimeError):
-    """An executor cannot be started (missing package, unreachable scheduler, bad cluster file)."""
 
 
 class LegJob(FrozenModel):
@@ -88,6 +84,9 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
     from fep.execution.runner import RunSpec, correct_leg, load_prepared, node_corrections, run_leg
     from fep.execution.store import Store
     from ligand_prep.models import Network
+    from mlfep_core.runtime import configure_process
+
+    configure_process()  # a Dask worker runs no initializer of ours
 
     store = Store(job.store_url, create=False)
     leg_dir = Path(job.run_dir) / "edges" / job.edge / f"repeat_{job.repeat}" / job.leg
@@ -188,7 +187,13 @@ def default_workers() -> int:
     return gpu_count() or max(1, (os.cpu_count() or 2) // 2)
 
 
-def _init_worker(devices) -> None:  # pragma: no cover - runs in the pool's processes
+def _init_worker(devices, thread_counts: dict[str, str]) -> None:  # pragma: no cover - runs in the pool's processes
+    """Set up a worker process: mlfep's logging and warnings, its share of the cores, its GPU."""
+    from mlfep_core.runtime import configure_process
+
+    for var, value in thread_counts.items():
+        os.environ.setdefault(var, value)  # before torch or OpenMM are imported here; an explicit setting wins
+    configure_process()
     if devices is not None:
         try:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get(timeout=5))
@@ -211,10 +216,9 @@ class LocalExecutor:
 
         ctx = mp.get_context("spawn")
         n_gpus = gpu_count()
+        thread_counts: dict[str, str] = {}
         if n_gpus == 0:  # share the cores: N workers x all-core OpenMM/torch contexts would oversubscribe them
-            share = str(max(1, (os.cpu_count() or 1) // self.workers))
-            for var in CPU_THREAD_VARIABLES:
-                os.environ.setdefault(var, share)  # inherited by the spawned workers; an explicit setting wins
+            thread_counts = dict.fromkeys(CPU_THREAD_VARIABLES, str(max(1, (os.cpu_count() or 1) // self.workers)))
         devices = None
         if n_gpus > 1:
             visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -223,7 +227,7 @@ class LocalExecutor:
             for i in range(self.workers):
                 devices.put(ids[i % len(ids)])
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(devices,)
+            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, thread_counts)
         )
 
     def submit(self, job: LegJob):
@@ -374,7 +378,7 @@ def execute_network(
     save_prepared(prepared, run_dir)
     run_id = store.register_run(run_dir, network, spec)
     rows = {(r["edge"], r["leg"], r["repeat"]): r for r in store.run_jobs(run_id)}
-    from fep.protocol import LEGS_FOR_MODE
+    from mlfep_core.constants import LEGS_FOR_MODE
 
     legs = LEGS_FOR_MODE[spec.mode]
     keys_of_edge = {
@@ -499,8 +503,8 @@ def propose_repairs(network, failed_edges: Sequence[str], mapper=None) -> list:
 
     Pairs already in the network (failed ones included) are not proposed again.
     """
-    from ligand_prep.base import MappingError
     from ligand_prep.mapping import MCSMapper
+    from mlfep_core import MappingError
 
     mapper = mapper or MCSMapper()
     groups = cut_off_ligands(network, failed_edges)

@@ -36,9 +36,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from fep.protocol import LEGS_FOR_MODE, Protocol
-from ligand_prep.base import FrozenModel, InputError, MlfepError, atomic_write_text
+from fep.protocol import Protocol
 from ligand_prep.models import AtomMapping, Ligand, Network, PreparedLigand
+from mlfep_core import FrozenModel, InputError, MlfepError, atomic_write_text
+from mlfep_core.constants import LEGS_FOR_MODE
 
 __all__ = [
     "LegProgress",

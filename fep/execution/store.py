@@ -57,7 +57,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
-from ligand_prep.base import InputError, MlfepError
+from mlfep_core import InputError, MlfepError, StoreError
 
 __all__ = [
     "JOB_STATES",
@@ -73,10 +73,6 @@ log = logging.getLogger(__name__)
 
 STORE_FILE = "mlfep.sqlite"
 JOB_STATES = ("queued", "running", "done", "failed")
-
-
-class StoreError(MlfepError, RuntimeError):
-    """The results store cannot be opened or written."""
 
 
 metadata = MetaData()
@@ -287,7 +283,7 @@ class Store:
         ``network`` is a :class:`ligand_prep.models.Network`, ``spec`` a :class:`fep.execution.runner.RunSpec`. Calling it
         again adds what is new (edges added by ``--repair``) and leaves existing rows alone.
         """
-        from fep.protocol import LEGS_FOR_MODE
+        from mlfep_core.constants import LEGS_FOR_MODE
 
         run_dir = str(Path(run_dir).resolve())
         now = time.time()

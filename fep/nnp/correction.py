@@ -41,8 +41,11 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from analysis.results import EndpointCorrection
-from ligand_prep.base import FrozenModel, InputError, MlfepError, quantity
+from fep.sampling.platforms import select_platform
 from ligand_prep.models import PreparedLigand
+from mlfep_core import FrozenModel, InputError, MlfepError
+from mlfep_core.constants import GAS_CONSTANT_KJ_MOL_K, KJ_PER_KCAL
+from mlfep_core.models import Femtoseconds
 
 __all__ = [
     "ANI2X_SYMBOLS",
@@ -55,9 +58,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KJ_PER_KCAL = 4.184
-#: Molar gas constant in kJ/(mol K).
-GAS_CONSTANT_KJ = 8.314462618e-3
 #: Elements ANI-2x covers.
 ANI2X_SYMBOLS = ("H", "C", "N", "O", "F", "S", "Cl")
 _WARN_OVERLAP = 0.05
@@ -77,7 +77,7 @@ class NNPSettings(FrozenModel):
     n_frames: int = Field(100, ge=2, description="MM frames used as the λ = 0 samples (spread evenly).")
     steps_per_state: int = Field(2500, ge=10, description="MD steps per λ > 0 state (first 20 % discarded).")
     sample_interval: int = Field(25, ge=1, description="Steps between stored samples in λ > 0 states.")
-    timestep: quantity("femtosecond") = Field(
+    timestep: Femtoseconds = Field(
         "1 fs", description="MD timestep of the λ > 0 states (MM constraints are kept; 1 fs is safe for ANI)."
     )
     friction_per_ps: float = Field(1.0, gt=0, description="Langevin friction of the λ > 0 states in 1/ps.")
@@ -175,7 +175,7 @@ def analyse_lambda_samples(
     lambdas = np.asarray(lambdas, dtype=np.float64)
     if len(delta_u_k) != len(lambdas):
         raise InputError(f"{len(delta_u_k)} sample sets for {len(lambdas)} λ states")
-    beta = 1.0 / (GAS_CONSTANT_KJ * temperature_k)
+    beta = 1.0 / (GAS_CONSTANT_KJ_MOL_K * temperature_k)
     kept, gs = [], []
     for series in delta_u_k:
         series = np.asarray(series, dtype=np.float64)
@@ -210,18 +210,6 @@ def analyse_lambda_samples(
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-def _platform(name: str | None):
-    import openmm
-
-    if name is None:
-        return None
-    try:
-        return openmm.Platform.getPlatformByName(name)
-    except Exception as err:
-        names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
-        raise InputError(f"OpenMM platform '{name}' is not available (have: {', '.join(names)})") from err
-
-
 def sample_lambda_states(
     system,
     ligand_atoms: Sequence[int],
@@ -268,7 +256,7 @@ def sample_lambda_states(
     integrator = openmm.LangevinMiddleIntegrator(temperature_k, settings.friction_per_ps, dt_ps)
     if settings.seed is not None:
         integrator.setRandomNumberSeed(settings.seed)
-    platform = _platform(settings.platform)
+    platform = select_platform(settings.platform) if settings.platform else None
     context = (
         openmm.Context(sim_system, integrator) if platform is None else openmm.Context(sim_system, integrator, platform)
     )

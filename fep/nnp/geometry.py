@@ -14,16 +14,40 @@ charges (aniline's NH2: Sage planar, ANI-2x pyramidal), so its ML value deserves
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from ligand_prep.models import PreparedLigand
 
-__all__ = ["minimum_disagreements"]
+__all__ = ["dihedral", "minimum_disagreements", "start_conformer"]
 
 PLANAR_SUM_DEG = 350.0
 PYRAMIDAL_SUM_DEG = 345.0
 AMIDE_TWIST_DEG = 25.0
+
+
+def dihedral(x: np.ndarray, idx: Sequence[int]) -> float:
+    """The i-j-k-l dihedral of one frame, radians in (-π, π]."""
+    p0, p1, p2, p3 = (x[i] for i in idx)
+    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
+    b1n = b1 / np.linalg.norm(b1)
+    v = b0 - np.dot(b0, b1n) * b1n
+    w = b2 - np.dot(b2, b1n) * b1n
+    return float(math.atan2(np.dot(np.cross(b1n, v), w), np.dot(v, w)))
+
+
+def start_conformer(prepared: PreparedLigand, seed: int = 20261201) -> np.ndarray:
+    """One seeded ETKDG conformer (nm), pose-independent; falls back to the pose."""
+    from rdkit.Chem import AllChem
+
+    mol = prepared.ligand.to_rdkit()
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    conf_id = AllChem.EmbedMolecule(mol, params)
+    if conf_id < 0:
+        return np.asarray(prepared.ligand.to_rdkit().GetConformer().GetPositions()) / 10.0
+    return np.asarray(mol.GetConformer(conf_id).GetPositions()) / 10.0
 
 
 def _angle(x: np.ndarray, i: int, j: int, k: int) -> float:
@@ -46,11 +70,9 @@ def _nitrogen_shapes(mol, x: np.ndarray) -> dict[int, str]:
 def _amide_twists(mol, x: np.ndarray) -> dict[tuple[int, int], bool]:
     from rdkit import Chem
 
-    from fep.nnp.torsions import _dihedral
-
     out = {}
     for o, c, n, sub in mol.GetSubstructMatches(Chem.MolFromSmarts("O=C-[NX3]-[*]")):
-        phi = abs(math.degrees(_dihedral(x, (o, c, n, sub))))
+        phi = abs(math.degrees(dihedral(x, (o, c, n, sub))))
         twist = min(phi, 180.0 - phi)
         key = (c, n)
         out[key] = out.get(key, False) or twist > AMIDE_TWIST_DEG
@@ -62,12 +84,11 @@ def minimum_disagreements(prepared: PreparedLigand, threads: int | None = 1) -> 
     import openmm
     from scipy.optimize import minimize
 
-    from fep.nnp.torsions import _start_conformer
     from gpu_kernels.ani import ANIBatch
     from ligand_prep.parameters import ligand_system
 
     mol = prepared.ligand.to_rdkit()
-    start = _start_conformer(prepared)
+    start = start_conformer(prepared)
     system, _, _ = ligand_system(prepared)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     ctx.setPositions(start)

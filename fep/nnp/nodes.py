@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from analysis.results import EndpointCorrection
-from fep.nnp.correction import GAS_CONSTANT_KJ, KJ_PER_KCAL
-from ligand_prep.base import MlfepError
 from ligand_prep.models import PreparedLigand
+from mlfep_core import MlfepError
+from mlfep_core.constants import GAS_CONSTANT_KJ_MOL_K, KJ_PER_KCAL
 
 __all__ = ["bar_with_bootstrap", "node_correction"]
 
@@ -122,7 +122,8 @@ def node_correction(
 
     from fep.nnp.correction import _platform, nnp_support
     from fep.nnp.system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
-    from fep.systems.endstates import LIGAND_RESIDUE_NAME, build_ligand_system
+    from fep.systems.endstates import build_ligand_system
+    from fep.systems.forcefield import LIGAND_RESIDUE_NAME
     from gpu_kernels._torch import resolve_device
 
     settings = protocol.nnp
@@ -132,7 +133,7 @@ def node_correction(
         return EndpointCorrection(**base, status="skipped", reason=reason)
     started, started_cpu = time.perf_counter(), time.process_time()
     temperature = float(protocol.sampler.temperature.m_as("kelvin"))
-    kt = GAS_CONSTANT_KJ * temperature
+    kt = GAS_CONSTANT_KJ_MOL_K * temperature
     seed = settings.seed if settings.seed is not None else int(np.random.default_rng().integers(1, 2**30))
     system, topology, positions, box = build_ligand_system(prepared, env, protocol.system, protein_pdb)
     periodic = box is not None

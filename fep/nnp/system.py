@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ligand_prep.base import InputError
 from ligand_prep.models import PreparedLigand
+from mlfep_core import InputError
 
 __all__ = ["LAMBDA_PARAMETER", "DeltaU", "add_nnp_force", "make_whole"]
 

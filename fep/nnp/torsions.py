@@ -40,9 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fep.nnp.correction import KJ_PER_KCAL
-from ligand_prep.base import atomic_write_text
+from fep.nnp.geometry import dihedral, minimum_disagreements, start_conformer
 from ligand_prep.models import BespokeTorsions, PreparedLigand, TorsionTerm
+from mlfep_core import atomic_write_text
+from mlfep_core.constants import HARTREE_TO_KJ_MOL, KJ_PER_KCAL
 
 __all__ = [
     "METHOD",
@@ -109,29 +110,19 @@ def rotatable_torsions(mol) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def _dihedral(x: np.ndarray, idx: Sequence[int]) -> float:
-    """The i-j-k-l dihedral of one frame, radians in (-π, π]."""
-    p0, p1, p2, p3 = (x[i] for i in idx)
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1n = b1 / np.linalg.norm(b1)
-    v = b0 - np.dot(b0, b1n) * b1n
-    w = b2 - np.dot(b2, b1n) * b1n
-    return float(math.atan2(np.dot(np.cross(b1n, v), w), np.dot(v, w)))
-
-
 def _rotate_to(x: np.ndarray, idx: Sequence[int], moving: np.ndarray, target: float) -> np.ndarray:
     """Rotate the ``moving`` atoms about the j-k axis so that the dihedral becomes ``target`` (rad)."""
     j, k = idx[1], idx[2]
     axis = x[k] - x[j]
     axis = axis / np.linalg.norm(axis)
     # rotating the k side by +θ about j->k changes the dihedral by -θ in this convention; measure and correct
-    theta = _dihedral(x, idx) - target
+    theta = dihedral(x, idx) - target
     c, s = math.cos(theta), math.sin(theta)
     rel = x[moving] - x[k]
     rot = rel * c + np.cross(axis, rel) * s + np.outer(rel @ axis, axis) * (1 - c)
     out = x.copy()
     out[moving] = rot + x[k]
-    if abs(_wrap(_dihedral(out, idx) - target)) > 1e-6:  # the other sense
+    if abs(_wrap(dihedral(out, idx) - target)) > 1e-6:  # the other sense
         rot = rel * c - np.cross(axis, rel) * s + np.outer(rel @ axis, axis) * (1 - c)
         out[moving] = rot + x[k]
     return out
@@ -181,7 +172,6 @@ class _ANIRelaxer:
         from scipy.optimize import minimize
 
         from gpu_kernels._torch import torch_threads
-        from gpu_kernels.ani import HARTREE_TO_KJ_MOL
 
         n_frames, n_atoms, _ = frames_nm.shape
         species = torch.tensor(self.batch.species).expand(n_frames, -1)
@@ -344,19 +334,6 @@ class TorsionScan:
     rmse_base_kcal_mol: float
 
 
-def _start_conformer(prepared: PreparedLigand, seed: int = 20261201) -> np.ndarray:
-    """One seeded ETKDG conformer (nm), pose-independent; falls back to the pose."""
-    from rdkit.Chem import AllChem
-
-    mol = prepared.ligand.to_rdkit()
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    conf_id = AllChem.EmbedMolecule(mol, params)
-    if conf_id < 0:
-        return np.asarray(prepared.ligand.to_rdkit().GetConformer().GetPositions()) / 10.0
-    return np.asarray(mol.GetConformer(conf_id).GetPositions()) / 10.0
-
-
 def scan_bond(
     prepared: PreparedLigand, idx: tuple[int, int, int, int], relaxer: _ANIRelaxer, start_nm: np.ndarray
 ) -> TorsionScan:
@@ -376,7 +353,7 @@ def scan_bond(
         e_trial = relaxer.energies(trial)
         better = e_trial < energies - 1e-3
         frames[better], energies[better] = trial[better], e_trial[better]
-    phi = np.array([_dihedral(x, idx) for x in frames])
+    phi = np.array([dihedral(x, idx) for x in frames])
 
     mm = _MMProfile(prepared, idx)
     # the fitted terms act on the driving dihedral only, so at a held φ they are constant and the MM-relaxed
@@ -384,7 +361,7 @@ def scan_bond(
     mm.set_terms([])
     geometries = mm.relax(frames, phi)
     e0 = mm.energies(geometries, groups=(0,))
-    phi_mm = np.array([_dihedral(x, idx) for x in geometries])
+    phi_mm = np.array([dihedral(x, idx) for x in geometries])
     terms = _terms(idx, _fit_fourier(phi_mm, energies - e0, _weights(energies)))
     mm.set_terms(terms)
     e_fit = mm.energies(mm.relax(geometries, phi))
@@ -448,7 +425,7 @@ def fit_bespoke_torsions(
     rmse, rmse_base = {}, {}
     if dihedrals:
         relaxer = _ANIRelaxer([a.GetAtomicNum() for a in mol.GetAtoms()], threads=threads)
-        conf = _start_conformer(prepared)
+        conf = start_conformer(prepared)
         for idx in dihedrals:
             if progress:
                 progress(f"torsion scan {prepared.name} {idx[1]}-{idx[2]}")
@@ -470,7 +447,6 @@ def fit_bespoke_torsions(
                 scan.rmse_base_kcal_mol,
                 prepared.forcefield,
             )
-    from fep.nnp.geometry import minimum_disagreements
 
     warnings = tuple(minimum_disagreements(prepared, threads=threads))
     for text in warnings:

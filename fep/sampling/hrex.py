@@ -42,7 +42,9 @@ from pydantic import Field
 from fep.sampling.mixing import gibbs_swaps
 from fep.sampling.platforms import platform_properties, select_platform
 from fep.sampling.storage import IterationBuffer, SamplerData, SamplerStore, load_samples
-from ligand_prep.base import FrozenModel, InputError, MlfepError, quantity
+from mlfep_core import FrozenModel, InputError, SamplerError
+from mlfep_core.constants import GAS_CONSTANT_KJ_MOL_K
+from mlfep_core.models import Bar, Femtoseconds, Kelvin, PerPicosecond
 
 __all__ = [
     "HREXSampler",
@@ -58,23 +60,18 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-KB_KJ_MOL_K = 0.0083144626181532  # Boltzmann constant, kJ/mol/K
 PV_KJ_MOL_PER_BAR_NM3 = 0.0602214076  # 1 bar × 1 nm³ × N_A in kJ/mol
 EXPLOSION_KT = 1.0e6  # a replica's reduced energy changing by more than this in one iteration counts as a blow-up
-
-
-class SamplerError(MlfepError, RuntimeError):
-    """The simulation failed (NaN or exploding energies after every retry, or an unusable platform)."""
 
 
 # ----------------------------------------------------------------------------------------- settings
 class SamplerSettings(FrozenModel):
     """How to run Hamiltonian replica exchange."""
 
-    temperature: quantity("kelvin") = Field("298.15 K", description="Temperature of every state.")
-    pressure: quantity("bar") | None = Field("1 bar", description="Pressure (NPT); None for NVT (e.g. vacuum).")
-    timestep: quantity("femtosecond") = Field("4 fs", description="Integration time step (HMR systems: 4 fs).")
-    collision_rate: quantity("1/picosecond") = Field("1 / ps", description="Langevin collision rate.")
+    temperature: Kelvin = Field("298.15 K", description="Temperature of every state.")
+    pressure: Bar | None = Field("1 bar", description="Pressure (NPT); None for NVT (e.g. vacuum).")
+    timestep: Femtoseconds = Field("4 fs", description="Integration time step (HMR systems: 4 fs).")
+    collision_rate: PerPicosecond = Field("1 / ps", description="Langevin collision rate.")
     steps_per_iteration: int = Field(625, ge=1, description="MD steps between swap attempts (625 × 4 fs = 2.5 ps).")
     n_iterations: int = Field(2000, ge=0, description="Production iterations (a resumed run goes on to this).")
     minimization_max_iterations: int = Field(
@@ -278,7 +275,7 @@ class HREXSampler:
         if settings.pressure is not None and not self.periodic:
             raise InputError("a pressure is set for a non-periodic system: use SamplerSettings(pressure=None) (NVT)")
         self.npt = settings.pressure is not None
-        self.kt = KB_KJ_MOL_K * settings.temperature.m_as("kelvin")
+        self.kt = GAS_CONSTANT_KJ_MOL_K * settings.temperature.m_as("kelvin")
         self.beta = 1.0 / self.kt
         self.pv_factor = settings.pressure.m_as("bar") * PV_KJ_MOL_PER_BAR_NM3 if self.npt else 0.0
         groups_used = {f.getForceGroup() for f in system.getForces()}
@@ -753,7 +750,7 @@ class HREXSampler:
         import openmm.app as app
         import openmm.unit as u
 
-        from ligand_prep.base import atomic_write_text
+        from mlfep_core import atomic_write_text
 
         try:
             topology = copy.deepcopy(self.topology)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from ligand_prep.base import InputError, MlfepError
+from mlfep_core import InputError, PlatformError
 
 __all__ = ["PlatformError", "PlatformName", "Precision", "platform_properties", "select_platform"]
 
@@ -20,10 +20,6 @@ Precision = Literal["single", "mixed", "double"]
 
 _AUTO_ORDER = ("CUDA", "OpenCL", "CPU")
 _PRECISION_PLATFORMS = ("CUDA", "OpenCL", "HIP")
-
-
-class PlatformError(MlfepError, RuntimeError):
-    """No requested OpenMM platform is available or usable on this machine."""
 
 
 def platform_properties(platform_name: str, precision: str = "mixed") -> dict[str, str]:

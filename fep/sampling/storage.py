@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ligand_prep.base import InputError, atomic_write_bytes, atomic_write_text
+from mlfep_core import InputError, atomic_write_bytes, atomic_write_text
 
 __all__ = ["IterationBuffer", "SamplerData", "SamplerStore", "load_samples"]
 

@@ -31,17 +31,21 @@ DESIGN.md), HBonds constraints, rigid TIP3P water, hydrogen mass repartitioning 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
+from fep.systems.forcefield import (
+    LIGAND_RESIDUE_NAME,
+    SystemSettings,
+    create_ligand_system,
+    ligand_topology,
+    make_forcefield,
+)
 from fep.systems.solvation import (
     box_vectors_for,
     copy_topology,
@@ -52,11 +56,19 @@ from fep.systems.solvation import (
     vec3_nm,
     water_clashes,
 )
-from ligand_prep.base import FrozenModel, InputError, MappingError, MlfepError, ParametrizationError, quantity
 from ligand_prep.models import AtomMapping, PreparedLigand
+from mlfep_core import (
+    InputError,
+    MappingError,
+    MlfepError,
+    ParametrizationError,
+    UnsupportedEdgeError,
+)
+from mlfep_core.constants import LEGS
 
 __all__ = [
     "LEGS",
+    "LIGAND_RESIDUE_NAME",
     "EndStates",
     "SystemSettings",
     "UnsupportedEdgeError",
@@ -68,67 +80,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-LEGS = ("complex", "solvent", "vacuum")
-LIGAND_RESIDUE_NAME = "LIG"
-
-
-class UnsupportedEdgeError(MlfepError, NotImplementedError):
-    """The edge needs a protocol mlfep does not have yet (e.g. a change of net charge)."""
-
-
-class SystemSettings(FrozenModel):
-    """How the end-state systems of a leg are built (box, ions, cutoffs, constraints, force fields)."""
-
-    solvent_padding: quantity("nanometer") = Field(
-        "1.2 nm",
-        description="Solvent leg: box width = max(2 r + padding, 2 padding), OpenMM's addSolvent rule; at least "
-        "what the cutoff needs.",
-    )
-    complex_padding: quantity("nanometer") = Field("1.0 nm", description="Complex leg: the same for protein + ligand.")
-    box_shape: Literal["dodecahedron", "octahedron", "cube"] = Field(
-        "dodecahedron", description="Periodic box shape (rhombic dodecahedron needs ~71 % of a cube's waters)."
-    )
-    ionic_strength: quantity("molar") = Field(
-        "0.15 molar", description="NaCl concentration added on top of the neutralising counter-ions."
-    )
-    neutralize: bool = Field(True, description="Add Na+ or Cl- counter-ions to make the leg net-neutral.")
-    nonbonded_cutoff: quantity("nanometer") = Field("0.9 nm", description="Real-space cutoff for PME and LJ.")
-    ewald_error_tolerance: float = Field(5e-4, gt=0, lt=1, description="PME accuracy (OpenMM ewaldErrorTolerance).")
-    dispersion_correction: bool = Field(
-        True, description="Long-range isotropic dispersion correction on the NonbondedForce (periodic legs)."
-    )
-    hydrogen_mass: quantity("dalton") = Field(
-        "3 dalton",
-        description="Mass of every non-water hydrogen (HMR, mass taken from its heavy atom); 1.008 disables.",
-    )
-    constraints: Literal["HBonds", "none"] = Field("HBonds", description="Bond constraints.")
-    rigid_water: bool = Field(True, description="Rigid (SETTLE) water.")
-    remove_cm_motion: bool = Field(True, description="Add a CMMotionRemover to each system.")
-    protein_forcefield: tuple[str, ...] = Field(
-        ("amber14-all.xml",), description="OpenMM force-field files for the protein (and ions of amber14)."
-    )
-    water_model: Literal["tip3p"] = Field("tip3p", description="Water model (amber14/tip3p.xml).")
-    extra_forcefield_files: tuple[str, ...] = Field(
-        (), description="Extra OpenMM ffxml files, e.g. templates for non-standard residues (--extra-forcefield)."
-    )
-    keep_crystal_waters: bool = Field(False, description="Keep the HOH residues of the protein PDB.")
-    small_molecule_forcefield: str = Field(
-        "openff-2.2.1", description="Ligand force field: an OpenFF offxml name or 'gaff-2.11' (charges as prepared)."
-    )
-    ion_min_distance: quantity("nanometer") = Field(
-        "0.5 nm", description="Ions are placed at least this far from the solute and from each other."
-    )
-    water_clash_distance: quantity("nanometer") = Field(
-        "0.24 nm",
-        description="After solvation, one water of every pair with O–O closer than this (across the cell faces) "
-        "is removed; 0 nm keeps OpenMM's box as is.",
-    )
-    random_seed: int = Field(0, description="Seed for choosing which waters become ions (reproducible boxes).")
-
-    def padding_for(self, leg: str):
-        """The padding (openff Quantity) of ``leg``."""
-        return self.complex_padding if leg == "complex" else self.solvent_padding
 
 
 @dataclass(eq=False)
@@ -292,125 +243,6 @@ def align_ligand_b(positions_a: np.ndarray, positions_b: np.ndarray, mapping: di
     return placed
 
 
-# ------------------------------------------------------------------------------------------ force field
-def make_forcefield(settings: SystemSettings, prepared: Sequence[PreparedLigand] = ()):
-    """The ``openmm.app.ForceField`` for a leg: protein files, water, extra files, ligand template generator."""
-    import openmm.app as app
-
-    from ligand_prep.charges import ensure_ambertools_on_path
-    from ligand_prep.parameters import template_generator
-
-    files = [*settings.protein_forcefield, f"amber14/{settings.water_model}.xml", *settings.extra_forcefield_files]
-    try:
-        forcefield = app.ForceField(*files)
-    except Exception as err:
-        raise InputError(f"cannot load force-field files {', '.join(files)}: {err}") from err
-    if prepared:
-        for prep in prepared:
-            if prep.forcefield != settings.small_molecule_forcefield:
-                log.warning(
-                    "ligand %s was prepared for %s but is parametrized with %s (its charges are kept)",
-                    prep.name,
-                    prep.forcefield,
-                    settings.small_molecule_forcefield,
-                )
-        ensure_ambertools_on_path()
-        generator = template_generator(list(prepared), settings.small_molecule_forcefield)
-        forcefield.registerTemplateGenerator(generator.generator)
-    return forcefield
-
-
-def _ligand_topology(prep: PreparedLigand):
-    """OpenMM topology of one ligand (residue ``LIG``, mol-block atom order)."""
-    from ligand_prep.parameters import to_openff_molecule
-
-    topology = to_openff_molecule(prep).to_topology().to_openmm()
-    for residue in topology.residues():
-        residue.name = LIGAND_RESIDUE_NAME
-    return topology
-
-
-def _create_system(forcefield, topology, settings: SystemSettings, periodic: bool, what: str):
-    import openmm
-    import openmm.app as app
-    import openmm.unit as u
-
-    h_mass = settings.hydrogen_mass.m_as("dalton")
-    kwargs: dict[str, Any] = {
-        "constraints": app.HBonds if settings.constraints == "HBonds" else None,
-        "rigidWater": settings.rigid_water,
-        "removeCMMotion": settings.remove_cm_motion,
-        "hydrogenMass": None if abs(h_mass - 1.008) < 0.01 else h_mass * u.dalton,
-    }
-    if periodic:
-        kwargs.update(
-            nonbondedMethod=app.PME,
-            nonbondedCutoff=settings.nonbonded_cutoff.m_as("nanometer") * u.nanometer,
-            ewaldErrorTolerance=settings.ewald_error_tolerance,
-        )
-    else:
-        kwargs["nonbondedMethod"] = app.NoCutoff
-    try:
-        with _quiet_ligand_parametrization():
-            system = forcefield.createSystem(topology, **kwargs)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ParametrizationError(f"{what}: the force field could not build the system ({first})") from err
-    for force in system.getForces():
-        if isinstance(force, openmm.NonbondedForce):
-            force.setUseDispersionCorrection(bool(periodic and settings.dispersion_correction))
-    return system
-
-
-@contextlib.contextmanager
-def _quiet_ligand_parametrization():
-    """Silence OpenFF Interchange's per-atom 'Preset charges applied' log lines and its virtual-site warning."""
-    logger = logging.getLogger("openff.interchange")
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Preset charges were provided")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _ligand_charges_match(system, ligand_atoms: list[int], prep: PreparedLigand) -> float:
-    """Largest deviation (e) of the ligand's charges in ``system`` from the prepared ones."""
-    import openmm
-    import openmm.unit as u
-
-    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
-    charges = [nonbonded.getParticleParameters(i)[0].value_in_unit(u.elementary_charge) for i in ligand_atoms]
-    return float(np.max(np.abs(np.asarray(charges) - np.asarray(prep.partial_charges))))
-
-
-def _ligand_system(forcefield, topology, settings, periodic, prep: PreparedLigand, ligand_atoms, what: str):
-    """``_create_system`` and a check that the ligand carries exactly its prepared charges.
-
-    openmmforcefields matches residues to molecules by graph, so when A and B share a graph (stereoisomers) B
-    would get A's template; that case is detected here and B is rebuilt with a force field of its own.
-    """
-    from ligand_prep.parameters import apply_bespoke_torsions
-
-    system = _create_system(forcefield, topology, settings, periodic, what)
-    deviation = _ligand_charges_match(system, ligand_atoms, prep)
-    if deviation > 1e-5:
-        log.info(
-            "%s: charges differ from the prepared ones by %.2g e; rebuilding with its own template", what, deviation
-        )
-        system = _create_system(make_forcefield(settings, [prep]), topology, settings, periodic, what)
-        deviation = _ligand_charges_match(system, ligand_atoms, prep)
-        if deviation > 1e-5:
-            raise ParametrizationError(
-                f"{what}: the force field did not apply the prepared partial charges (off by up to {deviation:.3g} e); "
-                "re-prepare the ligand (fep prep) and report this if it persists"
-            )
-    apply_bespoke_torsions(system, prep, ligand_atoms)
-    return system
-
-
 # -------------------------------------------------------------------------------------------- building
 @dataclass
 class _Box:
@@ -447,7 +279,7 @@ def _assemble(
         parts.append((protein.topology, protein.positions))
         env_charge = protein.net_charge
     n_env_residues = sum(t.getNumResidues() for t, _ in parts)
-    parts += [(_ligand_topology(prep), pos) for prep, pos in ligands]
+    parts += [(ligand_topology(prep), pos) for prep, pos in ligands]
     topology, positions = merge_topologies(parts)
     residues = [n_env_residues + k for k in range(len(ligands))]
     net_charge = env_charge + ligands[0][0].ligand.formal_charge
@@ -464,14 +296,13 @@ def _assemble(
     )
     modeller = app.Modeller(topology, vec3_nm(positions))
     try:
-        with _quiet_ligand_parametrization():
-            modeller.addSolvent(
-                forcefield,
-                model=settings.water_model,
-                boxVectors=vec3_nm(box_vectors),
-                ionicStrength=0 * u.molar,
-                neutralize=False,
-            )
+        modeller.addSolvent(
+            forcefield,
+            model=settings.water_model,
+            boxVectors=vec3_nm(box_vectors),
+            ionicStrength=0 * u.molar,
+            neutralize=False,
+        )
     except MlfepError:
         raise
     except Exception as err:
@@ -578,10 +409,10 @@ def build_end_states(
     periodic = leg != "vacuum"
     if progress:
         progress("creating systems")
-    system_a = _ligand_system(
+    system_a = create_ligand_system(
         forcefield, top_a, settings, periodic, prep_a, lig_a, f"{leg} leg of ligand {prep_a.name}"
     )
-    system_b = _ligand_system(
+    system_b = create_ligand_system(
         forcefield, top_b, settings, periodic, prep_b, lig_b, f"{leg} leg of ligand {prep_b.name}"
     )
     set_a, set_b = set(lig_a), set(lig_b)
@@ -635,7 +466,7 @@ def build_ligand_system(
     box = _assemble([(prep, ligand_positions(prep))], leg, settings, forcefield, protein_pdb)
     topology, positions, ligand_atoms = _split(box, 0)
     periodic = leg != "vacuum"
-    system = _ligand_system(
+    system = create_ligand_system(
         forcefield, topology, settings, periodic, prep, ligand_atoms, f"{leg} leg of ligand {prep.name}"
     )
     box_vectors = positions_nm(topology.getPeriodicBoxVectors()) if periodic else None

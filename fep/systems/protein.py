@@ -4,9 +4,9 @@ Checks are cheap and happen before ligand parametrization and solvation, so a ba
 second with a message that names the chain, residue name and number and says what to do:
 
 - a residue no template matches (non-standard residue such as TPO, or a standard residue with missing or extra
-  atoms) -> :class:`~ligand_prep.base.ParametrizationError`;
+  atoms) -> :class:`~mlfep_core.ParametrizationError`;
 - a chain break (peptide C–N distance > 0.2 nm: missing residues; OpenMM would silently bond across it)
-  -> :class:`~ligand_prep.base.ParametrizationError`.
+  -> :class:`~mlfep_core.ParametrizationError`.
 
 :func:`fix_protein` repairs what can be repaired safely with pdbfixer (missing heavy atoms, short internal loops,
 missing hydrogens at pH 7).
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from ligand_prep.base import FrozenModel, InputError, ParametrizationError, atomic_write_text
+from mlfep_core import FrozenModel, InputError, ParametrizationError, atomic_write_text
 
 __all__ = ["ProteinRepair", "ProteinStructure", "check_protein", "fix_protein", "load_protein", "read_pdb"]
 
@@ -215,7 +215,7 @@ def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=Non
         Default: :func:`fep.systems.endstates.make_forcefield` of ``settings`` without ligands.
     """
 
-    from fep.systems.endstates import SystemSettings, make_forcefield
+    from fep.systems.forcefield import SystemSettings, make_forcefield
     from fep.systems.solvation import copy_topology, positions_nm
 
     settings = settings or SystemSettings()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analysis.mbar import R_KCAL_MOL_K, AnalysisError, analyse_leg, bar_neighbours, solve_mbar, u_kln_from_replicas
+from analysis.mbar import AnalysisError, analyse_leg, bar_neighbours, solve_mbar, u_kln_from_replicas
 from analysis.results import LegResult
-from ligand_prep.base import InputError
+from mlfep_core import InputError
+from mlfep_core.constants import GAS_CONSTANT_KCAL_MOL_K
 
 T = 300.0
-KT = R_KCAL_MOL_K * T
+KT = GAS_CONSTANT_KCAL_MOL_K * T
 SPRINGS = np.array([1.0, 1.5, 2.2, 3.2, 4.5])  # force constants in kT / length²
 
 
@@ -147,7 +148,7 @@ def test_analyse_leg_rejects_bad_temperature():
 
 
 def test_analysis_error_is_mlfep_error():
-    from ligand_prep.base import MlfepError
+    from mlfep_core import MlfepError
 
     assert issubclass(AnalysisError, MlfepError) and issubclass(AnalysisError, RuntimeError)
 

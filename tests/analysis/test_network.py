@@ -7,7 +7,7 @@ import pytest
 
 from analysis.network import analyse_network, cycle_closures, mle_estimate
 from analysis.results import EdgeResult
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 TRUE = {"a": 0.0, "b": 1.3, "c": -0.7, "d": 2.1, "e": 0.4, "f": -1.8, "g": 0.9, "h": 1.6}
 PAIRS = [

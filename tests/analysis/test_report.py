@@ -15,8 +15,8 @@ import pytest
 from analysis.mbar import analyse_leg
 from analysis.report import load_run_dir, write_report
 from analysis.results import EdgeResult, EndpointCorrection, combine_edge
-from ligand_prep.base import InputError
 from ligand_prep.models import ExperimentalValue
+from mlfep_core import InputError
 
 TRUE = {"lig1": -9.0, "lig2": -10.0, "lig3": -8.5, "lig4": -11.0}
 

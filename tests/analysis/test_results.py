@@ -7,7 +7,7 @@ import math
 import pytest
 
 from analysis.results import EdgeResult, EndpointCorrection, LegResult, Verdict, combine_edge, worst_status
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 
 def leg(name: str, dg: float, err: float = 0.1, verdicts: tuple[Verdict, ...] = ()) -> LegResult:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analysis.stats import compute_statistics, kendall_tau, mue, pearson_r, r2, rmse
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 PRED = [1.0, 2.0, 3.0, 4.0]
 EXP = [1.5, 1.5, 3.5, 3.0]

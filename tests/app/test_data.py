@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from app import data
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 
 def test_list_runs_states_and_progress(runs_root):

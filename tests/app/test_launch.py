@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app import launch
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 BENZENES = "name,smiles,dg_kcal_mol\nbenzene,c1ccccc1,-0.90\ntoluene,Cc1ccccc1,-0.90\nphenol,Oc1ccccc1,-6.62\n"
 

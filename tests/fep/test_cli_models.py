@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from fep.cli import main
-from fep.nnp.models import ModelWeightsError, find_ani2x_weights
+from gpu_kernels.weights import ModelWeightsError, find_ani2x_weights
 
 SHARED_MODELS = Path(__file__).resolve().parents[3] / "shared" / "models" / "torchani"
 WEIGHTS = SHARED_MODELS / "StateDicts" / "ani2x_state_dict.pt"

@@ -275,7 +275,7 @@ def test_inconsistent_inputs_refused(leg_of):
     """A net-charge change hidden in the systems, or a force the hybrid does not know, is a clear MlfepError."""
     import dataclasses
 
-    from ligand_prep.base import MlfepError
+    from mlfep_core import MlfepError
 
     end_states, _, mapping = leg_of("benzene", "toluene", "vacuum")
     system_b = openmm.XmlSerializer.clone(end_states.system_b)

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from fep.alchemy.lambdas import LAMBDA_PARAMETERS, TIERS, LambdaProtocol
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 
 @pytest.mark.parametrize("n", [2, 5, 11, 12, 22])

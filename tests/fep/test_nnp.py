@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from fep.nnp.correction import NNPSettings, analyse_lambda_samples, endpoint_correction, nnp_support
-from ligand_prep.base import InputError
 from ligand_prep.models import Ligand, PreparedLigand
+from mlfep_core import InputError
 
 KT_300 = 8.314462618e-3 * 300.0
 
@@ -240,7 +240,7 @@ def test_fast_vacuum_correction_is_finite_with_positive_error(methanol):
 
 def test_unstable_ml_mm_dynamics_raise_a_clear_error(methanol):
     from fep.nnp.correction import sample_lambda_states
-    from ligand_prep.base import MlfepError
+    from mlfep_core import MlfepError
 
     _, system, _, frames = methanol
 

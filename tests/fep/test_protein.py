@@ -8,7 +8,7 @@ import pytest
 
 from fep.systems.endstates import SystemSettings, build_end_states
 from fep.systems.protein import check_protein, fix_protein, load_protein
-from ligand_prep.base import InputError, ParametrizationError
+from mlfep_core import InputError, ParametrizationError
 
 pytest.importorskip("openmm")
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from fep.protocol import TIERS, Protocol, load_protocol, tier
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 
 @pytest.mark.parametrize("name", TIERS)

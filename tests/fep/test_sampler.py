@@ -23,7 +23,7 @@ from fep.sampling.hrex import (  # noqa: E402
     gibbs_swaps,
     load_samples,
 )
-from ligand_prep.base import InputError  # noqa: E402
+from mlfep_core import InputError  # noqa: E402
 
 N_PARTICLES = 10
 FORCE_CONSTANTS = (1000.0, 1250.0, 1560.0, 1950.0)  # kJ/mol/nm²

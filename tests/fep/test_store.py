@@ -11,8 +11,8 @@ import pytest
 from fep.execution.runner import RunSpec
 from fep.execution.store import Store, file_sha256, open_store, store_url
 from fep.protocol import load_protocol
-from ligand_prep.base import InputError
 from ligand_prep.models import AtomMapping, Ligand, Network
+from mlfep_core import InputError
 
 MOL = """benzene
      RDKit          3D

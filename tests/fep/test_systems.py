@@ -17,8 +17,8 @@ from fep.systems.endstates import (
     ion_counts,
     ligand_positions,
 )
-from ligand_prep.base import InputError, MappingError, MlfepError
 from ligand_prep.models import AtomMapping, Ligand
+from mlfep_core import InputError, MappingError, MlfepError
 
 pytest.importorskip("openmm")
 

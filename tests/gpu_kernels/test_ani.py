@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gpu_kernels.ani import HARTREE_TO_KJ_MOL, ANIBatch
-from ligand_prep.base import InputError
+from gpu_kernels.ani import ANIBatch
+from mlfep_core import InputError
+from mlfep_core.constants import HARTREE_TO_KJ_MOL
 
 # methanol and chloro-fluoro-thiophene-like toy geometries (nm); the exact shapes do not matter for equivalence
 METHANOL = (

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpu_kernels.mm_intra import MMIntraKernel, openmm_reference_energies
-from ligand_prep.base import ParametrizationError
+from mlfep_core import ParametrizationError
 
 
 def _prepared(smiles: str, name: str):

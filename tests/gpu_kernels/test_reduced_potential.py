@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gpu_kernels.reduced_potential import reduced_potential_matrix, reduced_potential_matrix_reference
-from ligand_prep.base import InputError
+from mlfep_core import InputError
 
 
 def test_matrix_equals_reference_with_and_without_pv():

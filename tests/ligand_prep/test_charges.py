@@ -9,10 +9,10 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from ligand_prep.base import ChargeError
 from ligand_prep.charges import assign_charges, charge_key
 from ligand_prep.models import Ligand, PreparedLigand
 from ligand_prep.parameters import ligand_system, template_generator
+from mlfep_core import ChargeError
 
 
 def _ligand(name: str, smiles: str, seed: int = 7) -> Ligand:
@@ -89,7 +89,7 @@ def test_ligand_system_uses_the_prepared_charges(tmp_path, forcefield):
 
 
 def test_template_generator_needs_ligands():
-    from ligand_prep.base import ParametrizationError
+    from mlfep_core import ParametrizationError
 
     with pytest.raises(ParametrizationError):
         template_generator([])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from ligand_prep.base import InputError
 from ligand_prep.depict import depict_mapping, depict_network
 from ligand_prep.mapping import MCSMapper
 from ligand_prep.models import Ligand, Network
+from mlfep_core import InputError
 
 UNIQUE_A_FILL = "#F98C8C"
 UNIQUE_B_FILL = "#72A5F9"

@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from ligand_prep.base import InputError
 from ligand_prep.experimental import RT_KCAL_MOL, experimental_from_row, read_experimental
+from mlfep_core import InputError
 
 
 def test_rt_matches_benchmark_readme():

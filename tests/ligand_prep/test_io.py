@@ -8,10 +8,10 @@ from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolAlign
 from scipy.spatial import cKDTree
 
-from ligand_prep.base import InputError, LigandValidationError
 from ligand_prep.io import read_ligands, read_reference, write_sdf
 from ligand_prep.models import ExperimentalValue
 from ligand_prep.poses import protein_heavy_atoms
+from mlfep_core import InputError, LigandValidationError
 
 
 def _tyk2_csv(bench, path, names=None):

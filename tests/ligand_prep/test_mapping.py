@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ligand_prep.base import MappingError
 from ligand_prep.mapping import MappingSettings, MCSMapper, lomap_score
 from ligand_prep.models import Ligand
+from mlfep_core import MappingError
 
 
 def _ligand(mol, name: str) -> Ligand:

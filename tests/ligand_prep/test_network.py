@@ -5,10 +5,10 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from ligand_prep.base import InputError, MappingError
 from ligand_prep.mapping import MCSMapper
 from ligand_prep.models import Ligand, Network
 from ligand_prep.network import network_from_edges, plan_network
+from mlfep_core import InputError, MappingError
 
 TARGETS = ["tyk2", "p38", "thrombin", "mcl1", "ptp1b"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from rdkit import Chem
 
-from ligand_prep.base import LigandValidationError
 from ligand_prep.io import read_ligands
 from ligand_prep.validate import (
     check_3d,
@@ -16,6 +15,7 @@ from ligand_prep.validate import (
     series_warnings,
     validate_ligands,
 )
+from mlfep_core import LigandValidationError
 
 
 @pytest.mark.parametrize(

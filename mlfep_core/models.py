@@ -1,59 +1,36 @@
-"""Foundations shared by every mlfep stage: the error hierarchy, the immutable model base and unit fields.
+"""The immutable model base and the unit-carrying field types every mlfep model uses.
 
-Every package (``ligand_prep``, ``fep``, ``analysis``, ``app``, ``gpu_kernels``) raises subclasses of
-:class:`MlfepError`; the CLI turns any of them into one clear line and a non-zero exit.
+Models are frozen pydantic models that reject unknown fields and round-trip through JSON files written atomically.
+Physical settings are openff-units quantities: a field declared with one of the aliases below (``Femtoseconds``,
+``Nanometers``...) accepts ``"4 fs"``, an openff ``Quantity`` or an ``openmm.unit`` quantity, rejects a bare number,
+and serializes to a string that keeps the unit.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
+from mlfep_core.errors import InputError
+from mlfep_core.io import atomic_write_text
+
 __all__ = [
-    "ChargeError",
+    "Bar",
+    "Daltons",
+    "Femtoseconds",
     "FrozenModel",
-    "InputError",
-    "LigandValidationError",
-    "MappingError",
-    "MlfepError",
-    "ParametrizationError",
-    "atomic_write_bytes",
-    "atomic_write_text",
+    "Kelvin",
+    "Molar",
+    "Nanometers",
+    "PerPicosecond",
     "quantity",
 ]
 
 
-# --------------------------------------------------------------------------------------------- errors
-class MlfepError(Exception):
-    """Base of every error mlfep raises on purpose. The message is one line a user can act on."""
-
-
-class InputError(MlfepError, ValueError):
-    """A user-supplied file, row or option is wrong (names the file/row and what to do)."""
-
-
-class LigandValidationError(InputError):
-    """A ligand failed validation (names the ligand or row)."""
-
-
-class ChargeError(MlfepError, RuntimeError):
-    """Partial charges could not be assigned (names the ligand)."""
-
-
-class ParametrizationError(MlfepError, ValueError):
-    """A force field could not parametrize a molecule or residue (names it)."""
-
-
-class MappingError(MlfepError, ValueError):
-    """No acceptable atom mapping between two ligands (names both and the reason)."""
-
-
-# ------------------------------------------------------------------------------------------ models
 class FrozenModel(BaseModel):
     """Immutable pydantic model: unknown fields rejected, JSON round-trip, a schema version."""
 
@@ -67,7 +44,7 @@ class FrozenModel(BaseModel):
         return atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
     @classmethod
-    def from_json_file(cls, path: str | os.PathLike[str]):
+    def from_json_file(cls, path: str | os.PathLike[str]) -> Self:
         """Read a model written by :meth:`to_json_file`; a wrong file gives an :class:`InputError`."""
         path = Path(path)
         try:
@@ -94,7 +71,6 @@ class FrozenModel(BaseModel):
             raise InputError(f"{path}: invalid {cls.__name__} at '{loc}': {first['msg']}") from err
 
 
-# ------------------------------------------------------------------------------------------- units
 def _quantity_parser(unit: str):
     def parse(value: Any) -> Any:
         from openff.units import Quantity
@@ -112,7 +88,9 @@ def _quantity_parser(unit: str):
                 import openmm.unit as omm_unit
 
                 if isinstance(value, omm_unit.Quantity):
-                    value = Quantity(value.value_in_unit(getattr(omm_unit, unit)), unit)
+                    inverse = unit.startswith("1/")
+                    target = getattr(omm_unit, unit[2:] if inverse else unit)
+                    value = Quantity(value.value_in_unit(target**-1 if inverse else target), unit)
             except Exception as err:
                 raise ValueError(f"cannot convert {value!r} to {unit}") from err
         if not hasattr(value, "units"):
@@ -133,38 +111,70 @@ def quantity(unit: str) -> Any:
 
     Examples
     --------
-    >>> from ligand_prep.base import FrozenModel, quantity
+    >>> from mlfep_core.models import FrozenModel, quantity
+    >>> Timestep = quantity("femtosecond")
     >>> class S(FrozenModel):
-    ...     timestep: quantity("femtosecond")
+    ...     timestep: Timestep
     >>> S(timestep="0.004 ps").timestep.m
     4.0
     """
     return Annotated[
         Any,
         BeforeValidator(_quantity_parser(unit)),
-        PlainSerializer(lambda q: f"{q.m} {q.units}", return_type=str),
-        WithJsonSchema({"type": "string", "description": f"a quantity in {unit}, e.g. '1.0 {unit}'"}),
+        PlainSerializer(_serialize_quantity, return_type=str),
+        _schema(unit),
     ]
 
 
-# ------------------------------------------------------------------------------------- atomic I/O
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def _serialize_quantity(q: Any) -> str:
+    return f"{q.m} {q.units}"
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+def _schema(unit: str) -> WithJsonSchema:
+    return WithJsonSchema({"type": "string", "description": f"a quantity in {unit}, e.g. '1.0 {unit}'"})
+
+
+# Field types for the units mlfep's settings use. Written out (not built by calling ``quantity``) so that type
+# checkers read them as types: each is ``Any`` at type-check time, an openff Quantity in that unit at run time.
+Femtoseconds = Annotated[
+    Any,
+    BeforeValidator(_quantity_parser("femtosecond")),
+    PlainSerializer(_serialize_quantity, return_type=str),
+    _schema("femtosecond"),
+]
+Nanometers = Annotated[
+    Any,
+    BeforeValidator(_quantity_parser("nanometer")),
+    PlainSerializer(_serialize_quantity, return_type=str),
+    _schema("nanometer"),
+]
+Kelvin = Annotated[
+    Any,
+    BeforeValidator(_quantity_parser("kelvin")),
+    PlainSerializer(_serialize_quantity, return_type=str),
+    _schema("kelvin"),
+]
+Bar = Annotated[
+    Any,
+    BeforeValidator(_quantity_parser("bar")),
+    PlainSerializer(_serialize_quantity, return_type=str),
+    _schema("bar"),
+]
+Daltons = Annotated[
+    Any,
+    BeforeValidator(_quantity_parser("dalton")),
+    PlainSerializer(_serialize_quantity, return_type=str),
+    _schema("dalton"),
+]
+Molar = Annotated[
+    Any,
+    BeforeValidator(_quantity_parser("molar")),
+    PlainSerializer(_serialize_quantity, return_type=str),
+    _schema("molar"),
+]
+PerPicosecond = Annotated[
+    Any,
+    BeforeValidator(_quantity_parser("1/picosecond")),
+    PlainSerializer(_serialize_quantity, return_type=str),
+    _schema("1/picosecond"),
+]

@@ -14,7 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from ligand_prep.base import InputError, MlfepError, atomic_write_bytes
+from mlfep_core import InputError, ModelWeightsError, atomic_write_bytes
 
 __all__ = [
     "ANI2X_FILE",
@@ -28,10 +28,6 @@ __all__ = [
 
 #: Path of the ANI-2x state dict relative to a torchani data folder.
 ANI2X_FILE = Path("StateDicts") / "ani2x_state_dict.pt"
-
-
-class ModelWeightsError(MlfepError, FileNotFoundError):
-    """The neural-network potential's weights are not installed where mlfep looks for them."""
 
 
 def torchani_default_data_dir() -> Path:
