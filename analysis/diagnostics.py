@@ -208,8 +208,8 @@ def convergence_series(
                 fwd = newton_mbar(u_kln[:, :, :n], initial_f_k)
                 rev = newton_mbar(u_kln[:, :, n_samples - n :], initial_f_k)
             else:
-                fwd = solve_mbar(u_kln[:, :, :n])
-                rev = solve_mbar(u_kln[:, :, n_samples - n :])
+                fwd = solve_mbar(u_kln[:, :, :n])[:3]
+                rev = solve_mbar(u_kln[:, :, n_samples - n :])[:3]
         except Exception as err:  # a tiny subset can make the solver fail: leave the point out
             logger.debug("convergence fraction %.2f skipped: %s", fraction, err)
             continue

@@ -163,6 +163,8 @@ def analyse_leg(
 
     # BAR between neighbours: the cross-check, and (summed) the starting point of the MBAR solver
     initial_f_k = None
+    dg_bar: float | None
+    err_bar: float | None
     try:
         steps, variances = bar_steps(u_kln, n_k)
         dg_bar, err_bar = float(steps.sum()), float(math.sqrt(variances.sum()))

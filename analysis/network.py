@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -376,7 +376,8 @@ def _statistics(
     from analysis.stats import compute_statistics
 
     out: list[StatisticsResult] = []
-    for label in ("mm", "ml"):
+    estimates: tuple[Literal["mm", "ml"], ...] = ("mm", "ml")
+    for label in estimates:
         if label == "ml" and ml is None:
             continue
         pred, ref = [], []

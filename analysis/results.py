@@ -217,8 +217,8 @@ def _ml_value(
 ) -> tuple[float | None, float | None, str]:
     """Σ sign · [corr(B) − corr(A)] over the two legs, or (None, None, reason)."""
     found: dict[tuple[str, str], EndpointCorrection] = {}
-    for corr in corrections:
-        found[(corr.leg, corr.state)] = corr
+    for given in corrections:
+        found[(given.leg, given.state)] = given
     total, var, problems = 0.0, 0.0, []
     for sign, leg in zip((1.0, -1.0), legs, strict=True):
         for state, state_sign, ligand in (("B", 1.0, ligand_b), ("A", -1.0, ligand_a)):
@@ -309,7 +309,8 @@ def combine_edge(
     else:
         ml_reason = "no ML correction: no endpoint corrections were computed"
 
-    n_repeats, spread, repeat_values = 1, None, ()
+    repeat_values: tuple[float, ...] = ()
+    n_repeats, spread = 1, None
     if repeats:
         for rep in repeats:
             if (rep.ligand_a, rep.ligand_b, rep.mode) != (ligand_a, ligand_b, mode):

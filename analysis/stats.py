@@ -142,7 +142,7 @@ def compute_statistics(
     p0, e0 = prepare(pred, exp)
     values = {name: fn(p0, e0) for name, fn in METRICS.items()}
     rng = np.random.default_rng(seed)
-    boot = {name: [] for name in METRICS}
+    boot: dict[str, list[float]] = {name: [] for name in METRICS}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(n_bootstrap):

@@ -535,7 +535,7 @@ def mol_image_uri(smiles: str, size: tuple[int, int] = (180, 120)) -> str | None
     if mol is None:
         return None
     drawer = rdMolDraw2D.MolDraw2DSVG(*size)
-    drawer.drawOptions().clearBackground = False
+    drawer.drawOptions().clearBackground = False  # type: ignore[assignment]  # RDKit's stub is wrong
     rdMolDraw2D.PrepareAndDrawMolecule(drawer, mol)
     drawer.FinishDrawing()
     svg = drawer.GetDrawingText()

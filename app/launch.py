@@ -281,8 +281,8 @@ def add_edge(network, ligand_a: str, ligand_b: str):
 
 def remove_edges(network, keys: Sequence[str]):
     """``network`` without the edges whose key (``'A~B'``) is in ``keys``."""
-    keys = set(keys)
-    unknown = keys - {e.key for e in network.edges}
+    wanted = set(keys)
+    unknown = wanted - {e.key for e in network.edges}
     if unknown:
         raise InputError(f"edge(s) {', '.join(sorted(unknown))} not in the network")
     kept = tuple(e for e in network.edges if e.key not in keys)

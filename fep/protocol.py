@@ -21,13 +21,14 @@ A user file (JSON or YAML) names a ``base`` tier and overrides any field, e.g.::
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
 from fep.nnp.correction import NNPSettings
-from fep.sampling.hrex import SamplerSettings
+from fep.sampling.settings import SamplerSettings
 from fep.systems.forcefield import SystemSettings
 from mlfep_core import FrozenModel, InputError
 
@@ -203,7 +204,7 @@ def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def load_protocol(name_or_path: str | Path) -> Protocol:
+def load_protocol(name_or_path: str | os.PathLike[str]) -> Protocol:
     """A tier by name (``smoke``/``fast``/``default``/``production``) or a JSON/YAML protocol file.
 
     A file may name ``base`` (a tier, default ``default``) and override any field; unknown fields are rejected

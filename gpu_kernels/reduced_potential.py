@@ -26,7 +26,7 @@ def _validate(components: Any, coefficients: Any, pv: Any) -> tuple[tuple[int, i
         )
     if pv is not None and tuple(np.shape(pv)) != (cshape[0],):
         raise InputError(f"pv must have shape ({cshape[0]},), got {tuple(np.shape(pv))}")
-    return cshape, kshape  # type: ignore[return-value]
+    return cshape, kshape
 
 
 def reduced_potential_matrix(

@@ -95,7 +95,7 @@ def depict_mapping(
         drawer = rdMolDraw2D.MolDraw2DSVG(2 * width, height, width, height)
     else:
         drawer = rdMolDraw2D.MolDraw2DCairo(2 * width, height, width, height)
-    drawer.drawOptions().prepareMolsBeforeDrawing = True
+    drawer.drawOptions().prepareMolsBeforeDrawing = True  # type: ignore[assignment]  # RDKit's stub is wrong
     legends = [
         f"{a.name} ({len(unique_a)} unique)",
         f"{b.name} ({len(unique_b)} unique)  score {mapping.score:.2f}",
@@ -115,7 +115,8 @@ def depict_mapping(
         start = svg.index(">", svg.index("<svg")) + 1  # a searchable title: RDKit draws legends as glyph paths
         title = f"<title>{escape(mapping.key)}: {escape(legends[0])}; {escape(legends[1])}</title>"
         return atomic_write_text(path, svg[:start] + title + svg[start:])
-    return atomic_write_bytes(path, drawer.GetDrawingText())
+    png: bytes = drawer.GetDrawingText()  # type: ignore[assignment]  # bytes from the Cairo drawer
+    return atomic_write_bytes(path, png)
 
 
 def depict_network(network: Network, path: str | os.PathLike[str], *, title: str | None = None) -> Path:

@@ -27,7 +27,9 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from ligand_prep.models import AtomMapping, Ligand
@@ -107,10 +109,10 @@ class _Mol:
     """One ligand, pre-digested for mapping (indices are mol-block indices)."""
 
     name: str
-    mol: object  # rdkit Mol with H
-    heavy: object  # rdkit Mol without H (same conformer), atom prop "orig" = mol-block index
+    mol: Any  # rdkit Mol with H
+    heavy: Any  # rdkit Mol without H (same conformer), atom prop "orig" = mol-block index
     heavy_to_full: list[int]
-    coords: object  # ndarray, shape (n_atoms, 3), Å
+    coords: np.ndarray  # shape (n_atoms, 3), Å
     elements: list[int]
     neighbors: list[set[int]]
     hydrogens: dict[int, list[int]]  # heavy atom -> its hydrogens
@@ -404,7 +406,7 @@ class MCSMapper:
         params.BondCompareParameters.CompleteRingsOnly = not in_3d
         if in_3d:
             params.AtomCompareParameters.MaxDistance = s.max_distance_angstrom
-        params.Timeout = max(1, math.ceil(s.timeout_s))
+        params.Timeout = max(1, math.ceil(s.timeout_s))  # type: ignore[assignment]  # RDKit's stub is wrong
         result = rdFMCS.FindMCS([ma.heavy, mb.heavy], params)
         if result.canceled:
             log.info("MCS %s -> %s hit the %.0f s timeout; using the best core found", ma.name, mb.name, s.timeout_s)

@@ -187,6 +187,12 @@ def plan_network(
         for k in range(len(ligands)):
             if k == hub:
                 continue
+            if (hub, k) in mapped:  # mapped in this direction already: the mapper is deterministic
+                edges.append(mapped[(hub, k)])
+                continue
+            if (hub, k) in failed:
+                missing.append(f"{names[k]} ({failed[(hub, k)]})")
+                continue
             try:
                 edges.append(mapper.map(ligands[hub], ligands[k]))
             except MappingError as err:
@@ -212,8 +218,8 @@ def plan_network(
         chosen = {tuple(sorted(e)) for e in tree.edges()}
     else:
         chosen = _redundant(graph, tree)
-    edges = tuple(mapped[pair] for pair in sorted(chosen))
-    return Network(mode=mode, ligands=tuple(ligands), edges=edges, planner=network, protein=protein)
+    chosen_edges = tuple(mapped[pair] for pair in sorted(chosen))
+    return Network(mode=mode, ligands=tuple(ligands), edges=chosen_edges, planner=network, protein=protein)
 
 
 def network_from_edges(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -246,20 +247,24 @@ def _pose_smiles(mol, conf_id: int) -> str:
     return _canonical(single)
 
 
-def _minimize(mol, conf_id: int, restrained: list[int], loose: list[int] = (), max_iters: int = 200) -> float | None:
+def _minimize(
+    mol, conf_id: int, restrained: list[int], loose: Sequence[int] = (), max_iters: int = 200
+) -> float | None:
     """Short MMFF (UFF fallback) minimisation; returns the energy (kcal/mol, restraints included) or None.
 
     ``restrained`` atoms stay within 0.05 Å of their start positions (the core), ``loose`` atoms within 0.3 Å
     (flat-bottom): bond lengths and angles relax while the sampled torsions, hence the pose, are kept.
     """
-    from rdkit.Chem import AllChem
+    from rdkit.Chem import rdForceFieldHelpers
 
-    props = AllChem.MMFFGetMoleculeProperties(mol)
+    props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol)
     if props is not None:
-        ff = AllChem.MMFFGetMoleculeForceField(mol, props, confId=conf_id, ignoreInterfragInteractions=False)
+        ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(
+            mol, props, confId=conf_id, ignoreInterfragInteractions=False
+        )
         add = ff.MMFFAddPositionConstraint
-    elif AllChem.UFFHasAllMoleculeParams(mol):
-        ff = AllChem.UFFGetMoleculeForceField(mol, confId=conf_id)
+    elif rdForceFieldHelpers.UFFHasAllMoleculeParams(mol):
+        ff = rdForceFieldHelpers.UFFGetMoleculeForceField(mol, confId=conf_id)
         add = ff.UFFAddPositionConstraint
     else:
         return None
@@ -290,7 +295,7 @@ def _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers: int, see
         :data:`OVERLAY_DISTANCE_ANGSTROM`): a Cl replaced by F should take the Cl's place.
     """
     from rdkit import Chem
-    from rdkit.Chem import AllChem
+    from rdkit.Chem import rdDistGeom, rdMolAlign
     from rdkit.Geometry import Point3D
     from scipy.spatial import cKDTree
 
@@ -303,7 +308,7 @@ def _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers: int, see
     rest = [a.GetIdx() for a in ref.GetAtoms() if a.GetAtomicNum() > 1 and a.GetIdx() not in core_ref]
     ref_rest = cKDTree(ref_pos[rest]) if rest else None
     cids = list(
-        AllChem.EmbedMultipleConfs(
+        rdDistGeom.EmbedMultipleConfs(
             mol,
             numConfs=max(1, n_conformers),
             randomSeed=seed,
@@ -315,10 +320,10 @@ def _sample(mol, ref, ref_pos, core, heavy, target, tree, n_conformers: int, see
     )
     if not cids:
         log.info("constrained embedding failed; embedding freely and aligning on the core")
-        cids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
+        cids = list(rdDistGeom.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
     candidates = []
     for cid in cids:
-        AllChem.AlignMol(mol, ref, prbCid=cid, atomMap=list(core))
+        rdMolAlign.AlignMol(mol, ref, prbCid=cid, atomMap=list(core))
         conf = mol.GetConformer(cid)
         for i, j in core:
             conf.SetAtomPosition(i, Point3D(*ref_pos[j]))
@@ -345,15 +350,15 @@ def embed_free(mol_without_pose, n_conformers: int = 10, seed: int = 42, name: s
         MDL mol block with explicit hydrogens and 3D coordinates.
     """
     from rdkit import Chem
-    from rdkit.Chem import AllChem
+    from rdkit.Chem import rdDistGeom
 
     mol = Chem.AddHs(Chem.Mol(mol_without_pose))
     mol.RemoveAllConformers()
     target = _canonical(mol)
-    cids = list(AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
+    cids = list(rdDistGeom.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed))
     if not cids:
         cids = list(
-            AllChem.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed, useRandomCoords=True)
+            rdDistGeom.EmbedMultipleConfs(mol, numConfs=max(1, n_conformers), randomSeed=seed, useRandomCoords=True)
         )
     if not cids:
         raise PoseError(f"ligand {name}: RDKit could not embed a 3D conformer; check the SMILES or give a 3D SDF")
@@ -464,7 +469,7 @@ def generate_pose(
             log.warning("%s: best pose still clashes with the protein (penalty %.2f)", name, clash)
         out = Chem.Mol(mol)
         out.RemoveAllConformers()
-        out.AddConformer(best_conf, assignId=True)
+        out.AddConformer(best_conf, assignId=True)  # type: ignore[arg-type]  # an RDKit Conformer
         out.SetProp("_Name", name)
         log.info("%s: pose on %s, core %d atoms, core RMSD %.3f Å", name, reference.name, size, rmsd)
         return Chem.MolToMolBlock(out), rmsd

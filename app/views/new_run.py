@@ -44,16 +44,20 @@ with st.form("inputs"):
         key="ligand_file",
         max_upload_size=20,
     )
-    cols = st.columns(2)
-    with cols[0]:
+    pair = st.columns(2)
+    with pair[0]:
         protein_file = st.file_uploader(
             "Protein PDB (binding mode)", type=["pdb"], key="protein_file", max_upload_size=50
         )
-    with cols[1]:
+    with pair[1]:
         reference_file = st.file_uploader(
             "Reference pose SDF (for SMILES input)", type=["sdf", "sd", "mol"], key="reference_file", max_upload_size=2
         )
     submitted = st.form_submit_button("Validate and plan")
+
+
+def _show_progress(bar, done: int, total: int, message: str) -> None:
+    bar.progress(min(1.0, done / max(total, 1)), text=message)
 
 
 def _save(kind: str, upload, folder: Path) -> Path | None:
@@ -76,7 +80,7 @@ if submitted:
             raise InputError("upload a ligand file (SDF or CSV of SMILES) first")
         if mode == "binding" and protein_file is None:
             raise InputError("binding mode needs a protein PDB: upload one, or choose hydration")
-        ligands_path = _save("ligands", ligand_file, staging)
+        ligands_path = launch.save_upload("ligands", ligand_file.name, ligand_file.getvalue(), staging)
         protein_path = _save("protein", protein_file, staging) if mode == "binding" else None
         if protein_path is not None:
             launch.check_pdb(protein_path)
@@ -97,7 +101,7 @@ if submitted:
             mode=mode,
             planner=planner,
             protein=str(protein_path) if protein_path else None,
-            progress=lambda done, total, msg: bar.progress(min(1.0, done / max(total, 1)), text=msg),
+            progress=lambda done, total, msg: _show_progress(bar, done, total, msg),
         )
         bar.empty()
         state["network"] = network
@@ -106,18 +110,18 @@ if submitted:
         shutil.rmtree(staging, ignore_errors=True)
         state.pop("staging", None)
 
-checks = state.get("checks")
-if checks:
-    bad = [c for c in checks if not c.ok]
+validation: list | None = state.get("checks")
+if validation:
+    bad = [c for c in validation if not c.ok]
     st.subheader("Ligand validation")
     if bad:
-        st.warning(f"{len(bad)} of {len(checks)} ligand(s) were rejected; the others are planned below.")
+        st.warning(f"{len(bad)} of {len(validation)} ligand(s) were rejected; the others are planned below.")
         for check in bad:
             st.error(check.message)
     else:
-        st.success(f"all {len(checks)} ligands are valid")
+        st.success(f"all {len(validation)} ligands are valid")
     with st.expander("every ligand"):
-        st.dataframe([vars(c) for c in checks], hide_index=True, key="checks_table")
+        st.dataframe([vars(c) for c in validation], hide_index=True, key="checks_table")
 
 network = state.get("network")
 if network is None:
@@ -146,8 +150,8 @@ for warning in mapping.warnings:
     st.warning(f"{mapping.key}: {warning}")
 
 st.subheader("Edit the network")
-cols = st.columns(2)
-with cols[0]:
+edit_cols = st.columns(2)
+with edit_cols[0]:
     remove = st.multiselect("Remove edges", keys, key="remove_edges")
     if st.button("Remove", key="remove_button", disabled=not remove):
         try:
@@ -156,7 +160,7 @@ with cols[0]:
             st.rerun()
         except MlfepError as err:
             st.error(str(err))
-with cols[1]:
+with edit_cols[1]:
     names = [lig.name for lig in network.ligands]
     pair = st.columns(2)
     a = pair[0].selectbox("Add edge from", names, key="add_a")

@@ -79,7 +79,7 @@ def show() -> None:
         with st.expander("run log (last lines)", expanded=summary.state in ("failed", "starting")):
             st.code(info["log_tail"], language="text")
     if summary.state in ("done", "partial"):
-        ui.link("results", "Open the results", run.name)
+        ui.link("results", "Open the results", summary.name)
 
 
 active = run.state in ("running", "starting", "pending")

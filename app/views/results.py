@@ -46,7 +46,9 @@ with filters[1]:
     values = [r["dg_kcal_mol"] for r in rows if r["dg_kcal_mol"] is not None]
     if len(values) >= 2 and min(values) < max(values):
         low, high = float(min(values)), float(max(values))
-        window = st.slider(f"{quantity} range (kcal/mol)", low, high, (low, high), key="dg_range")
+        window: tuple[float, float] | None = st.slider(
+            f"{quantity} range (kcal/mol)", low, high, (low, high), key="dg_range"
+        )
     else:
         window = None
 with filters[2]:
@@ -154,8 +156,8 @@ with tabs[3]:
     if edge.status != "done":
         st.error(f"{edge.key} failed: {edge.error}")
     else:
-        best, err, which = edge.ddg_best
-        st.write(f"Δ{quantity} = **{best:.2f} ± {err:.2f}** kcal/mol ({which.upper()})")
+        best, best_err, which = edge.ddg_best
+        st.write(f"Δ{quantity} = **{best:.2f} ± {best_err:.2f}** kcal/mol ({which.upper()})")
         if edge.ml_reason:
             st.caption(edge.ml_reason)
         for verdict in edge.verdicts:

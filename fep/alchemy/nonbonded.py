@@ -346,8 +346,8 @@ def add_nonbonded_forces(
         pairs.append(key)
     unique_a = np.flatnonzero(role == ROLE_UNIQUE_A)
     unique_b = np.flatnonzero(role == ROLE_UNIQUE_B)
-    for i in unique_a:
-        for j in unique_b:
+    for i in unique_a.tolist():
+        for j in unique_b.tolist():
             nb.addException(int(i), int(j), 0.0, 1.0, 0.0)
             pairs.append((int(i), int(j)))
     nb.setForceGroup(groups["nonbonded"])

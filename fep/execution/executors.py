@@ -140,7 +140,7 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
                         pair, (job.leg,), spec.protocol, job.run_dir, protein=spec.protein, platform=job.platform
                     )
                 else:
-                    correct_leg(*(p for _, p in pair), job.leg, spec.protocol, leg_dir, platform=job.platform)
+                    correct_leg(pair[0][1], pair[1][1], job.leg, spec.protocol, leg_dir, platform=job.platform)
             except Exception as err:  # the MM leg stands; finish_edge retries and records the reason
                 log.warning("%s %s repeat %d: NNP correction failed: %s", job.edge, job.leg, job.repeat, err)
         store.set_progress(job.leg_id, phase="done", done=result.n_iterations, total=result.n_iterations)
@@ -149,12 +149,11 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
     except Exception as err:
         message = _first_line(err)
         log.error("%s %s repeat %d failed: %s", job.edge, job.leg, job.repeat, message)
-        tb_path = leg_dir / "error.txt"
+        rel: str | None = str((leg_dir / "error.txt").relative_to(job.run_dir))
         try:
-            atomic_write_text(tb_path, traceback.format_exc())
+            atomic_write_text(leg_dir / "error.txt", traceback.format_exc())
         except OSError:  # pragma: no cover - unwritable run directory
-            tb_path = None
-        rel = str(tb_path.relative_to(job.run_dir)) if tb_path else None
+            rel = None
         try:
             store.set_job(job.leg_id, "failed", error=message, traceback_file=rel)
         except Exception:  # pragma: no cover - store gone; the parent records the failure

@@ -276,7 +276,8 @@ def correct_leg(
     checkpoint = leg_dir / "sampler" / "checkpoint.json"
     data = None
     out = []
-    for state, prep in (("A", prep_a), ("B", prep_b)):
+    states: tuple[tuple[Literal["A", "B"], PreparedLigand], ...] = (("A", prep_a), ("B", prep_b))
+    for state, prep in states:
         path = leg_dir / f"nnp_{state}.json"
         if path.exists() and path.stat().st_mtime >= checkpoint.stat().st_mtime:
             out.append(EndpointCorrection.from_json_file(path))

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from mlfep_core import InputError
 from mlfep_core.constants import LEGS_FOR_MODE
@@ -89,7 +90,7 @@ def collect_status(run_dir: Path) -> dict:
     edges = []
     for mapping in network.edges:
         folder = run_dir / "edges" / mapping.key
-        entry = {"edge": mapping.key, "state": "pending", "legs": [], "error": None}
+        entry: dict[str, Any] = {"edge": mapping.key, "state": "pending", "legs": [], "error": None}
         result_path = folder / "edge_result.json"
         if result_path.exists():
             data = json.loads(result_path.read_text())

@@ -172,9 +172,9 @@ def analyse_lambda_samples(
 
     from gpu_kernels.reduced_potential import reduced_potential_matrix
 
-    lambdas = np.asarray(lambdas, dtype=np.float64)
-    if len(delta_u_k) != len(lambdas):
-        raise InputError(f"{len(delta_u_k)} sample sets for {len(lambdas)} λ states")
+    lam = np.asarray(lambdas, dtype=np.float64)
+    if len(delta_u_k) != len(lam):
+        raise InputError(f"{len(delta_u_k)} sample sets for {len(lam)} λ states")
     beta = 1.0 / (GAS_CONSTANT_KJ_MOL_K * temperature_k)
     kept, gs = [], []
     for series in delta_u_k:
@@ -188,13 +188,13 @@ def analyse_lambda_samples(
     du = np.concatenate(kept)
     # a common shift of ΔU changes every f_k by β·λ_k·shift; remove it for conditioning, add it back after
     shift = float(np.mean(kept[0]))
-    u_kn = reduced_potential_matrix((du - shift)[:, None], lambdas[:, None], beta, device="cpu")
+    u_kn = reduced_potential_matrix((du - shift)[:, None], lam[:, None], beta, device="cpu")
     mbar = MBAR(u_kn, n_k, solver_protocol="robust")
     result = mbar.compute_free_energy_differences()
     f = result["Delta_f"][0, -1]
     df = result["dDelta_f"][0, -1]
     overlap = np.asarray(mbar.compute_overlap()["matrix"])
-    neighbour = np.array([overlap[k, k + 1] for k in range(len(lambdas) - 1)])
+    neighbour = np.array([overlap[k, k + 1] for k in range(len(lam) - 1)])
     n_eff = np.asarray(mbar.compute_effective_sample_number(), dtype=np.float64)
     kt = 1.0 / beta
     return {

@@ -39,12 +39,12 @@ def dihedral(x: np.ndarray, idx: Sequence[int]) -> float:
 
 def start_conformer(prepared: PreparedLigand, seed: int = 20261201) -> np.ndarray:
     """One seeded ETKDG conformer (nm), pose-independent; falls back to the pose."""
-    from rdkit.Chem import AllChem
+    from rdkit.Chem import rdDistGeom
 
     mol = prepared.ligand.to_rdkit()
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    conf_id = AllChem.EmbedMolecule(mol, params)
+    params = rdDistGeom.ETKDGv3()
+    params.randomSeed = seed  # type: ignore[assignment]  # RDKit's stub types this property wrongly
+    conf_id = rdDistGeom.EmbedMolecule(mol, params)
     if conf_id < 0:
         return np.asarray(prepared.ligand.to_rdkit().GetConformer().GetPositions()) / 10.0
     return np.asarray(mol.GetConformer(conf_id).GetPositions()) / 10.0
@@ -70,7 +70,7 @@ def _nitrogen_shapes(mol, x: np.ndarray) -> dict[int, str]:
 def _amide_twists(mol, x: np.ndarray) -> dict[tuple[int, int], bool]:
     from rdkit import Chem
 
-    out = {}
+    out: dict[tuple[int, int], bool] = {}
     for o, c, n, sub in mol.GetSubstructMatches(Chem.MolFromSmarts("O=C-[NX3]-[*]")):
         phi = abs(math.degrees(dihedral(x, (o, c, n, sub))))
         twist = min(phi, 180.0 - phi)

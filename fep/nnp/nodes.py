@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from analysis.results import EndpointCorrection
+from fep.sampling.platforms import select_platform
 from ligand_prep.models import PreparedLigand
 from mlfep_core import MlfepError
 from mlfep_core.constants import GAS_CONSTANT_KJ_MOL_K, KJ_PER_KCAL
@@ -120,7 +121,7 @@ def node_correction(
     import openmm
     import openmm.unit as u
 
-    from fep.nnp.correction import _platform, nnp_support
+    from fep.nnp.correction import nnp_support
     from fep.nnp.system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
     from fep.systems.endstates import build_ligand_system
     from fep.systems.forcefield import LIGAND_RESIDUE_NAME
@@ -141,7 +142,8 @@ def node_correction(
     if len(atoms) != prepared.ligand.n_atoms:
         raise MlfepError(f"ligand {prepared.name} {env}: {len(atoms)} ligand atoms found in the built system")
     friction = settings.vacuum_friction_per_ps if env == "vacuum" else settings.friction_per_ps
-    plat = _platform(platform or settings.platform)
+    name = platform or settings.platform
+    plat = select_platform(name) if name else None
 
     def context_for(sys, integrator):
         return openmm.Context(sys, integrator) if plat is None else openmm.Context(sys, integrator, plat)

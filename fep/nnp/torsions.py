@@ -368,7 +368,7 @@ def scan_bond(
     base = _MMProfile(prepared, idx, keep_base=True)
     e_base = base.energies(base.relax(frames, phi))
     return TorsionScan(
-        idx=tuple(int(a) for a in idx),
+        idx=(int(idx[0]), int(idx[1]), int(idx[2]), int(idx[3])),
         phi=phi,
         e_ml=energies,
         frames_ml=frames,

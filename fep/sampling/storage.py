@@ -72,7 +72,8 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
 
 def _npz_bytes(compress: bool = True, **arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    (np.savez_compressed if compress else np.savez)(buffer, **arrays)
+    writer: Any = np.savez_compressed if compress else np.savez  # numpy's stub cannot type **arrays
+    writer(buffer, **arrays)
     return buffer.getvalue()
 
 
@@ -247,7 +248,7 @@ class SamplerStore:
 
         xyz = np.stack([f[1] for f in frames]).astype(np.float32)
         steps = np.asarray([f[0] for f in frames], dtype=np.int32)
-        box = None if frames[0][2] is None else np.stack([f[2] for f in frames]).astype(np.float32)
+        box = None if frames[0][2] is None else np.stack([np.asarray(f[2]) for f in frames]).astype(np.float32)
         tmp = path.with_name(f".{path.stem}.tmp.xtc")
         try:
             with XTCTrajectoryFile(str(tmp), "w") as handle:

@@ -32,9 +32,9 @@ DESIGN.md), HBonds constraints, rigid TIP3P water, hydrogen mass repartitioning 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,7 +151,7 @@ class EndStates:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def _check_leg(leg: str, protein_pdb: str | Path | None) -> None:
+def _check_leg(leg: str, protein_pdb: str | os.PathLike[str] | None) -> None:
     if leg not in LEGS:
         raise InputError(f"unknown leg '{leg}': choose one of {', '.join(LEGS)}")
     if leg == "complex" and protein_pdb is None:
@@ -264,7 +264,7 @@ def _assemble(
     leg: str,
     settings: SystemSettings,
     forcefield,
-    protein_pdb: str | Path | None,
+    protein_pdb: str | os.PathLike[str] | None,
     progress=None,
 ) -> _Box:
     import openmm.app as app
@@ -275,6 +275,8 @@ def _assemble(
     if leg == "complex":
         from fep.systems.protein import load_protein
 
+        if protein_pdb is None:
+            raise InputError("the complex leg needs a protein PDB (--protein)")
         protein = load_protein(protein_pdb, settings, forcefield=forcefield)
         parts.append((protein.topology, protein.positions))
         env_charge = protein.net_charge
@@ -366,7 +368,7 @@ def build_end_states(
     mapping: AtomMapping,
     leg: str,
     settings: SystemSettings | None = None,
-    protein_pdb: str | Path | None = None,
+    protein_pdb: str | os.PathLike[str] | None = None,
     progress=None,
 ) -> EndStates:
     """Build the two plain end states of one leg of the edge A~B in one shared environment.
@@ -447,7 +449,7 @@ def build_ligand_system(
     prep: PreparedLigand,
     leg: str,
     settings: SystemSettings | None = None,
-    protein_pdb: str | Path | None = None,
+    protein_pdb: str | os.PathLike[str] | None = None,
 ):
     """One plain end state alone (e.g. for MD speed benchmarks).
 

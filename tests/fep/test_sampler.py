@@ -15,15 +15,9 @@ import pytest
 openmm = pytest.importorskip("openmm")
 app = pytest.importorskip("openmm.app")
 
-from fep.sampling.hrex import (  # noqa: E402
-    HREXSampler,
-    SamplerError,
-    SamplerSettings,
-    SamplerSummary,
-    gibbs_swaps,
-    load_samples,
-)
-from mlfep_core import InputError  # noqa: E402
+from fep.sampling.hrex import HREXSampler, SamplerSettings, SamplerSummary, load_samples  # noqa: E402
+from fep.sampling.mixing import gibbs_swaps  # noqa: E402
+from mlfep_core import InputError, SamplerError  # noqa: E402
 
 N_PARTICLES = 10
 FORCE_CONSTANTS = (1000.0, 1250.0, 1560.0, 1950.0)  # kJ/mol/nm²

@@ -29,7 +29,7 @@ def test_every_error_is_an_mlfep_error_and_keeps_its_builtin_base():
     assert issubclass(errors.SamplerError, RuntimeError)
     # the packages raise these very classes (not copies)
     from fep.alchemy.hybrid import HybridError
-    from fep.sampling.hrex import SamplerError
+    from fep.sampling.engine import SamplerError
 
     assert HybridError is errors.HybridError and SamplerError is errors.SamplerError
 
