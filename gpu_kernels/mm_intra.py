@@ -53,6 +53,7 @@ class MMIntraTerms:
 
 
 def _extract(system, atoms: Sequence[int]) -> MMIntraTerms:
+    """The MM terms of ``system`` among ``atoms`` (a molecule of a plain, non-alchemical system)."""
     import openmm
 
     from mlfep_core import InputError, ParametrizationError
@@ -64,28 +65,21 @@ def _extract(system, atoms: Sequence[int]) -> MMIntraTerms:
     if any(a < 0 or a >= n_sys for a in atoms):
         raise InputError(f"MMIntraKernel: atom indices must be in 0..{n_sys - 1}")
     local = {a: i for i, a in enumerate(atoms)}
-    bonds, bond_p, angles, angle_p, tors, tors_p = [], [], [], [], [], []
+    bonds: list[tuple] = []
+    bond_p: list[tuple] = []
+    angles: list[tuple] = []
+    angle_p: list[tuple] = []
+    tors: list[tuple] = []
+    tors_p: list[tuple] = []
     nonbonded = None
     for force in system.getForces():
         name = type(force).__name__
         if isinstance(force, openmm.HarmonicBondForce):
-            for k in range(force.getNumBonds()):
-                i, j, r0, kb = force.getBondParameters(k)
-                if i in local and j in local:
-                    bonds.append((local[i], local[j]))
-                    bond_p.append((r0.value_in_unit(openmm.unit.nanometer), kb.value_in_unit(kb.unit)))
+            _bonds(force, local, bonds, bond_p)
         elif isinstance(force, openmm.HarmonicAngleForce):
-            for k in range(force.getNumAngles()):
-                i, j, m, th0, ka = force.getAngleParameters(k)
-                if i in local and j in local and m in local:
-                    angles.append((local[i], local[j], local[m]))
-                    angle_p.append((th0.value_in_unit(openmm.unit.radian), ka.value_in_unit(ka.unit)))
+            _angles(force, local, angles, angle_p)
         elif isinstance(force, openmm.PeriodicTorsionForce):
-            for k in range(force.getNumTorsions()):
-                i, j, m, n, per, phase, kt = force.getTorsionParameters(k)
-                if all(a in local for a in (i, j, m, n)):
-                    tors.append((local[i], local[j], local[m], local[n]))
-                    tors_p.append((per, phase.value_in_unit(openmm.unit.radian), kt.value_in_unit(kt.unit)))
+            _torsions(force, local, tors, tors_p)
         elif isinstance(force, openmm.NonbondedForce):
             if nonbonded is not None:
                 raise ParametrizationError("MMIntraKernel: more than one NonbondedForce in the system")
@@ -95,51 +89,7 @@ def _extract(system, atoms: Sequence[int]) -> MMIntraTerms:
                 f"MMIntraKernel: force {name} is not supported (only harmonic bonds/angles, periodic torsions and "
                 "NonbondedForce); parametrize the ligand with OpenFF or GAFF"
             )
-
-    pairs, pair_p = [], []
-    if nonbonded is not None:
-        if nonbonded.getNumParticleParameterOffsets() or nonbonded.getNumExceptionParameterOffsets():
-            touched = {
-                nonbonded.getParticleParameterOffset(k)[1] for k in range(nonbonded.getNumParticleParameterOffsets())
-            }
-            if touched & set(local) or nonbonded.getNumExceptionParameterOffsets():
-                raise ParametrizationError(
-                    "MMIntraKernel: NonbondedForce parameter offsets touch these atoms (a hybrid system?); "
-                    "give the plain end-state system"
-                )
-        unit = openmm.unit
-        params = []
-        for a in atoms:
-            q, sig, eps = nonbonded.getParticleParameters(a)
-            params.append(
-                (
-                    q.value_in_unit(unit.elementary_charge),
-                    sig.value_in_unit(unit.nanometer),
-                    eps.value_in_unit(eps.unit),
-                )
-            )
-        exceptions = {}
-        for k in range(nonbonded.getNumExceptions()):
-            i, j, qq, sig, eps = nonbonded.getExceptionParameters(k)
-            if i in local and j in local:
-                key = (min(local[i], local[j]), max(local[i], local[j]))
-                exceptions[key] = (
-                    qq.value_in_unit(unit.elementary_charge**2),
-                    sig.value_in_unit(unit.nanometer),
-                    eps.value_in_unit(eps.unit),
-                )
-        n = len(atoms)
-        for i in range(n):
-            qi, si, ei = params[i]
-            for j in range(i + 1, n):
-                if (i, j) in exceptions:
-                    qq, sig, eps = exceptions[(i, j)]
-                else:
-                    qj, sj, ej = params[j]
-                    qq, sig, eps = qi * qj, 0.5 * (si + sj), math.sqrt(ei * ej)
-                if qq != 0.0 or eps != 0.0:
-                    pairs.append((i, j))
-                    pair_p.append((qq, sig, eps))
+    pairs, pair_p = _nonbonded_pairs(nonbonded, atoms, local) if nonbonded is not None else ([], [])
 
     def arr(rows, width, dtype=float):
         return np.asarray(rows, dtype=dtype).reshape(-1, width)
@@ -155,6 +105,83 @@ def _extract(system, atoms: Sequence[int]) -> MMIntraTerms:
         pairs=arr(pairs, 2, int),
         pair_params=arr(pair_p, 3),
     )
+
+
+def _bonds(force, local: dict[int, int], rows: list, params: list) -> None:
+    import openmm.unit as u
+
+    for k in range(force.getNumBonds()):
+        i, j, r0, kb = force.getBondParameters(k)
+        if i in local and j in local:
+            rows.append((local[i], local[j]))
+            params.append((r0.value_in_unit(u.nanometer), kb.value_in_unit(kb.unit)))
+
+
+def _angles(force, local: dict[int, int], rows: list, params: list) -> None:
+    import openmm.unit as u
+
+    for k in range(force.getNumAngles()):
+        i, j, m, th0, ka = force.getAngleParameters(k)
+        if i in local and j in local and m in local:
+            rows.append((local[i], local[j], local[m]))
+            params.append((th0.value_in_unit(u.radian), ka.value_in_unit(ka.unit)))
+
+
+def _torsions(force, local: dict[int, int], rows: list, params: list) -> None:
+    import openmm.unit as u
+
+    for k in range(force.getNumTorsions()):
+        i, j, m, n, per, phase, kt = force.getTorsionParameters(k)
+        if all(a in local for a in (i, j, m, n)):
+            rows.append((local[i], local[j], local[m], local[n]))
+            params.append((per, phase.value_in_unit(u.radian), kt.value_in_unit(kt.unit)))
+
+
+def _nonbonded_pairs(nonbonded, atoms: list[int], local: dict[int, int]) -> tuple[list, list]:
+    """Every intramolecular pair with a nonzero charge product or ε: exceptions as given, others mixed."""
+    import openmm.unit as unit
+
+    from mlfep_core import ParametrizationError
+
+    if nonbonded.getNumParticleParameterOffsets() or nonbonded.getNumExceptionParameterOffsets():
+        touched = {
+            nonbonded.getParticleParameterOffset(k)[1] for k in range(nonbonded.getNumParticleParameterOffsets())
+        }
+        if touched & set(local) or nonbonded.getNumExceptionParameterOffsets():
+            raise ParametrizationError(
+                "MMIntraKernel: NonbondedForce parameter offsets touch these atoms (a hybrid system?); "
+                "give the plain end-state system"
+            )
+    params = []
+    for a in atoms:
+        q, sig, eps = nonbonded.getParticleParameters(a)
+        params.append(
+            (q.value_in_unit(unit.elementary_charge), sig.value_in_unit(unit.nanometer), eps.value_in_unit(eps.unit))
+        )
+    exceptions = {}
+    for k in range(nonbonded.getNumExceptions()):
+        i, j, qq, sig, eps = nonbonded.getExceptionParameters(k)
+        if i in local and j in local:
+            key = (min(local[i], local[j]), max(local[i], local[j]))
+            exceptions[key] = (
+                qq.value_in_unit(unit.elementary_charge**2),
+                sig.value_in_unit(unit.nanometer),
+                eps.value_in_unit(eps.unit),
+            )
+    pairs, pair_p = [], []
+    n = len(atoms)
+    for i in range(n):
+        qi, si, ei = params[i]
+        for j in range(i + 1, n):
+            if (i, j) in exceptions:
+                qq, sig, eps = exceptions[(i, j)]
+            else:
+                qj, sj, ej = params[j]
+                qq, sig, eps = qi * qj, 0.5 * (si + sj), math.sqrt(ei * ej)
+            if qq != 0.0 or eps != 0.0:
+                pairs.append((i, j))
+                pair_p.append((qq, sig, eps))
+    return pairs, pair_p
 
 
 class MMIntraKernel:

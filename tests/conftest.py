@@ -35,10 +35,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _known_third_party_warnings():
-    """pytest resets the warning filters for each test; put the targeted third-party filters back (anything else,
-    and every DeprecationWarning raised from mlfep's own modules, still shows or fails: see pyproject.toml)."""
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """pytest resets the warning filters around each test; put the targeted third-party filters back before its
+    fixtures run (anything else, and every DeprecationWarning raised from mlfep's own modules, still shows or
+    fails: see pyproject.toml)."""
     filter_known_warnings()
 
 

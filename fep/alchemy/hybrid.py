@@ -403,9 +403,9 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
         periodic=box is not None,
         n_lambda_valence_terms=counts,
         dispersion_coefficients={
-            "a": facts["dispersion_coefficient_a"],
-            "b": facts["dispersion_coefficient_b"],
-            "hybrid_nonbonded": facts["dispersion_coefficient_nonbonded"],
+            "a": facts.dispersion_coefficient_a,
+            "b": facts.dispersion_coefficient_b,
+            "hybrid_nonbonded": facts.dispersion_coefficient_nonbonded,
         },
         warnings=tuple(warnings) + tuple(mapping.warnings),
     )

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,7 +56,13 @@ from fep.alchemy.valence import ROLE_CORE, ROLE_ENV, ROLE_UNIQUE_A, ROLE_UNIQUE_
 from mlfep_core import HybridNonbondedError
 from mlfep_core.units import openmm_value as _v
 
-__all__ = ["LAMBDA_PARAMETERS", "SOFTCORE_ALPHA", "add_nonbonded_forces", "dispersion_coefficient"]
+__all__ = [
+    "LAMBDA_PARAMETERS",
+    "SOFTCORE_ALPHA",
+    "NonbondedFacts",
+    "add_nonbonded_forces",
+    "dispersion_coefficient",
+]
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +215,18 @@ def _check_same_settings(nb_a, nb_b) -> None:
             raise HybridNonbondedError(f"end states differ in their {what} ({a} vs {b}); build both with one setting")
 
 
+@dataclass(frozen=True)
+class NonbondedFacts:
+    """What :func:`add_nonbonded_forces` built: dispersion coefficients (kJ/mol·nm³) of A, B and the hybrid
+    NonbondedForce at its base (λ = 0) parameters, and the counts of parameter offsets and exceptions."""
+
+    dispersion_coefficient_a: float
+    dispersion_coefficient_b: float
+    dispersion_coefficient_nonbonded: float
+    n_parameter_offsets: int
+    n_exceptions: int
+
+
 def add_nonbonded_forces(
     hybrid,
     system_a,
@@ -219,7 +238,7 @@ def add_nonbonded_forces(
     role: np.ndarray,
     groups: dict[str, int],
     softcore_alpha: float = SOFTCORE_ALPHA,
-) -> dict[str, float]:
+) -> NonbondedFacts:
     """Add the hybrid NonbondedForce, the softcore force and the dispersion-correction force.
 
     Parameters
@@ -241,12 +260,32 @@ def add_nonbonded_forces(
 
     Returns
     -------
-    dict
-        Facts for :class:`~fep.alchemy.hybrid.HybridLegInfo`: dispersion coefficients (kJ/mol·nm³) of A, B and the
-        hybrid NonbondedForce, number of offsets and exceptions.
+    NonbondedFacts
+        For :class:`~fep.alchemy.hybrid.HybridLegInfo`.
     """
-    import openmm
+    nb_a, nb_b, pa, pb = _end_state_nonbonded(system_a, system_b)
+    nb = _empty_hybrid_nonbonded(nb_a)
+    sc_params, hybrid_params, n_offsets = _add_particles(nb, role, pa, pb, h_to_a, h_to_b)
+    pairs = _add_exceptions(nb, role, pa, pb, h_to_a, h_to_b, _exceptions(nb_a, a_to_h), _exceptions(nb_b, b_to_h))
+    nb.setForceGroup(groups["nonbonded"])
+    nb.setReciprocalSpaceForceGroup(-1)
+    softcore = _softcore_force(nb, role, sc_params, pairs, softcore_alpha)
+    if softcore is not None:
+        softcore.setForceGroup(groups["softcore"])
+        hybrid.addForce(softcore)
+    hybrid.addForce(nb)
+    c_a = dispersion_coefficient(nb_a, pa)
+    c_b = dispersion_coefficient(nb_b, pb)
+    c_h = dispersion_coefficient(nb, hybrid_params)
+    if nb.getUseDispersionCorrection() and (c_a != c_h or c_b != c_h):
+        lrc = _dispersion_force(nb, hybrid.getNumParticles(), c_a, c_b, c_h, pairs)
+        lrc.setForceGroup(groups["dispersion"])
+        hybrid.addForce(lrc)
+    return NonbondedFacts(c_a, c_b, c_h, n_offsets, nb.getNumExceptions())
 
+
+def _end_state_nonbonded(system_a, system_b):
+    """The two NonbondedForces (same settings, same net charge) and their particle parameters."""
     nb_a = _only_nonbonded(system_a, "A")
     nb_b = _only_nonbonded(system_b, "B")
     _check_same_settings(nb_a, nb_b)
@@ -258,20 +297,39 @@ def add_nonbonded_forces(
             f"the net charge changes from {charge_a:+.3f} e (A) to {charge_b:+.3f} e (B); charge-changing edges are "
             "not supported by this hybrid topology"
         )
-    n = hybrid.getNumParticles()
+    return nb_a, nb_b, pa, pb
+
+
+def _empty_hybrid_nonbonded(nb_a):
+    import openmm
 
     nb = openmm.NonbondedForce()
     nb.setName("hybrid_nonbonded")
     _copy_settings(nb_a, nb)
     for name in LAMBDA_PARAMETERS:
         nb.addGlobalParameter(name, 0.0)
+    return nb
+
+
+def _add_particles(nb, role, pa, pb, h_to_a, h_to_b) -> tuple[np.ndarray, np.ndarray, int]:
+    """Base (λ = 0) parameters and λ offsets of every hybrid particle.
+
+    Returns the softcore per-particle parameters (σ_A, ε_A, σ_B, ε_B, unique-A flag, unique-B flag), the base
+    charge, σ, ε of each particle and the number of offsets added.
+    """
+    n = len(role)
     n_offsets = 0
-    # softcore per-particle parameters: σ_A, ε_A, σ_B, ε_B (ε stored as sqrt below), unique-A flag, unique-B flag
     sc_params = np.zeros((n, 6))
-    hybrid_params = np.zeros((n, 3))  # base (λ = 0) charge, sigma, epsilon in the hybrid NonbondedForce
+    hybrid_params = np.zeros((n, 3))
     role_list = role.tolist()
     pa_list, pb_list = pa.tolist(), pb.tolist()
     h_to_a_list, h_to_b_list = h_to_a.tolist(), h_to_b.tolist()
+
+    def offset(name: str, h: int, dq: float, ds: float, de: float) -> None:
+        nonlocal n_offsets
+        nb.addParticleParameterOffset(name, h, dq, ds, de)
+        n_offsets += 1
+
     for h in range(n):
         r = role_list[h]
         if r == ROLE_ENV:
@@ -283,36 +341,37 @@ def add_nonbonded_forces(
             qb, sb, eb = pb_list[h_to_b_list[h]]
             base = (qa, sa, ea)
             if qb != qa:
-                nb.addParticleParameterOffset("lambda_electrostatics_core", h, qb - qa, 0.0, 0.0)
-                n_offsets += 1
+                offset("lambda_electrostatics_core", h, qb - qa, 0.0, 0.0)
             if sb != sa or eb != ea:
-                nb.addParticleParameterOffset("lambda_sterics_core", h, 0.0, sb - sa, eb - ea)
-                n_offsets += 1
+                offset("lambda_sterics_core", h, 0.0, sb - sa, eb - ea)
             sc_params[h] = (sa, ea, sb, eb, 0, 0)
         elif r == ROLE_UNIQUE_A:
             qa, sa, ea = pa_list[h_to_a_list[h]]
             base = (qa, sa, 0.0)
             if qa != 0.0:
-                nb.addParticleParameterOffset("lambda_electrostatics_a", h, -qa, 0.0, 0.0)
-                n_offsets += 1
+                offset("lambda_electrostatics_a", h, -qa, 0.0, 0.0)
             sc_params[h] = (sa, ea, sa, 0.0, 1, 0)
         else:
             qb, sb, eb = pb_list[h_to_b_list[h]]
             base = (0.0, sb, 0.0)
             if qb != 0.0:
-                nb.addParticleParameterOffset("lambda_electrostatics_b", h, qb, 0.0, 0.0)
-                n_offsets += 1
+                offset("lambda_electrostatics_b", h, qb, 0.0, 0.0)
             sc_params[h] = (sb, 0.0, sb, eb, 0, 1)
         nb.addParticle(*base)
         hybrid_params[h] = base
+    return sc_params, hybrid_params, n_offsets
 
-    def normal(params: np.ndarray, idx: np.ndarray, i: int, j: int) -> tuple[float, float, float]:
-        qi, si, ei = params[idx[i]]
-        qj, sj, ej = params[idx[j]]
-        return qi * qj, 0.5 * (si + sj), math.sqrt(ei * ej)
 
-    exc_a = _exceptions(nb_a, a_to_h)
-    exc_b = _exceptions(nb_b, b_to_h)
+def _mixed(params: np.ndarray, idx: np.ndarray, i: int, j: int) -> tuple[float, float, float]:
+    """The Lorentz–Berthelot pair parameters (qq, σ, ε) of hybrid particles i and j in one end state."""
+    qi, si, ei = params[idx[i]]
+    qj, sj, ej = params[idx[j]]
+    return qi * qj, 0.5 * (si + sj), math.sqrt(ei * ej)
+
+
+def _add_exceptions(nb, role, pa, pb, h_to_a, h_to_b, exc_a, exc_b) -> list[tuple[int, int]]:
+    """Every exception of A and B with its λ offsets, and unique-A × unique-B exclusions; returns the pairs."""
+    role_list = role.tolist()
     pairs: list[tuple[int, int]] = []
     for key in sorted(set(exc_a) | set(exc_b)):
         i, j = key
@@ -320,106 +379,105 @@ def add_nonbonded_forces(
         if ri == ROLE_ENV and rj == ROLE_ENV:
             if key not in exc_a:
                 raise HybridNonbondedError(f"environment exception {key} exists in B but not in A")
-            idx = nb.addException(i, j, *exc_a[key])
+            nb.addException(i, j, *exc_a[key])
         elif ROLE_UNIQUE_A in (ri, rj):
-            qq, s, e = exc_a[key]
-            idx = nb.addException(i, j, qq, s, e)
-            if qq != 0.0:
-                nb.addExceptionParameterOffset("lambda_electrostatics_a", idx, -qq, 0.0, 0.0)
-            if e != 0.0:
-                nb.addExceptionParameterOffset("lambda_sterics_a", idx, 0.0, 0.0, -e)
+            _vanishing_exception(nb, i, j, exc_a[key], "a", sign=-1.0)
         elif ROLE_UNIQUE_B in (ri, rj):
-            qq, s, e = exc_b[key]
-            idx = nb.addException(i, j, 0.0, s, 0.0)
-            if qq != 0.0:
-                nb.addExceptionParameterOffset("lambda_electrostatics_b", idx, qq, 0.0, 0.0)
-            if e != 0.0:
-                nb.addExceptionParameterOffset("lambda_sterics_b", idx, 0.0, 0.0, e)
+            _vanishing_exception(nb, i, j, exc_b[key], "b", sign=1.0)
         else:
-            va = exc_a.get(key) or normal(pa, h_to_a, i, j)
-            vb = exc_b.get(key) or normal(pb, h_to_b, i, j)
+            va = exc_a.get(key) or _mixed(pa, h_to_a, i, j)
+            vb = exc_b.get(key) or _mixed(pb, h_to_b, i, j)
             idx = nb.addException(i, j, *va)
             if vb[0] != va[0]:
                 nb.addExceptionParameterOffset("lambda_electrostatics_core", idx, vb[0] - va[0], 0.0, 0.0)
             if vb[1] != va[1] or vb[2] != va[2]:
                 nb.addExceptionParameterOffset("lambda_sterics_core", idx, 0.0, vb[1] - va[1], vb[2] - va[2])
         pairs.append(key)
-    unique_a = np.flatnonzero(role == ROLE_UNIQUE_A)
-    unique_b = np.flatnonzero(role == ROLE_UNIQUE_B)
-    for i in unique_a.tolist():
-        for j in unique_b.tolist():
+    for i in np.flatnonzero(role == ROLE_UNIQUE_A).tolist():
+        for j in np.flatnonzero(role == ROLE_UNIQUE_B).tolist():
             nb.addException(int(i), int(j), 0.0, 1.0, 0.0)
             pairs.append((int(i), int(j)))
-    nb.setForceGroup(groups["nonbonded"])
-    nb.setReciprocalSpaceForceGroup(-1)
+    return pairs
 
-    # softcore Lennard-Jones of the unique atoms
-    if len(unique_a) or len(unique_b):
-        sc = openmm.CustomNonbondedForce(SOFTCORE_EXPRESSION.format(alpha=repr(float(softcore_alpha))))
-        sc.setName("hybrid_softcore")
-        sc.addGlobalParameter("lambda_sterics_a", 0.0)
-        sc.addGlobalParameter("lambda_sterics_b", 0.0)
-        for name in ("sa", "rea", "sb", "reb", "ua", "ub"):
-            sc.addPerParticleParameter(name)
-        sc_params[:, 1] = np.sqrt(sc_params[:, 1])  # per-particle sqrt(ε): no square root per pair
-        sc_params[:, 3] = np.sqrt(sc_params[:, 3])
-        for row in sc_params.tolist():
-            sc.addParticle(row)
-        method = nb.getNonbondedMethod()
-        if method == openmm.NonbondedForce.NoCutoff:
-            sc.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
-        elif method == openmm.NonbondedForce.CutoffNonPeriodic:
-            sc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffNonPeriodic)
-        else:
-            sc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
-        sc.setCutoffDistance(nb.getCutoffDistance())
-        sc.setUseSwitchingFunction(nb.getUseSwitchingFunction())
-        sc.setSwitchingDistance(nb.getSwitchingDistance())
-        sc.setUseLongRangeCorrection(False)
-        for i, j in pairs:
-            sc.addExclusion(i, j)
-        everyone = np.arange(n)
-        if len(unique_a):
-            sc.addInteractionGroup([int(x) for x in unique_a], [int(x) for x in everyone[role != ROLE_UNIQUE_B]])
-        if len(unique_b):
-            sc.addInteractionGroup([int(x) for x in unique_b], [int(x) for x in everyone[role != ROLE_UNIQUE_A]])
-        sc.setForceGroup(groups["softcore"])
-        hybrid.addForce(sc)
-    hybrid.addForce(nb)
 
-    # long-range dispersion correction: exact at both ends, cheap on λ change
-    c_a = dispersion_coefficient(nb_a, pa)
-    c_b = dispersion_coefficient(nb_b, pb)
-    c_h = dispersion_coefficient(nb, hybrid_params)
-    if nb.getUseDispersionCorrection() and (c_a != c_h or c_b != c_h):
-        cutoff = _v(nb.getCutoffDistance())
-        # energy of the one-pair force = (c0 + c1 λ) * unit / V (OpenMM normalises group pairs by N(N+1)/2)
-        unit = 4.0 * math.pi * n / (n + 1) / (3.0 * cutoff**3)
-        lrc = openmm.CustomNonbondedForce(LRC_EXPRESSION)
-        lrc.setName("hybrid_dispersion_correction")
-        lrc.addGlobalParameter("lrc_c0", (c_a - c_h) / unit)
-        lrc.addGlobalParameter("lrc_c1", (c_b - c_a) / unit)
-        lrc.addGlobalParameter("lrc_cutoff", cutoff)
-        lrc.addGlobalParameter("lambda_sterics_core", 0.0)
-        for _ in range(n):
-            lrc.addParticle([])
-        lrc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
-        lrc.setCutoffDistance(cutoff)
-        lrc.setUseLongRangeCorrection(True)
-        # the CPU platform shares one neighbour list: every nonbonded force needs the same exclusions
-        excluded_with_0 = set()
-        for i, j in pairs:
-            lrc.addExclusion(i, j)
-            if i == 0:
-                excluded_with_0.add(j)
-        partner = next(j for j in range(1, n) if j not in excluded_with_0)
-        lrc.addInteractionGroup([0], [partner])
-        lrc.setForceGroup(groups["dispersion"])
-        hybrid.addForce(lrc)
-    return {
-        "dispersion_coefficient_a": c_a,
-        "dispersion_coefficient_b": c_b,
-        "dispersion_coefficient_nonbonded": c_h,
-        "n_parameter_offsets": float(n_offsets),
-        "n_exceptions": float(nb.getNumExceptions()),
-    }
+def _vanishing_exception(nb, i: int, j: int, params, side: str, sign: float) -> None:
+    """An exception of a unique atom of ``side`` ('a': present at λ = 0, 'b': at λ = 1) and its offsets."""
+    qq, s, e = params
+    if side == "a":
+        idx = nb.addException(i, j, qq, s, e)
+    else:
+        idx = nb.addException(i, j, 0.0, s, 0.0)
+    if qq != 0.0:
+        nb.addExceptionParameterOffset(f"lambda_electrostatics_{side}", idx, sign * qq, 0.0, 0.0)
+    if e != 0.0:
+        nb.addExceptionParameterOffset(f"lambda_sterics_{side}", idx, 0.0, 0.0, sign * e)
+
+
+def _softcore_force(nb, role, sc_params: np.ndarray, pairs, softcore_alpha: float):
+    """The softcore Lennard-Jones force of the unique atoms (None when the edge has none)."""
+    import openmm
+
+    unique_a = np.flatnonzero(role == ROLE_UNIQUE_A)
+    unique_b = np.flatnonzero(role == ROLE_UNIQUE_B)
+    if not (len(unique_a) or len(unique_b)):
+        return None
+    sc = openmm.CustomNonbondedForce(SOFTCORE_EXPRESSION.format(alpha=repr(float(softcore_alpha))))
+    sc.setName("hybrid_softcore")
+    sc.addGlobalParameter("lambda_sterics_a", 0.0)
+    sc.addGlobalParameter("lambda_sterics_b", 0.0)
+    for name in ("sa", "rea", "sb", "reb", "ua", "ub"):
+        sc.addPerParticleParameter(name)
+    sc_params = sc_params.copy()
+    sc_params[:, 1] = np.sqrt(sc_params[:, 1])  # per-particle sqrt(ε): no square root per pair
+    sc_params[:, 3] = np.sqrt(sc_params[:, 3])
+    for row in sc_params.tolist():
+        sc.addParticle(row)
+    method = nb.getNonbondedMethod()
+    if method == openmm.NonbondedForce.NoCutoff:
+        sc.setNonbondedMethod(openmm.CustomNonbondedForce.NoCutoff)
+    elif method == openmm.NonbondedForce.CutoffNonPeriodic:
+        sc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffNonPeriodic)
+    else:
+        sc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    sc.setCutoffDistance(nb.getCutoffDistance())
+    sc.setUseSwitchingFunction(nb.getUseSwitchingFunction())
+    sc.setSwitchingDistance(nb.getSwitchingDistance())
+    sc.setUseLongRangeCorrection(False)
+    for i, j in pairs:
+        sc.addExclusion(i, j)
+    everyone = np.arange(len(role))
+    if len(unique_a):
+        sc.addInteractionGroup([int(x) for x in unique_a], [int(x) for x in everyone[role != ROLE_UNIQUE_B]])
+    if len(unique_b):
+        sc.addInteractionGroup([int(x) for x in unique_b], [int(x) for x in everyone[role != ROLE_UNIQUE_A]])
+    return sc
+
+
+def _dispersion_force(nb, n: int, c_a: float, c_b: float, c_h: float, pairs):
+    """A one-pair force whose long-range correction makes the dispersion correction exact at both ends and
+    linear in ``lambda_sterics_core`` (cheap on λ change)."""
+    import openmm
+
+    cutoff = _v(nb.getCutoffDistance())
+    # energy of the one-pair force = (c0 + c1 λ) * unit / V (OpenMM normalises group pairs by N(N+1)/2)
+    unit = 4.0 * math.pi * n / (n + 1) / (3.0 * cutoff**3)
+    lrc = openmm.CustomNonbondedForce(LRC_EXPRESSION)
+    lrc.setName("hybrid_dispersion_correction")
+    lrc.addGlobalParameter("lrc_c0", (c_a - c_h) / unit)
+    lrc.addGlobalParameter("lrc_c1", (c_b - c_a) / unit)
+    lrc.addGlobalParameter("lrc_cutoff", cutoff)
+    lrc.addGlobalParameter("lambda_sterics_core", 0.0)
+    for _ in range(n):
+        lrc.addParticle([])
+    lrc.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    lrc.setCutoffDistance(cutoff)
+    lrc.setUseLongRangeCorrection(True)
+    # the CPU platform shares one neighbour list: every nonbonded force needs the same exclusions
+    excluded_with_0 = set()
+    for i, j in pairs:
+        lrc.addExclusion(i, j)
+        if i == 0:
+            excluded_with_0.add(j)
+    partner = next(j for j in range(1, n) if j not in excluded_with_0)
+    lrc.addInteractionGroup([0], [partner])
+    return lrc

@@ -7,6 +7,7 @@ store (:mod:`fep.execution.store`), and the report is written to ``RUN_DIR/repor
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
@@ -213,6 +214,62 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print the edge results as JSON."),
 ) -> None:
     """Run the legs of every edge (build, sample, analyse, correct), print ΔΔG per edge and write the report."""
+    from fep.execution.cost import estimate_cost
+    from fep.execution.runner import RunSpec, open_run_dir, package_versions
+    from ligand_prep.models import Network
+    from mlfep_core import InputError
+
+    endpoint = _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend)
+    for path, what in ((ligands, "--ligands"), (reference, "--reference"), (protein, "--protein")):
+        if path is not None and not path.exists():
+            raise InputError(f"{what} {path}: file not found")
+    if (output / "run.json").exists() and not resume:
+        raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
+    out = console()
+    proto = _protocol_for(protocol, ligand_ff, charge_method)
+    net = _network_for(network_file, edge, ligands, reference, protein, mode, out)
+    if net.mode == "binding" and protein is None and net.protein is None:
+        raise InputError("binding mode needs a protein: add --protein P.pdb (or use --mode hydration)")
+    protein_path = str(protein) if protein else net.protein
+    spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=endpoint, versions=package_versions())
+    _print_plan(out, net, spec)
+    cost = estimate_cost(net, proto, net.mode, protein_path)
+    _print_cost(out, cost)
+    if dry_run:
+        if json_out:
+            emit_json(_dry_run_json(net, spec, cost))
+        return
+    open_run_dir(output, spec, net, resume=resume)
+    net = Network.from_json_file(output / "network.json")  # on --resume: every edge of the run (repairs too)
+    extend_iterations = 0
+    if extend is not None:
+        per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
+        extend_iterations = max(1, round(extend / per_iteration))
+
+    from fep.execution.store import Store, store_url
+
+    db = Store(store_url(store or output))
+    pool = _make_executor(executor, workers, scheduler, cluster_config)
+    try:
+        execute = functools.partial(
+            _execute, out, spec=spec, output=output, pool=pool, db=db, max_attempts=max_attempts, platform=platform,
+            extend_iterations=extend_iterations,
+        )  # fmt: skip
+        results = execute(net)
+        net, results = _repair_cut_off_ligands(out, net, spec, output, results, execute, run_repairs=repair)
+    finally:
+        pool.close()
+        db.close()
+    _result_table(out, results, output, spec.nnp)
+    _write_report(out, results, net, output)
+    if json_out:
+        emit_json([r.model_dump(mode="json", exclude={"legs"}) for r in results])
+    if any(r.status != "done" for r in results):
+        raise typer.Exit(1)
+
+
+def _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend) -> bool:
+    """Refuse option values and combinations that cannot work; returns whether the endpoint correction is on."""
     from mlfep_core import InputError
 
     if mode not in (None, "binding", "hydration"):
@@ -223,7 +280,6 @@ def run(
         raise InputError(f"--ligand-ff '{ligand_ff}': choose {', '.join(LIGAND_FF_CHOICES)}")
     if nnp == "ani2x" and ligand_ff == "ani2x-torsions":
         raise InputError("--nnp ani2x is the endpoint correction: use it or --ligand-ff ani2x-torsions, not both")
-    endpoint = nnp == "ani2x" or ligand_ff == "ani2x-endpoint"
     if executor not in ("local", "dask"):
         raise InputError(f"--executor '{executor}': choose local or dask")
     if executor == "local" and (scheduler is not None or cluster_config is not None):
@@ -236,18 +292,14 @@ def run(
         raise InputError(f"--platform '{platform}': choose CUDA, OpenCL, CPU or Reference")
     if extend is not None and extend <= 0:
         raise InputError(f"--extend {extend}: give the ns of production to add (> 0)")
-    for path, what in ((ligands, "--ligands"), (reference, "--reference"), (protein, "--protein")):
-        if path is not None and not path.exists():
-            raise InputError(f"{what} {path}: file not found")
+    return nnp == "ani2x" or ligand_ff == "ani2x-endpoint"
 
-    from fep.execution.cost import estimate_cost
-    from fep.execution.runner import RunSpec, open_run_dir, package_versions
+
+def _protocol_for(protocol: str, ligand_ff: str, charge_method: str | None):
+    """The protocol tier or file, with the ligand force-field and charge options applied."""
     from fep.protocol import load_protocol
-    from mlfep_core.constants import LEGS_FOR_MODE
+    from mlfep_core import InputError
 
-    if (output / "run.json").exists() and not resume:
-        raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
-    out = console()
     proto = load_protocol(protocol)
     if ligand_ff == "ani2x-torsions":
         proto = proto.model_copy(update={"ligand_torsions": "ani2x"})
@@ -255,88 +307,70 @@ def run(
         if charge_method not in ("am1bcc", "nagl", "gasteiger", "mmff94"):
             raise InputError(f"--charge-method '{charge_method}': choose am1bcc or nagl (gasteiger, mmff94 for tests)")
         proto = proto.model_copy(update={"charge_method": charge_method})
-    net = _network_for(network_file, edge, ligands, reference, protein, mode, out)
-    if net.mode == "binding" and protein is None and net.protein is None:
-        raise InputError("binding mode needs a protein: add --protein P.pdb (or use --mode hydration)")
-    protein_path = str(protein) if protein else net.protein
-    spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=endpoint, versions=package_versions())
-    legs = LEGS_FOR_MODE[net.mode]
-    n_windows = len(proto.windows())
+    return proto
+
+
+def _print_plan(out, net, spec) -> None:
+    from mlfep_core.constants import LEGS_FOR_MODE
+
+    legs, proto = LEGS_FOR_MODE[net.mode], spec.protocol
     out.print(
         f"[bold]{len(net.edges)} edge(s)[/bold] x {len(legs)} legs ({', '.join(legs)}) x {proto.repeats} repeat(s); "
-        f"{n_windows} windows x {proto.ns_per_window():g} ns; protocol '{proto.name}'; "
+        f"{len(proto.windows())} windows x {proto.ns_per_window():g} ns; protocol '{proto.name}'; "
         f"ligand force field: {ligand_ff_label(proto, spec.nnp)}"
     )
     for mapping in net.edges:
         flag = f"  [yellow]{'; '.join(mapping.warnings)}[/yellow]" if mapping.warnings else ""
         out.print(f"  {mapping.key}  score {mapping.score:.2f}  {len(mapping.mapping)} mapped atoms{flag}")
-    cost = estimate_cost(net, proto, net.mode, protein_path)
-    _print_cost(out, cost)
-    if dry_run:
-        if json_out:
-            emit_json(
-                {
-                    "edges": [m.key for m in net.edges],
-                    "legs": list(legs),
-                    "windows": n_windows,
-                    "cost": cost.model_dump(mode="json"),
-                }
-            )
-        return
-    open_run_dir(output, spec, net, resume=resume)
+
+
+def _dry_run_json(net, spec, cost) -> dict:
+    from mlfep_core.constants import LEGS_FOR_MODE
+
+    return {
+        "edges": [m.key for m in net.edges],
+        "legs": list(LEGS_FOR_MODE[net.mode]),
+        "windows": len(spec.protocol.windows()),
+        "cost": cost.model_dump(mode="json"),
+    }
+
+
+def _repair_cut_off_ligands(out, net, spec, output, results, execute, *, run_repairs: bool):
+    """When failed edges cut ligands off the network, propose replacement edges and (``--repair``) run them.
+
+    Returns the network and the results of all its edges (replacements included when they ran).
+    """
+    from fep.execution.executors import cut_off_ligands, propose_repairs
+    from fep.execution.runner import open_run_dir
     from ligand_prep.models import Network
 
-    net = Network.from_json_file(output / "network.json")  # on --resume: every edge of the run (repairs too)
-    extend_iterations = 0
-    if extend is not None:
-        per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
-        extend_iterations = max(1, round(extend / per_iteration))
-
-    from fep.execution.executors import cut_off_ligands, propose_repairs
-    from fep.execution.store import Store, store_url
-
-    db = Store(store_url(store or output))
-    pool = _make_executor(executor, workers, scheduler, cluster_config)
-    try:
-        results = _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_iterations)
-        failed = [r.key for r in results if r.status != "done"]
-        cut = cut_off_ligands(net, failed) if failed else []
-        if cut:
-            names = ", ".join(n for group in cut for n in group)
-            out.print(f"[red]failed edges cut off ligand(s) {names} from the network[/red]")
-            proposals = propose_repairs(net, failed)
-            for m in proposals:
-                out.print(f"  replacement edge {m.key} (score {m.score:.2f}, {len(m.mapping)} mapped atoms)")
-            if proposals and repair:
-                net = Network(
-                    mode=net.mode,
-                    ligands=net.ligands,
-                    edges=(*net.edges, *proposals),
-                    planner=net.planner,
-                    protein=net.protein,
-                )
-                open_run_dir(output, spec, net, resume=True)
-                net = Network.from_json_file(output / "network.json")
-                new_keys = {m.key for m in proposals}
-                only_new = net.model_copy(update={"edges": tuple(m for m in net.edges if m.key in new_keys)})
-                out.print(f"running {len(only_new.edges)} replacement edge(s)")
-                extra = _execute(out, only_new, spec, output, pool, db, max_attempts, platform, extend_iterations)
-                by_key = {r.key: r for r in (*results, *extra)}
-                results = [by_key[m.key] for m in net.edges if m.key in by_key]
-            elif proposals:
-                out.print("  re-run with --resume --repair to run them")
-    finally:
-        pool.close()
-        db.close()
-    _result_table(out, results, output, spec.nnp)
-    _write_report(out, results, net, output)
-    if json_out:
-        emit_json([r.model_dump(mode="json", exclude={"legs"}) for r in results])
-    if any(r.status != "done" for r in results):
-        raise typer.Exit(1)
+    failed = [r.key for r in results if r.status != "done"]
+    cut = cut_off_ligands(net, failed) if failed else []
+    if not cut:
+        return net, results
+    names = ", ".join(n for group in cut for n in group)
+    out.print(f"[red]failed edges cut off ligand(s) {names} from the network[/red]")
+    proposals = propose_repairs(net, failed)
+    for m in proposals:
+        out.print(f"  replacement edge {m.key} (score {m.score:.2f}, {len(m.mapping)} mapped atoms)")
+    if not proposals:
+        return net, results
+    if not run_repairs:
+        out.print("  re-run with --resume --repair to run them")
+        return net, results
+    repaired = Network(
+        mode=net.mode, ligands=net.ligands, edges=(*net.edges, *proposals), planner=net.planner, protein=net.protein
+    )
+    open_run_dir(output, spec, repaired, resume=True)
+    repaired = Network.from_json_file(output / "network.json")
+    new_keys = {m.key for m in proposals}
+    only_new = repaired.model_copy(update={"edges": tuple(m for m in repaired.edges if m.key in new_keys)})
+    out.print(f"running {len(only_new.edges)} replacement edge(s)")
+    by_key = {r.key: r for r in (*results, *execute(only_new))}
+    return repaired, [by_key[m.key] for m in repaired.edges if m.key in by_key]
 
 
-def _execute(out, net, spec, output, pool, db, max_attempts, platform, extend_iterations):
+def _execute(out, net, *, spec, output, pool, db, max_attempts, platform, extend_iterations):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from fep.execution.executors import execute_network
