@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -100,10 +101,17 @@ def test_rhfe_run_span_and_invocations(tmp_path):
     (run_dir / "edges" / "a~b").mkdir(parents=True)
     (run_dir / "run.json").write_text("{}")
     (run_dir / "edges" / "a~b" / "edge_result.json").write_text("{}")
+    (run_dir / "prepared").mkdir()
+    (run_dir / "prepared" / "a.json").write_text("{}")
+    start = 1_767_225_600  # 2026-01-01 00:00:00 UTC
+    os.utime(run_dir / "prepared" / "a.json", (start, start))  # the first write of the run
+    os.utime(run_dir / "run.json", (start + 60, start + 60))
+    os.utime(run_dir / "edges" / "a~b" / "edge_result.json", (start + 3723.4, start + 3723.4))
     rhfe = _script("rhfe")
     rhfe.log_invocation(run_dir, "python benchmarks/rhfe.py --protocol fast")
     span = rhfe.run_span(run_dir)
-    assert span["span_s"] >= 0 and span["start_utc"] and span["last_result_utc"]
+    assert span["span_s"] == 3723.4
+    assert span["start_utc"] == "2026-01-01 00:00:00" and span["last_result_utc"] == "2026-01-01 01:02:03"
     assert len(span["invocations"]) == 1 and span["invocations"][0].endswith(
         "python benchmarks/rhfe.py --protocol fast"
     )

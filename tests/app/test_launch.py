@@ -120,10 +120,8 @@ def test_launch_run_is_detached_and_logged(planned, tmp_path):
     network_json = run_dir / "inputs" / "network.json"
     assert network_json.is_file()
     log = run_dir / "fep_run.log"
-    for _ in range(100):
-        if "pid:" in log.read_text():
-            break
-        time.sleep(0.05)
+    _, status = os.waitpid(record["pid"], 0)  # the launched process is our child until it ends
+    assert os.waitstatus_to_exitcode(status) == 0
     lines = dict(line.split(": ", 1) for line in log.read_text().splitlines())
     assert lines["args"].startswith(f"-m fep run {network_json} -o {run_dir} --protocol smoke --mode hydration")
     assert lines["sid"] == lines["pid"] == str(record["pid"])  # its own session: survives the dashboard

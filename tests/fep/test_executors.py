@@ -174,6 +174,8 @@ def test_dask_local_cluster_matches_the_local_executor(series_run, series_inputs
     ligands, protocol = series_inputs
     run_dir = tmp_path / "dask"
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            dask_pids = set(client.run(os.getpid).values())
         code = main(
             [
                 "run",
@@ -196,14 +198,17 @@ def test_dask_local_cluster_matches_the_local_executor(series_run, series_inputs
     assert code == 0
     dask_result, local_result = _edge(run_dir, "benzene~toluene"), _edge(local_dir, "benzene~toluene")
     sigma = math.hypot(dask_result["ddg_mm_err_kcal_mol"], local_result["ddg_mm_err_kcal_mol"])
-    # same seeds, but OpenMM's CPU platform is not bitwise reproducible: agreement within 3 combined σ (plus
-    # 0.3 kcal/mol, as σ from 6 iterations of 50 steps is itself rough); measured: -1.13 ± 0.28 vs 0.54 ± 0.71
-    assert abs(dask_result["ddg_mm_kcal_mol"] - local_result["ddg_mm_kcal_mol"]) <= 3 * sigma + 0.3
+    # same seeds, but OpenMM's CPU platform is not bitwise reproducible: the two estimates of one ΔΔG agree
+    # within 4 combined σ (measured: -1.13 ± 0.28 vs 0.54 ± 0.71, 2.2 σ apart)
+    assert dask_result["status"] == "done" and sigma > 0
+    assert abs(dask_result["ddg_mm_kcal_mol"] - local_result["ddg_mm_kcal_mol"]) <= 4 * sigma
     from fep.execution.store import open_store
 
     store = open_store(run_dir)
     jobs = store.run_jobs(store.list_runs()[0]["id"])
-    assert {j["state"] for j in jobs} == {"done"} and len({j["worker"] for j in jobs}) >= 1
+    assert {j["state"] for j in jobs} == {"done"}
+    # every leg ran in a Dask worker process, none in the driver
+    assert {int(j["worker"].rsplit(":", 1)[1]) for j in jobs} <= dask_pids and os.getpid() not in dask_pids
 
 
 def test_dask_needs_a_scheduler_or_a_cluster_file(series_inputs, tmp_path, capsys):

@@ -127,7 +127,20 @@ def test_hybrid_layout(leg_of):
     assert len(info.unique_a) == 1  # benzene's H where the methyl goes
     np.testing.assert_allclose(hybrid.positions[list(info.atoms_b)], end_states.positions_b[end_states.ligand_atoms_b])
     assert hybrid.topology.getNumAtoms() == info.n_atoms
-    assert set(info.force_groups) == set(FORCE_GROUPS) and info.lambda_independent_groups == (FORCE_GROUPS["valence"],)
+    # the groups the info claims are the groups the forces are in, and the λ-independent one is λ-independent
+    from fep.alchemy.lambdas import LAMBDA_PARAMETERS
+    from fep.sampling.engine import uses_parameter
+
+    by_name = {f.getName(): f.getForceGroup() for f in hybrid.system.getForces()}
+    assert by_name["hybrid_nonbonded"] == info.force_groups["nonbonded"]
+    assert by_name["hybrid_softcore"] == info.force_groups["softcore"]
+    assert {f.getForceGroup() for f in hybrid.system.getForces()} <= set(info.force_groups.values())
+    for force in hybrid.system.getForces():
+        independent = force.getForceGroup() in info.lambda_independent_groups
+        assert independent != uses_parameter(force, set(LAMBDA_PARAMETERS)), force.getName()
+    # every λ parameter the protocol sets is a global parameter of the hybrid, and the hybrid has no other λ
+    context = _context(hybrid)
+    assert {p for p in context.getParameters() if p.startswith("lambda_")} == set(LAMBDA_PARAMETERS)
 
 
 def test_charge_changing_edge_refused(leg_of):

@@ -86,10 +86,3 @@ def test_model_validation_and_json_round_trip(tmp_path):
     assert LambdaProtocol.from_json_file(path) == p
     with pytest.raises(InputError):
         LambdaProtocol.default_protocol(1)
-
-
-def test_parameters_match_hybrid_module():
-    pytest.importorskip("openmm")
-    from fep.alchemy.hybrid import LAMBDA_PARAMETERS as HYBRID_PARAMETERS
-
-    assert tuple(HYBRID_PARAMETERS) == LAMBDA_PARAMETERS

@@ -254,7 +254,9 @@ def test_lomap_score_formula():
     assert lomap_score(10, 10, 10) == 1.0
     assert lomap_score(10, 12, 10) == pytest.approx(np.exp(-0.2))
     assert lomap_score(10, 10, 10, n_element_changes=1, n_ring_changes=1) == pytest.approx(np.exp(-0.6))
-    assert lomap_score(100, 100, 0) >= 0.0
+    # nothing mapped: exp(-0.1 * 200) = 2.06e-9, tiny but positive and monotone in the unmapped atoms
+    assert lomap_score(100, 100, 0) == pytest.approx(np.exp(-20.0), rel=1e-12)
+    assert lomap_score(100, 100, 1) > lomap_score(100, 100, 0)
 
 
 def test_settings_round_trip(tmp_path):
