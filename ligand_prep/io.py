@@ -161,7 +161,7 @@ def _read_smi(path: Path) -> list[_Record]:
 
 # ------------------------------------------------------------------------------------------ SDF
 def sdf_blocks(text: str) -> list[str]:
-    """Split SDF text into record blocks, each ending with ``$$$$`` (a last record without one gets it).
+    r"""Split SDF text into record blocks, each ending with ``$$$$`` (a last record without one gets it).
 
     >>> [b.splitlines()[0] for b in sdf_blocks("a\n$$$$\nb\n")]
     ['a', 'b']

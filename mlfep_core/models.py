@@ -107,7 +107,7 @@ def quantity(unit: str) -> Any:
     """An annotated pydantic field type for an openff-units quantity stored in ``unit``.
 
     Accepts an openff ``Quantity``, an ``openmm.unit`` quantity or a string such as ``"4 fs"``; rejects bare
-    numbers. Serializes to a string (``"4.0 femtosecond"``) so JSON keeps the unit.
+    numbers. Serializes to a string (``"4 femtosecond"``) so JSON keeps the unit.
 
     Examples
     --------
@@ -115,8 +115,10 @@ def quantity(unit: str) -> Any:
     >>> Timestep = quantity("femtosecond")
     >>> class S(FrozenModel):
     ...     timestep: Timestep
-    >>> S(timestep="0.004 ps").timestep.m
+    >>> round(S(timestep="0.004 ps").timestep.m, 9)
     4.0
+    >>> S(timestep="4 fs").model_dump(mode="json")
+    {'timestep': '4 femtosecond'}
     """
     return Annotated[
         Any,
