@@ -18,8 +18,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# torch first, pinned, so that nothing pulls a multi-GB CUDA build as a side effect
-	$(BIN)/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(BIN)/python -m pip install -qq --disable-pip-version-check "torch==2.13.0"
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -e ".[dev]"
 	@touch $(STAMP)
 
 PACKAGES := mlfep_core ligand_prep fep analysis app gpu_kernels
@@ -53,5 +53,5 @@ clean:
 # The speed suite (CPU; add PLATFORM=CUDA on a GPU machine): benchmarks/results/speed.{json,md}
 PLATFORM ?= CPU
 bench: install
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev,bench]"
+	$(BIN)/python -m pip install -qq --disable-pip-version-check -e ".[dev,bench]"
 	$(BIN)/python benchmarks/speed.py --platform $(PLATFORM)
