@@ -32,10 +32,9 @@ __all__ = [
     "StatisticsResult",
     "Verdict",
     "combine_edge",
+    "correction_sum",
     "worst_status",
 ]
-
-#: The two legs of each mode, in the order (first, second) of ΔΔG = ΔG_first − ΔG_second.
 
 _RANK = {"pass": 0, "warn": 1, "fail": 2}
 
@@ -209,7 +208,7 @@ class NetworkResult(FrozenModel):
 
 
 # ------------------------------------------------------------------------------------------ combining
-def _ml_value(
+def correction_sum(
     ligand_a: str,
     ligand_b: str,
     legs: tuple[str, str],
@@ -296,7 +295,7 @@ def combine_edge(
 
     ddg = legs[first].dg_kcal_mol - legs[second].dg_kcal_mol
     err = math.hypot(legs[first].dg_err_kcal_mol, legs[second].dg_err_kcal_mol)
-    correction, correction_err, ml_reason = _ml_value(ligand_a, ligand_b, (first, second), corrections)
+    correction, correction_err, ml_reason = correction_sum(ligand_a, ligand_b, (first, second), corrections)
     ml = None if correction is None else ddg + correction
     ml_err = None if correction_err is None else math.hypot(err, correction_err)
     if corrections:

@@ -3,13 +3,9 @@ NaN recovery: the coordinator. The pieces: :mod:`~fep.sampling.settings` (settin
 :mod:`~fep.sampling.engine` (the context and energies), :mod:`~fep.sampling.equilibration`,
 :mod:`~fep.sampling.state` (replica state, checkpoint), :mod:`~fep.sampling.reporters`, :mod:`~fep.sampling.storage`.
 
-The K thermodynamic states differ only by global context parameters (e.g. the λ parameters of a hybrid
-system). Per iteration, every replica is loaded into the single context, propagated in its current state
-(LangevinMiddleIntegrator, MonteCarloBarostat when a pressure is set) and evaluated in all K states
-(static force groups once per replica, the λ-dependent groups per state); then states are mixed by many
-Metropolis pair swaps (all-pairs Gibbs mixing, K³ attempts by default, ~1 µs each). Results are buffered and
-written with each checkpoint (see :mod:`fep.sampling.storage` for the folder layout); :func:`load_samples`
-reads them back.
+The K states differ only in global context parameters (e.g. a hybrid's λ). Per iteration every replica is
+propagated in its state and evaluated in all K (one context, :mod:`~fep.sampling.engine`), then states are mixed by
+K³ Metropolis pair swaps (Gibbs mixing); results go out with each checkpoint, :func:`load_samples` reads them.
 
 Examples
 --------
@@ -104,6 +100,12 @@ class HREXSampler:
         self.static_groups, self.dynamic_groups = split_force_groups(system, static_force_groups, set(self.states[0]))
         self.n_swap_attempts = settings.swap_attempts if settings.swap_attempts is not None else self.n_states**3
         self.timings: dict[str, float] = dict.fromkeys(_TIMINGS, 0.0)
+        # made afresh by each run()/extend() call (declared here so that the coordinator's state is in one place)
+        self.engine: EnergyEngine
+        self.replicas: ReplicaState
+        self._writer: CheckpointWriter
+        self._reporter: ProgressReporter
+        self._recoveries = 0
 
     # ------------------------------------------------------------------------------- public API
     def run(self, progress: Callable[[SamplerProgress], None] | None = None) -> SamplerSummary:
