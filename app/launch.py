@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mlfep_core import InputError, MlfepError, atomic_write_bytes, atomic_write_text
+from mlfep_core.names import name_problem
 
 __all__ = [
     "UPLOAD_LIMITS",
@@ -54,7 +55,6 @@ _SUFFIXES: dict[str, tuple[str, ...]] = {
     "reference": (".sdf", ".sd", ".mol"),
     "protocol": (".json", ".yaml", ".yml"),
 }
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def save_upload(kind: str, filename: str, data: bytes, folder: str | os.PathLike[str]) -> Path:
@@ -359,8 +359,9 @@ def clean_staging(root: str | os.PathLike[str], max_age_s: float = 86400.0) -> i
 def new_run_dir(root: str | os.PathLike[str], name: str) -> Path:
     """Create ``root/name`` for a new run (letters, digits, ``._-``; must not exist yet)."""
     name = name.strip()
-    if not _NAME_OK.match(name):
-        raise InputError(f"run name '{name}': use 1-64 letters, digits, '.', '_' or '-' (starting with a letter/digit)")
+    problem = name_problem(name)
+    if problem is not None:
+        raise InputError(f"run name {problem}")
     path = Path(root).expanduser() / name
     if path.exists():
         raise InputError(f"a run called '{name}' already exists in {Path(root)}; choose another name")

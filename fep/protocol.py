@@ -68,6 +68,30 @@ class Protocol(FrozenModel):
             lengths = {len(v) for v in self.lambda_schedule.values()}
             if len(lengths) != 1:
                 raise ValueError("every λ parameter in lambda_schedule needs the same number of windows")
+            if lengths.pop() < 2:
+                raise ValueError("lambda_schedule needs at least 2 windows (the two end states)")
+        return self
+
+    @model_validator(mode="after")
+    def _timestep_fits_the_system(self) -> Protocol:
+        """The step the constraints and hydrogen mass allow: 1 fs with no constraints, 2 fs with HBonds and
+        normal hydrogens, 4 fs with HBonds and hydrogens of at least 2.5 Da."""
+        dt = self.sampler.timestep.m_as("femtosecond")
+        h_mass = self.system.hydrogen_mass.m_as("dalton")
+        if self.system.constraints == "none":
+            limit, why = 1.0, "without bond constraints"
+        elif h_mass < 2.5:
+            limit, why = (
+                2.0,
+                f"with HBonds constraints and {h_mass:g} Da hydrogens (use hydrogen_mass 3 dalton for 4 fs)",
+            )
+        else:
+            limit, why = 4.0, "with HBonds constraints and heavy hydrogens"
+        if dt > limit + 1e-9:
+            raise ValueError(f"sampler.timestep {dt:g} fs is above the {limit:g} fs that are stable {why}")
+        cutoff = self.system.nonbonded_cutoff.m_as("nanometer")
+        if not 0.5 <= cutoff <= 2.0:
+            raise ValueError(f"system.nonbonded_cutoff {cutoff:g} nm is outside 0.5-2.0 nm")
         return self
 
     # ------------------------------------------------------------------------------------------- views

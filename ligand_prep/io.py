@@ -31,6 +31,7 @@ from ligand_prep.validate import (
     check_unique_names,
 )
 from mlfep_core import InputError, LigandValidationError, atomic_write_text
+from mlfep_core.names import name_problem
 
 __all__ = ["SDF_SUFFIXES", "SMILES_SUFFIXES", "read_ligands", "read_reference", "sdf_blocks", "write_sdf"]
 
@@ -337,6 +338,11 @@ def read_ligands(
         raise InputError(f"{path}: unknown ligand file format '{suffix or '(none)'}'; accepted: {_ACCEPTED}")
     if not records:
         raise LigandValidationError(f"{path}: no ligands found (empty file); accepted: {_ACCEPTED}")
+    bad = [(rec, problem) for rec in records if (problem := name_problem(rec.name)) is not None]
+    if bad:
+        listed = "; ".join(f"{rec.source}: {problem}" for rec, problem in bad[:5])
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise LigandValidationError(f"{listed}{more}; rename the ligand(s): names become file names")
     check_unique_names((rec.name, rec.source) for rec in records)
 
     needs_pose = [rec for rec in records if not rec.has_pose]

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from mlfep_core import FrozenModel
+from mlfep_core.names import name_problem
 
 __all__ = ["AtomMapping", "BespokeTorsions", "ExperimentalValue", "Ligand", "Network", "PreparedLigand", "TorsionTerm"]
 
@@ -43,6 +44,9 @@ class Ligand(FrozenModel):
         value = value.strip()
         if not value:
             raise ValueError("ligand name is empty")
+        problem = name_problem(value)
+        if problem is not None:  # names become file and folder names (edges/<A>~<B>/, pictures)
+            raise ValueError(f"ligand name {problem}")
         return value
 
     def to_rdkit(self):

@@ -7,6 +7,7 @@ one line on stderr and exit status 2.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 
 import click
@@ -24,8 +25,30 @@ for _info in pkgutil.iter_modules(__path__):
 from fep.cli._app import app  # noqa: E402, F811
 
 
+def _os_error_line(err: OSError) -> str:
+    """One line for a failed file operation: which file, what the system said, what to do."""
+    where = err.filename if err.filename is not None else ""
+    if isinstance(err, IsADirectoryError):
+        return f"{where}: is a folder; give a file name"
+    if isinstance(err, PermissionError):
+        return f"{where}: permission denied; choose a folder you can write to"
+    if isinstance(err, FileNotFoundError):
+        return f"{where}: no such file or folder"
+    reason = err.strerror or str(err)
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``fep`` console script; returns the exit status."""
+    """Entry point of the ``fep`` console script; returns the exit status.
+
+    A mistake of the user's (an :class:`~mlfep_core.MlfepError`, a file that cannot be read or written, a value a
+    model refuses) is one line on stderr and exit status 2. Anything else is a bug: one line saying so, and the
+    traceback in a file to report (``MLFEP_DEBUG=1`` shows it instead).
+    """
+    import os
+
+    from pydantic import ValidationError
+
     from mlfep_core import MlfepError
 
     try:
@@ -33,12 +56,41 @@ def main(argv: list[str] | None = None) -> int:
     except MlfepError as err:
         click.echo(f"error: {err}", err=True)
         return 2
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+    except OSError as err:
+        click.echo(f"error: {_os_error_line(err)}", err=True)
+        return 2
+    except UnicodeDecodeError as err:
+        click.echo(f"error: a file is not text ({err.reason} at byte {err.start}); give the right file", err=True)
+        return 2
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        click.echo(f"error: {err.title}: {where + ': ' if where else ''}{first['msg']}", err=True)
+        return 2
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
         return 130
     except click.ClickException as err:
         err.show()
         return err.exit_code
     except click.exceptions.Exit as err:
         return err.exit_code
+    except Exception as err:
+        if os.environ.get("MLFEP_DEBUG") == "1":
+            raise
+        click.echo(f"internal error: {type(err).__name__}: {err} ({_save_traceback()}); please report it", err=True)
+        return 1
     return result if isinstance(result, int) else 0
+
+
+def _save_traceback() -> str:
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="mlfep-error-", suffix=".txt")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(traceback.format_exc())
+        return f"traceback in {path}"
+    except OSError:
+        return "the traceback could not be saved"

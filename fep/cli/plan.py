@@ -53,6 +53,7 @@ def plan(
     from ligand_prep.mapping import MappingSettings, MCSMapper
     from ligand_prep.network import PLANNERS, plan_network
     from mlfep_core import InputError
+    from mlfep_core.names import inside
 
     if mode not in ("binding", "hydration"):
         raise InputError(f"--mode {mode}: use binding or hydration")
@@ -111,7 +112,7 @@ def plan(
             for index, edge in enumerate(result.edges, start=1):
                 status.update(f"drawing edges: {index}/{len(result.edges)}")
                 a, b = ligand_of_edge[edge.key]
-                depict_mapping(edge, a, b, Path(images) / f"{edge.key}.png")
+                depict_mapping(edge, a, b, inside(Path(images) / f"{edge.key}.png", images))
             depict_network(result, Path(images) / "network.png")
 
     connected = _connected(result)

@@ -37,6 +37,8 @@ def _network_for(network_file, edge, ligands, reference, protein, mode, out):
         names = [n.strip() for n in edge.split(",")]
         if len(names) != 2 or not all(names):
             raise InputError(f"--edge '{edge}': give two ligand names separated by a comma, e.g. --edge A,B")
+        if names[0] == names[1]:
+            raise InputError(f"--edge '{edge}': an edge joins two different ligands")
         by_name = {lig.name: lig for lig in ligs}
         for name in names:
             if name not in by_name:
@@ -215,7 +217,7 @@ def run(
 ) -> None:
     """Run the legs of every edge (build, sample, analyse, correct), print ΔΔG per edge and write the report."""
     from fep.execution.cost import estimate_cost
-    from fep.execution.runner import RunSpec, open_run_dir, package_versions
+    from fep.execution.runner import RunSpec, check_run_dir, open_run_dir, package_versions
     from ligand_prep.models import Network
     from mlfep_core import InputError
 
@@ -223,8 +225,6 @@ def run(
     for path, what in ((ligands, "--ligands"), (reference, "--reference"), (protein, "--protein")):
         if path is not None and not path.exists():
             raise InputError(f"{what} {path}: file not found")
-    if (output / "run.json").exists() and not resume:
-        raise InputError(f"{output} already holds a run: add --resume to continue it, or choose a new -o folder")
     out = console()
     proto = _protocol_for(protocol, ligand_ff, charge_method)
     net = _network_for(network_file, edge, ligands, reference, protein, mode, out)
@@ -232,6 +232,7 @@ def run(
         raise InputError("binding mode needs a protein: add --protein P.pdb (or use --mode hydration)")
     protein_path = str(protein) if protein else net.protein
     spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=endpoint, versions=package_versions())
+    check_run_dir(output, spec, resume=resume)
     _print_plan(out, net, spec)
     cost = estimate_cost(net, proto, net.mode, protein_path)
     _print_cost(out, cost)

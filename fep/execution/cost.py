@@ -140,14 +140,21 @@ def _protein_atoms(pdb: str | os.PathLike[str], keep_waters: bool) -> np.ndarray
         text = Path(pdb).read_text()
     except OSError as err:
         raise InputError(f"{pdb}: cannot read the protein PDB ({err})") from err
-    for line in text.splitlines():
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{pdb}: not a PDB text file (binary content at byte {err.start}); give the protein PDB"
+        ) from err
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.startswith(("ATOM", "HETATM")):
             continue
         if not keep_waters and line[17:20] in ("HOH", "WAT", "TIP"):
             continue
         element = line[76:78].strip() or line[12:16].strip()[:1]
         has_h = has_h or element == "H"
-        coords.append([float(line[30:38]), float(line[38:46]), float(line[46:54])])
+        try:
+            coords.append([float(line[30:38]), float(line[38:46]), float(line[46:54])])
+        except ValueError as err:
+            raise InputError(f"{pdb} line {number}: not a PDB ATOM/HETATM record (coordinates unreadable)") from err
     xyz = np.asarray(coords, dtype=float).reshape(-1, 3) / 10.0
     return xyz if has_h else np.repeat(xyz, 2, axis=0)
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from mlfep_core import FrozenModel
 from mlfep_core.models import Bar, Femtoseconds, Kelvin, PerPicosecond
 
-__all__ = ["MUST_MATCH", "SamplerProgress", "SamplerSettings", "SamplerSummary", "same_setting"]
+__all__ = ["MAX_TIMESTEP_FS", "MUST_MATCH", "SamplerProgress", "SamplerSettings", "SamplerSummary", "same_setting"]
+
+#: No integrator setting here is stable above this step (4 fs needs HBonds constraints and heavy hydrogens).
+MAX_TIMESTEP_FS = 4.0
 
 
 class SamplerSettings(FrozenModel):
@@ -23,7 +26,7 @@ class SamplerSettings(FrozenModel):
     timestep: Femtoseconds = Field("4 fs", description="Integration time step (HMR systems: 4 fs).")
     collision_rate: PerPicosecond = Field("1 / ps", description="Langevin collision rate.")
     steps_per_iteration: int = Field(625, ge=1, description="MD steps between swap attempts (625 × 4 fs = 2.5 ps).")
-    n_iterations: int = Field(2000, ge=0, description="Production iterations (a resumed run goes on to this).")
+    n_iterations: int = Field(2000, ge=1, description="Production iterations (a resumed run goes on to this).")
     minimization_max_iterations: int = Field(
         1000, ge=0, description="L-BFGS iterations to minimise each window before equilibration; 0 skips it."
     )
@@ -46,6 +49,23 @@ class SamplerSettings(FrozenModel):
     swap_attempts: int | None = Field(
         None, ge=0, description="Pair-swap attempts per iteration; None: K³ (all-pairs Gibbs mixing)."
     )
+
+    @field_validator("temperature", "timestep", "collision_rate", "pressure")
+    @classmethod
+    def _positive(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None and not value.m > 0:
+            raise ValueError(f"{info.field_name} must be > 0, got {value.m:g} {value.units}")
+        return value
+
+    @field_validator("timestep")
+    @classmethod
+    def _timestep_range(cls, value: Any) -> Any:
+        if value.m_as("femtosecond") > MAX_TIMESTEP_FS:
+            raise ValueError(
+                f"timestep {value.m_as('femtosecond'):g} fs is above {MAX_TIMESTEP_FS:g} fs, which no constraint "
+                "or hydrogen-mass setting makes stable"
+            )
+        return value
 
 
 #: Settings a resumed run must share with the run it continues.

@@ -106,6 +106,34 @@ def test_rerun_without_resume_refuses(finished_run, tiny_inputs, capsys):
     assert "--resume" in err and len(err.strip().splitlines()) == 1
 
 
+def test_resume_with_a_changed_protocol_refuses_and_names_the_change(finished_run, tiny_inputs, tmp_path, capsys):
+    _, run_dir = finished_run
+    ligands, _ = tiny_inputs
+    longer = tmp_path / "longer.json"
+    longer.write_text(json.dumps(dict(TINY, sampler={**TINY["sampler"], "n_iterations": 7})))
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "-o", str(run_dir), "--resume"]
+    code = main([*args, "--protocol", str(longer)])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"protocol.sampler.n_iterations: {TINY['sampler']['n_iterations']} -> 7" in err
+    assert main([*args, "--protocol", str(tiny_inputs[1]), "--ligand-ff", "ani2x-endpoint"]) == 2
+    assert "ANI-2x endpoint correction: off -> on" in capsys.readouterr().err
+
+
+def test_a_folder_that_is_not_a_run_is_never_overwritten(tiny_inputs, tmp_path, capsys):
+    ligands, protocol = tiny_inputs
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "network.json").write_text('{"my": "own network"}')
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "--protocol", str(protocol)]
+    assert main([*args, "-o", str(mine)]) == 2
+    assert "is not empty and is not an mlfep run (it holds network.json)" in capsys.readouterr().err
+    assert (mine / "network.json").read_text() == '{"my": "own network"}' and not (mine / "run.json").exists()
+    assert main([*args, "-o", str(tmp_path / "never"), "--resume"]) == 2
+    assert "holds no run to resume" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
 def test_status_reports_done(finished_run, capsys):
     _, run_dir = finished_run
     assert main(["status", str(run_dir), "--json"]) == 0
@@ -122,6 +150,7 @@ def test_status_reports_done(finished_run, capsys):
         (["--mode", "binding", "--edge", "benzene,toluene"], "protein"),
         (["--protocol", "turbo", "--edge", "benzene,toluene"], "turbo"),
         (["--nnp", "mace", "--edge", "benzene,toluene"], "--nnp"),
+        (["--edge", "benzene,benzene"], "two different ligands"),
     ],
 )
 def test_bad_run_options_give_one_line(tiny_inputs, tmp_path, capsys, args, expected):
@@ -140,7 +169,8 @@ def test_status_of_a_non_run_dir(tmp_path, capsys):
 def test_a_failing_leg_is_recorded_and_the_command_says_so(tiny_inputs, tmp_path, capsys, charge_cache, monkeypatch):
     ligands, _ = tiny_inputs
     monkeypatch.setenv("MLFEP_CACHE_DIR", str(charge_cache))
-    broken = dict(TINY, sampler={**TINY["sampler"], "timestep": "200 fs", "max_nan_retries": 1})
+    # far too hot for a 4 fs step: the integration blows up on every retry (a 200 fs step is now refused up front)
+    broken = dict(TINY, sampler={**TINY["sampler"], "temperature": "300000 K", "max_nan_retries": 1})
     protocol = tmp_path / "broken.json"
     protocol.write_text(json.dumps(broken))
     run_dir = tmp_path / "r"

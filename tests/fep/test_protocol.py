@@ -62,6 +62,15 @@ def test_user_schedule(tmp_path):
         ('{"base": "nope"}', "base 'nope'"),
         ('{"base": "smoke", "sampler": {"timestep": 4}}', "sampler.timestep"),
         ("[1, 2]", "mapping"),
+        ('{"base": "smoke", "sampler": {"timestep": "-2 fs"}}', r"sampler\.timestep.*must be > 0"),
+        ('{"base": "smoke", "sampler": {"timestep": "8 fs"}}', r"sampler\.timestep.*above 4 fs"),
+        ('{"base": "smoke", "sampler": {"temperature": "-300 K"}}', r"sampler\.temperature.*must be > 0"),
+        ('{"base": "smoke", "sampler": {"pressure": "0 bar"}}', r"sampler\.pressure.*must be > 0"),
+        ('{"base": "smoke", "sampler": {"n_iterations": 0}}', r"sampler\.n_iterations.*greater than or equal to 1"),
+        ('{"base": "smoke", "n_windows": 1}', r"n_windows.*greater than or equal to 2"),
+        ('{"base": "smoke", "system": {"hydrogen_mass": "1.008 dalton"}}', r"above the 2 fs .* 1\.008 Da hydrogens"),
+        ('{"base": "smoke", "system": {"constraints": "none"}}', r"above the 1 fs that are stable without bond"),
+        ('{"base": "smoke", "system": {"nonbonded_cutoff": "0.2 nm"}}', r"nonbonded_cutoff 0\.2 nm is outside"),
     ],
 )
 def test_bad_protocol_files_name_the_problem(tmp_path, text, expected):

@@ -193,3 +193,35 @@ def test_csv_row_numbers_count_blank_lines(tmp_path):
     path.write_text("name,smiles\nbenzene,c1ccccc1\n\nbad_one,C1CC\n")
     with pytest.raises(LigandValidationError, match=r"gaps\.csv row 4 \(bad_one\)"):
         read_ligands(path)
+
+
+def test_names_that_would_leave_their_folder_are_refused_with_every_row(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("name,smiles\n../../evil,c1ccccc1\ntoluene,Cc1ccccc1\n.hidden,CCO\nbenzoic acid,OC(=O)c1ccccc1\n")
+    with pytest.raises(LigandValidationError) as info:
+        read_ligands(path)
+    message = str(info.value)
+    for row, name in ((2, "../../evil"), (4, ".hidden"), (5, "benzoic acid")):
+        assert f"t.csv row {row}: '{name}' is not a valid name" in message
+    assert "toluene" not in message and "names become file names" in message
+
+
+def test_the_ligand_model_refuses_a_path_as_name():
+    from pydantic import ValidationError
+
+    from ligand_prep.models import Ligand
+
+    with pytest.raises(ValidationError, match="ligand name 'a/b' is not a valid name"):
+        Ligand(name="a/b", molblock="", smiles="C", formal_charge=0)
+
+
+def test_fep_plan_writes_no_picture_outside_its_folder(tmp_path, capsys):
+    from fep.cli import main
+
+    path = tmp_path / "t.csv"
+    path.write_text("name,smiles\n../../evil,c1ccccc1\ntoluene,Cc1ccccc1\n")
+    images = tmp_path / "a" / "b" / "imgs"
+    code = main(["plan", str(path), "--mode", "hydration", "-o", str(tmp_path / "n.json"), "--images", str(images)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "row 2: '../../evil' is not a valid name" in err
+    assert list(tmp_path.rglob("*.png")) == [] and not (tmp_path / "n.json").exists()
