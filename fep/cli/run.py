@@ -7,7 +7,9 @@ store (:mod:`fep.execution.store`), and the report is written to ``RUN_DIR/repor
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 from pathlib import Path
 
 import typer
@@ -218,6 +220,7 @@ def run(
     """Run the legs of every edge (build, sample, analyse, correct), print ΔΔG per edge and write the report."""
     from fep.execution.cost import estimate_cost
     from fep.execution.runner import RunSpec, check_run_dir, open_run_dir, package_versions
+    from fep.execution.status import live_driver_here
     from ligand_prep.models import Network
     from mlfep_core import InputError
 
@@ -233,6 +236,12 @@ def run(
     protein_path = str(protein) if protein else net.protein
     spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=endpoint, versions=package_versions())
     check_run_dir(output, spec, resume=resume)
+    driver = live_driver_here(output) if resume else None
+    if driver is not None:
+        raise InputError(
+            f"{output}: another `fep run` (pid {driver}) is still driving this run; wait for it, or stop it "
+            f"(Ctrl-C, or kill {driver}) and resume then"
+        )
     _print_plan(out, net, spec)
     cost = estimate_cost(net, proto, net.mode, protein_path)
     _print_cost(out, cost)
@@ -251,22 +260,51 @@ def run(
 
     db = Store(store_url(store or output))
     pool = _make_executor(executor, workers, scheduler, cluster_config)
+    stopped = False
     try:
-        execute = functools.partial(
-            _execute, out, spec=spec, output=output, pool=pool, db=db, max_attempts=max_attempts, platform=platform,
-            extend_iterations=extend_iterations,
-        )  # fmt: skip
-        results = execute(net)
-        net, results = _repair_cut_off_ligands(out, net, spec, output, results, execute, run_repairs=repair)
+        with _sigterm_as_interrupt():
+            execute = functools.partial(
+                _execute, out, spec=spec, output=output, pool=pool, db=db, max_attempts=max_attempts,
+                platform=platform, extend_iterations=extend_iterations,
+            )  # fmt: skip
+            results = execute(net)
+            net, results = _repair_cut_off_ligands(out, net, spec, output, results, execute, run_repairs=repair)
+    except KeyboardInterrupt:
+        stopped = True
     finally:
-        pool.close()
+        pool.close(stop=stopped)
         db.close()
+    if stopped:
+        again = "the same command" if resume else "the same command with --resume"
+        out.print(
+            f"[yellow]interrupted: the workers are stopped and every leg keeps its last checkpoint; {again} goes on "
+            f"where it stopped (run directory {output})[/yellow]"
+        )
+        raise typer.Exit(130)
     _result_table(out, results, output, spec.nnp)
     _write_report(out, results, net, output)
     if json_out:
         emit_json([r.model_dump(mode="json", exclude={"legs"}) for r in results])
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler's kill, `kill PID`) stops the run like Ctrl-C: workers stopped, checkpoints kept."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (e.g. called from a library): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend) -> bool:

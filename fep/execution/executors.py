@@ -186,13 +186,29 @@ def default_workers() -> int:
     return gpu_count() or max(1, (os.cpu_count() or 2) // 2)
 
 
-def _init_worker(devices, thread_counts: dict[str, str]) -> None:  # pragma: no cover - runs in the pool's processes
-    """Set up a worker process: mlfep's logging and warnings, its share of the cores, its GPU."""
+def _exit_with_parent(parent: int, every_s: float = 1.0) -> None:  # pragma: no cover - a worker's thread
+    """Stop this worker when the process that started it is gone (killed with SIGKILL, say): an orphan would go
+    on sampling a leg, hold its folder's lock and look alive to ``fep status``. The last checkpoint stays valid."""
+    while True:
+        time.sleep(every_s)
+        if os.getppid() != parent:
+            log.warning("the driving process %d is gone; this worker (pid %d) stops", parent, os.getpid())
+            os._exit(3)
+
+
+def _init_worker(devices, thread_counts: dict[str, str], parent: int) -> None:  # pragma: no cover - pool processes
+    """Set up a worker process: mlfep's logging and warnings, its share of the cores, its GPU, and a watch on the
+    driver (the worker stops by itself when the driver dies)."""
+    import signal
+    import threading
+
     from mlfep_core.runtime import configure_process
 
     for var, value in thread_counts.items():
         os.environ.setdefault(var, value)  # before torch or OpenMM are imported here; an explicit setting wins
     configure_process()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the driver, which stops the workers itself
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="mlfep-parent-watch").start()
     if devices is not None:
         try:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(devices.get(timeout=5))
@@ -226,7 +242,10 @@ class LocalExecutor:
             for i in range(self.workers):
                 devices.put(ids[i % len(ids)])
         return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=ctx, initializer=_init_worker, initargs=(devices, thread_counts)
+            max_workers=self.workers,
+            mp_context=ctx,
+            initializer=_init_worker,
+            initargs=(devices, thread_counts, os.getpid()),
         )
 
     def submit(self, job: LegJob):
@@ -241,9 +260,22 @@ class LocalExecutor:
             self._pool = self._start()
             return self._pool.submit(execute_leg, job)
 
-    def close(self) -> None:
-        """Wait for the workers to exit."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, *, stop: bool = False, grace_s: float = 5.0) -> None:
+        """Wait for the workers to exit; ``stop``: drop the queued legs and stop the running ones now (their last
+        checkpoint is kept, so ``--resume`` goes on from it)."""
+        if not stop:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            return
+        processes = list(getattr(self._pool, "_processes", {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        deadline = time.monotonic() + grace_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
 
 
 def cluster_from_config(path: str | os.PathLike[str]):
@@ -319,8 +351,13 @@ class DaskExecutor:
         """A Dask future of :func:`execute_leg` (not pure: every submission runs)."""
         return self.client.submit(execute_leg, job, pure=False, key=f"leg-{job.leg_id}-{time.time_ns()}")
 
-    def close(self) -> None:
-        """Close the client (and a cluster this executor started)."""
+    def close(self, *, stop: bool = False) -> None:
+        """Close the client (and a cluster this executor started); ``stop``: cancel this run's legs first."""
+        if stop:
+            try:
+                self.client.cancel(list(self.client.futures.values()), force=True)
+            except Exception as err:  # the scheduler may already be gone
+                log.warning("could not cancel the Dask legs: %s", err)
         self.client.close()
         if self._own_cluster is not None:
             self._own_cluster.close()

@@ -14,7 +14,7 @@ from typing import Any
 from mlfep_core import InputError
 from mlfep_core.constants import LEGS_FOR_MODE
 
-__all__ = ["collect_status", "pid_alive"]
+__all__ = ["collect_status", "driver_alive", "live_driver_here", "pid_alive"]
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -60,7 +60,7 @@ def _alive(worker: str | None) -> bool | None:
     return pid_alive(int(pid))
 
 
-def _run_alive(run_dir: Path) -> bool:
+def driver_alive(run_dir: Path) -> bool:
     """Whether the process driving the run (``RUN_DIR/driver.json``) still runs; True when it is on another host."""
     try:
         record = json.loads((run_dir / "driver.json").read_text())
@@ -68,6 +68,27 @@ def _run_alive(run_dir: Path) -> bool:
         return False
     alive = _alive(f"{record.get('host')}:{record.get('pid')}")
     return True if alive is None else alive
+
+
+def live_driver_here(run_dir: Path) -> int | None:
+    """The pid of a `fep run` on this host that still drives ``run_dir`` (not this process), or None.
+
+    Stricter than :func:`driver_alive`: the pid must be alive *and* be an mlfep process (a pid reused by another
+    program does not count), so a dead driver's stale record never blocks a resume.
+    """
+    try:
+        record = json.loads((run_dir / "driver.json").read_text())
+        pid = int(record.get("pid"))
+    except (OSError, ValueError, TypeError):
+        return None
+    if record.get("host") != socket.gethostname() or pid == os.getpid() or not pid_alive(pid):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            command = handle.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return pid  # no /proc: trust the pid
+    return pid if "fep" in command else None
 
 
 def collect_status(run_dir: Path) -> dict:
@@ -137,7 +158,7 @@ def collect_status(run_dir: Path) -> dict:
         if entry["state"] == "pending" and any(leg["state"] != "pending" for leg in entry["legs"]):
             states = {leg["state"] for leg in entry["legs"]}
             if states == {"done"}:  # every leg sampled, no edge_result.json yet: the run is combining the legs
-                entry["state"] = "running" if _run_alive(run_dir) else "interrupted"
+                entry["state"] = "running" if driver_alive(run_dir) else "interrupted"
             else:
                 entry["state"] = "running" if "running" in states else "interrupted"
         edges.append(entry)
