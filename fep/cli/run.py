@@ -225,6 +225,10 @@ def run(
     from mlfep_core import InputError
 
     endpoint = _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend)
+    if endpoint or ligand_ff == "ani2x-torsions":  # pre-flight: fail now, not after the MM sampling
+        from gpu_kernels.weights import find_ani2x_weights
+
+        find_ani2x_weights()
     for path, what in ((ligands, "--ligands"), (reference, "--reference"), (protein, "--protein")):
         if path is not None and not path.exists():
             raise InputError(f"{what} {path}: file not found")

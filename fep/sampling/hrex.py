@@ -129,9 +129,7 @@ class HREXSampler:
         try:
             lock = self.store.lock()
         except BlockingIOError as err:
-            raise SamplerError(
-                f"{self.folder}: another process is running this sampler folder; wait for it or use another folder"
-            ) from err
+            raise SamplerError(f"{self.folder}: another process runs this sampler folder; wait for it") from err
         try:
             return self._run_locked(extra, progress)
         finally:
@@ -144,6 +142,7 @@ class HREXSampler:
         self._recoveries = 0
         check_folder(self.store, self.system, self.states, self.settings, (self.static_groups, self.dynamic_groups))
         record = self.store.read_checkpoint()
+        self.store.verify(record)  # a damaged chunk is named now, not after the remaining iterations
         removed = self.store.discard_uncommitted(record)
         if removed:
             logger.info("%s: discarded %d files written after the last checkpoint", self.folder, len(removed))

@@ -38,6 +38,23 @@ _CHECKPOINT = "checkpoint.json"
 _SUBDIRS = ("data", "snapshots", "state")
 
 
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file; a missing, truncated or corrupted file is an :class:`InputError` naming it."""
+    import zipfile
+
+    try:
+        with np.load(path) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError as err:
+        raise InputError(
+            f"{path}: missing from the sampler folder; delete {path.parent.parent} to rerun this leg"
+        ) from err
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise InputError(
+            f"{path}: damaged ({type(err).__name__}: {err}); delete {path.parent.parent} to rerun this leg"
+        ) from err
+
+
 # ------------------------------------------------------------------------------------------ buffers
 @dataclass
 class IterationBuffer:
@@ -166,9 +183,28 @@ class SamplerStore:
 
     def load_state(self, checkpoint: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Replica arrays of a checkpoint: positions/velocities (K, N, 3), boxes (K, 3, 3), replica_states (K,)."""
-        path = self.folder / checkpoint["state_file"]
-        with np.load(path) as data:
-            return {key: data[key] for key in data.files}
+        return read_npz(self.folder / checkpoint["state_file"])
+
+    def verify(self, checkpoint: Mapping[str, Any] | None) -> None:
+        """Check that every data chunk and the replica state a checkpoint names can be read and has the
+        iterations it should (done on resume, before any sampling).
+
+        Raises
+        ------
+        InputError
+            Names the damaged or missing file and what to do.
+        """
+        if checkpoint is None:
+            return
+        for chunk in checkpoint["chunks"]:
+            data = read_npz(self.folder / chunk["file"])
+            n = chunk["stop"] - chunk["start"]
+            if any(len(data.get(key, ())) != n for key in ("iterations", "energies", "replica_states")):
+                raise InputError(
+                    f"{self.folder / chunk['file']}: holds the wrong number of iterations (expected {n}); the "
+                    f"sampler folder is damaged: delete {self.folder} to rerun this leg"
+                )
+        self.load_state(checkpoint)
 
     # ------------------------------------------------------------------------------ checkpointing
     def write_checkpoint(
@@ -412,9 +448,9 @@ def load_samples(folder: str | os.PathLike[str]) -> SamplerData:
     for chunk in sorted(checkpoint["chunks"], key=lambda c: c["start"]):
         if chunk["start"] != expected:
             raise InputError(f"{folder}: iterations {expected}..{chunk['start']} are missing from the stored chunks")
-        with np.load(store.folder / chunk["file"]) as data:
-            for key in parts:
-                parts[key].append(data[key])
+        data = read_npz(store.folder / chunk["file"])
+        for key in parts:
+            parts[key].append(data[key])
         expected = chunk["stop"]
     if expected != checkpoint["iteration"]:
         raise InputError(f"{folder}: chunks end at iteration {expected}, checkpoint says {checkpoint['iteration']}")

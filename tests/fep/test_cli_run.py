@@ -134,6 +134,21 @@ def test_a_folder_that_is_not_a_run_is_never_overwritten(tiny_inputs, tmp_path, 
     assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.parametrize(
+    "option", [["--ligand-ff", "ani2x-endpoint"], ["--ligand-ff", "ani2x-torsions"], ["--nnp", "ani2x"]]
+)
+def test_missing_model_weights_stop_the_run_before_any_work(tiny_inputs, tmp_path, capsys, monkeypatch, option):
+    ligands, protocol = tiny_inputs
+    monkeypatch.setenv("TORCHANI_DATA_DIR", str(tmp_path / "no-weights"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no weights in ~/.local/share either
+    run_dir = tmp_path / "r"
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "--protocol", str(protocol)]
+    assert main([*args, "-o", str(run_dir), *option]) == 2
+    err = capsys.readouterr().err
+    assert "ANI-2x weights not found" in err and len(err.strip().splitlines()) == 1
+    assert not run_dir.exists()
+
+
 def test_status_reports_done(finished_run, capsys):
     _, run_dir = finished_run
     assert main(["status", str(run_dir), "--json"]) == 0

@@ -186,6 +186,21 @@ def test_extend_adds_exactly_n_iterations(tmp_path):
     assert again.iterations_this_call == 0 and load_samples(tmp_path).n_iterations == 27
 
 
+def test_a_truncated_data_chunk_is_named_at_resume_before_any_sampling(tmp_path):
+    system, topology, positions = harmonic_system(n=2)
+    states = [{"k": k} for k in FORCE_CONSTANTS[:2]]
+    HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=10), tmp_path).run()
+    chunk = next((tmp_path / "data").glob("iter_*.npz"))
+    chunk.write_bytes(chunk.read_bytes()[:50])  # a disk that filled up, a copy cut short
+    checkpoint = (tmp_path / "checkpoint.json").read_text()
+    longer = HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=30), tmp_path)
+    with pytest.raises(InputError, match=rf"{chunk.name}: damaged \(BadZipFile.*delete .* to rerun this leg"):
+        longer.run()
+    assert (tmp_path / "checkpoint.json").read_text() == checkpoint  # nothing sampled, nothing rewritten
+    with pytest.raises(InputError, match=chunk.name):
+        load_samples(tmp_path)
+
+
 def test_blow_up_rolls_back_and_retries_with_smaller_timestep(tmp_path):
     """k = 6.75e6 kJ/mol/nm² with 12 amu: ω·dt = 3 at 4 fs (unstable), 1.5 at 2 fs (stable)."""
     system, topology, positions = harmonic_system(n=2)
