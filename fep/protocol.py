@@ -248,7 +248,8 @@ def load_protocol(name_or_path: str | os.PathLike[str]) -> Protocol:
         else:
             data = json.loads(path.read_text())
     except Exception as err:
-        raise InputError(f"{path}: cannot read the protocol file ({err})") from err
+        reason = " ".join(str(err).split())  # YAML errors span several lines
+        raise InputError(f"{path}: cannot read the protocol file ({reason})") from err
     if not isinstance(data, dict):
         raise InputError(f"{path}: a protocol file must hold a mapping of settings")
     data.pop("schema_version", None)

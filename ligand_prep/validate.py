@@ -53,11 +53,28 @@ def check_molecule(mol, label: str) -> None:
 
     if mol.GetNumAtoms() == 0:
         raise LigandValidationError(f"{label}: the molecule has no atoms")
+    fragments = Chem.GetMolFrags(mol, asMols=False, sanitizeFrags=False)
+    if len(fragments) > 1:
+        smiles = [
+            Chem.MolFragmentToSmiles(mol, atomsToUse=list(f), canonical=True, allHsExplicit=False) for f in fragments
+        ]
+        largest = max(range(len(fragments)), key=lambda k: len(fragments[k]))
+        ions = [smi for k, smi in enumerate(smiles) if k != largest and len(fragments[k]) == 1]
+        if ions and len(ions) == len(smiles) - 1:
+            raise LigandValidationError(
+                f"{label}: a salt: the counter-ion(s) {', '.join(ions)} are not part of the ligand; give the "
+                f"molecule alone ({smiles[largest]}, in the protonation state you want simulated)"
+            )
     bad = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in ALLOWED_ELEMENTS})
     if bad:
         raise LigandValidationError(
             f"{label}: unsupported element {', '.join(bad)} (the OpenFF Sage force field covers only "
             f"{' '.join(ALLOWED_ELEMENTS)}; {_METALS_HINT})"
+        )
+    if len(fragments) > 1:
+        raise LigandValidationError(
+            f"{label}: {len(fragments)} disconnected fragments ({', '.join(smiles)[:160]}); remove salts/counter-ions "
+            "and solvent so that one molecule remains"
         )
     radicals = [a for a in mol.GetAtoms() if a.GetNumRadicalElectrons() > 0]
     if radicals:
@@ -65,15 +82,6 @@ def check_molecule(mol, label: str) -> None:
         raise LigandValidationError(
             f"{label}: atom {atom.GetIdx() + 1} ({atom.GetSymbol()}) has {atom.GetNumRadicalElectrons()} unpaired "
             "electron(s); radicals are not supported: add the missing hydrogens or fix the bond orders/charges"
-        )
-    fragments = Chem.GetMolFrags(mol, asMols=False, sanitizeFrags=False)
-    if len(fragments) > 1:
-        parts = ", ".join(
-            Chem.MolFragmentToSmiles(mol, atomsToUse=list(f), canonical=True, allHsExplicit=False) for f in fragments
-        )
-        raise LigandValidationError(
-            f"{label}: {len(fragments)} disconnected fragments ({parts[:160]}); remove salts/counter-ions and "
-            "solvent so that one molecule remains"
         )
 
 

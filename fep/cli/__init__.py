@@ -25,6 +25,23 @@ for _info in pkgutil.iter_modules(__path__):
 from fep.cli._app import app  # noqa: E402, F811
 
 
+def _click_exceptions() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+    """(usage errors, other click errors) of click and of the click copy newer typer versions carry."""
+    usage: list[type[Exception]] = [click.UsageError]
+    other: list[type[Exception]] = [click.ClickException]
+    try:
+        from typer._click import exceptions as typer_click  # typer >= 0.20 vendors its own click
+
+        usage.append(typer_click.UsageError)
+        other.append(typer_click.ClickException)
+    except ImportError:  # pragma: no cover - older typer uses click itself
+        pass
+    return tuple(usage), tuple(other)
+
+
+_USAGE_ERRORS, _CLICK_ERRORS = _click_exceptions()
+
+
 def _os_error_line(err: OSError) -> str:
     """One line for a failed file operation: which file, what the system said, what to do."""
     where = err.filename if err.filename is not None else ""
@@ -70,9 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
         return 130
-    except click.ClickException as err:
+    except _USAGE_ERRORS as err:  # a wrong option or argument: one line, and where the help is
+        ctx = getattr(err, "ctx", None)
+        command = ctx.command_path if ctx is not None else "fep"
+        click.echo(f"error: {err.format_message()} (see `{command} --help`)", err=True)
+        return int(getattr(err, "exit_code", 2))
+    except _CLICK_ERRORS as err:
         err.show()
-        return err.exit_code
+        return int(getattr(err, "exit_code", 1))
     except click.exceptions.Exit as err:
         return err.exit_code
     except Exception as err:

@@ -63,12 +63,19 @@ def plan(
         raise InputError("--star-reference needs --network star")
 
     out = console()
+    if protein is not None:  # a protein the complex leg cannot build fails now, not when the first leg is built
+        from fep.systems.protein import load_protein
+
+        with out.status(f"checking {protein} against the force field"):
+            load_protein(protein)
     with out.status("reading ligands") as status:
 
         def posing(done: int, total: int, name: str) -> None:
             status.update(f"posing ligands: {done}/{total} ({name})")
 
         ligs = read_ligands(ligands, reference=reference, protein=protein, progress=posing)
+        if len(ligs) < 2:
+            raise InputError(f"{ligands}: {len(ligs)} ligand; a network needs at least two")
         mapper = MCSMapper(
             MappingSettings(max_distance_angstrom=max_distance, allow_element_change=not no_element_change)
         )

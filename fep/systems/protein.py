@@ -92,10 +92,37 @@ def read_pdb(pdb_path: str | os.PathLike[str]):
     path = Path(pdb_path)
     if not path.is_file():
         raise InputError(f"protein {path}: file not found")
+    head = path.read_bytes()[:4096]
+    if b"\0" in head:
+        raise InputError(f"protein {path}: a binary file, not a PDB text file")
+    text = head.decode("latin-1").lstrip()
+    if path.suffix.lower() in (".cif", ".mmcif") or text.startswith("data_") or "_atom_site." in text:
+        raise InputError(
+            f"protein {path}: mmCIF is not supported; convert it to PDB first (e.g. `gemmi convert {path.name} "
+            f"{path.stem}.pdb`, or pdbfixer), keeping the hydrogens"
+        )
+    _warn_alternate_locations(path)
     try:
         return app.PDBFile(str(path))
     except Exception as err:
         raise InputError(f"protein {path}: not a readable PDB file ({err})") from err
+
+
+def _warn_alternate_locations(path: Path) -> None:
+    """Log the residues whose atoms have alternate locations: OpenMM keeps the first location of each atom."""
+    residues = set()
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            if line.startswith(("ATOM", "HETATM")) and len(line) > 26 and line[16] not in (" ", "A"):
+                residues.add(f"{line[21]}:{line[17:20].strip()}{line[22:27].strip()}")
+    if residues:
+        shown = ", ".join(sorted(residues)[:8]) + (f" and {len(residues) - 8} more" if len(residues) > 8 else "")
+        log.warning(
+            "protein %s: alternate locations of %d residue(s) (%s) are dropped; the first location is used",
+            path,
+            len(residues),
+            shown,
+        )
 
 
 def _template_heavy_atoms(forcefield, residue) -> set[str] | None:

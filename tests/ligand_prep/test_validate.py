@@ -25,7 +25,7 @@ from mlfep_core import LigandValidationError
         ("C[Zn]C", "unsupported element Zn"),
         ("[Fe+2].c1cc[cH-]c1.c1cc[cH-]c1", "unsupported element Fe"),
         ("C[CH2]", "unpaired"),
-        ("CCN.Cl", "salts/counter-ions"),
+        ("CCN.Cl", "a salt: the counter-ion(s) Cl are not part of the ligand"),
     ],
 )
 def test_check_molecule_refuses(smiles, needle):
