@@ -42,6 +42,10 @@ SMILES_SUFFIXES = (".csv", ".smi", ".smiles")
 _ACCEPTED = ".sdf/.sd (3D, explicit H), .csv (columns name, smiles) or .smi (SMILES name per line)"
 
 ProgressCallback = Callable[[int, int, str], None]
+#: How many bad records one error lists (the count of the others is given).
+MAX_REPORTED = 5
+#: A ligand with more heavy atoms than this gets a warning (a peptide or macrocycle, not a drug-like series).
+LARGE_LIGAND_HEAVY_ATOMS = 70
 
 
 @dataclass
@@ -127,7 +131,7 @@ def _read_csv(path: Path) -> list[_Record]:
             f"{path}: missing column(s) {', '.join(repr(m) for m in missing)} (found: {', '.join(headers) or 'none'}); "
             "a ligand CSV needs a header with 'name' and 'smiles'"
         )
-    records = []
+    records, problems = [], []
     for row in reader:
         row_number = reader.line_num  # physical line: header = row 1, blank lines counted
         if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
@@ -135,19 +139,53 @@ def _read_csv(path: Path) -> list[_Record]:
         source = f"{path.name} row {row_number}"
         name = (row.get(headers["name"]) or "").strip()
         smiles = (row.get(headers["smiles"]) or "").strip()
-        if not name:
-            raise LigandValidationError(f"{source}: empty name; give every ligand a unique name")
-        if not smiles:
-            raise LigandValidationError(f"{source} ({name}): empty SMILES; fill in the smiles column")
-        experimental = experimental_from_row(
-            {k: v for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}, f"{source} ({name})"
-        )
-        records.append(_smiles_record(name, smiles, source, experimental))
+        try:
+            if not name:
+                raise LigandValidationError(f"{source}: empty name; give every ligand a unique name")
+            if not smiles:
+                raise LigandValidationError(f"{source} ({name}): empty SMILES; fill in the smiles column")
+            experimental = experimental_from_row(
+                {k: v for k, v in row.items() if isinstance(k, str) and isinstance(v, str)}, f"{source} ({name})"
+            )
+            records.append(_smiles_record(name, smiles, source, experimental))
+        except LigandValidationError as err:  # every bad row is reported at once, not one per attempt
+            problems.append(str(err))
+    _raise_problems(problems)
     return records
 
 
+def _warn_about_sizes(records: list[_Record]) -> None:
+    """Warn about ligands too large for small-molecule FEP, or far larger than the rest of the series."""
+    import statistics
+
+    sizes = {rec.name: rec.mol.GetNumHeavyAtoms() for rec in records}
+    median = statistics.median(sizes.values()) if sizes else 0
+    for rec in records:
+        n = sizes[rec.name]
+        if n > LARGE_LIGAND_HEAVY_ATOMS:
+            log.warning(
+                "%s: %d heavy atoms, large for a small-molecule FEP ligand (posing, charges and sampling will be "
+                "slow, mappings to the others poor)",
+                rec.label,
+                n,
+            )
+        elif len(sizes) > 2 and n > 2 * median + 10:
+            log.warning("%s: %d heavy atoms, far more than the series' median of %g", rec.label, n, median)
+
+
+def _raise_problems(problems: list[str], limit: int = MAX_REPORTED) -> None:
+    """One error listing every problem found (up to ``limit``), or nothing."""
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise LigandValidationError(problems[0])
+    shown = " | ".join(problems[:limit])
+    more = f" | and {len(problems) - limit} more" if len(problems) > limit else ""
+    raise LigandValidationError(f"{len(problems)} ligands are invalid: {shown}{more}")
+
+
 def _read_smi(path: Path) -> list[_Record]:
-    records = []
+    records, problems = [], []
     for line_number, line in enumerate(_read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
@@ -156,7 +194,11 @@ def _read_smi(path: Path) -> list[_Record]:
             continue
         source = f"{path.name} line {line_number}"
         name = " ".join(parts[1:]) if len(parts) > 1 else f"{path.stem}_{line_number}"
-        records.append(_smiles_record(name, parts[0], source, None))
+        try:
+            records.append(_smiles_record(name, parts[0], source, None))
+        except LigandValidationError as err:
+            problems.append(str(err))
+    _raise_problems(problems)
     return records
 
 
@@ -198,42 +240,48 @@ def _sdf_records(path: Path, *, name_property: str | None, protonate: bool, limi
     blocks = sdf_blocks(_read_text(path))
     if limit is not None:
         blocks = blocks[:limit]
-    records = []
+    records, problems = [], []
     for number, block in enumerate(blocks, start=1):
-        source = f"{path.name} record {number}"
-        title = block.splitlines()[0].strip() if block.splitlines() else ""
-        mol = _parse_sdf_block(block, f"{source}" + (f" ({title})" if title else ""))
-        props = {k: str(v) for k, v in mol.GetPropsAsDict(includePrivate=False, includeComputed=False).items()}
-        lower = {k.lower(): v for k, v in props.items()}
-        if name_property is not None:
-            name = props.get(name_property, lower.get(name_property.lower(), "")).strip()
-            if not name:
-                raise LigandValidationError(
-                    f"{source}: no SD property '{name_property}' to name the ligand; check --name-property"
+        try:
+            source = f"{path.name} record {number}"
+            title = block.splitlines()[0].strip() if block.splitlines() else ""
+            mol = _parse_sdf_block(block, f"{source}" + (f" ({title})" if title else ""))
+            props = {k: str(v) for k, v in mol.GetPropsAsDict(includePrivate=False, includeComputed=False).items()}
+            lower = {k.lower(): v for k, v in props.items()}
+            if name_property is not None:
+                name = props.get(name_property, lower.get(name_property.lower(), "")).strip()
+                if not name:
+                    raise LigandValidationError(
+                        f"{source}: no SD property '{name_property}' to name the ligand; check --name-property"
+                    )
+            else:
+                name = (mol.GetProp("_Name") if mol.HasProp("_Name") else "").strip() or lower.get("name", "").strip()
+                if not name:
+                    raise LigandValidationError(
+                        f"{source}: no name (empty title line and no 'name' property); put the ligand name on the "
+                        "record's first line"
+                    )
+            label = f"ligand {name} ({source})"
+            check_molecule(mol, label)
+            check_3d(mol, label)
+            mol = check_hydrogens(mol, label, protonate=protonate)
+            Chem.AssignStereochemistryFrom3D(mol)
+            mol.SetProp("_Name", name)
+            experimental = experimental_from_row(props, label)
+            core_rmsd = None
+            if lower.get("mlfep_core_rmsd_a"):
+                try:
+                    core_rmsd = float(lower["mlfep_core_rmsd_a"])
+                except ValueError:
+                    raise LigandValidationError(f"{label}: property mlfep_core_rmsd_A is not a number") from None
+            records.append(
+                _Record(
+                    name=name, source=source, mol=mol, has_pose=True, experimental=experimental, core_rmsd=core_rmsd
                 )
-        else:
-            name = (mol.GetProp("_Name") if mol.HasProp("_Name") else "").strip() or lower.get("name", "").strip()
-            if not name:
-                raise LigandValidationError(
-                    f"{source}: no name (empty title line and no 'name' property); put the ligand name on the "
-                    "record's first line"
-                )
-        label = f"ligand {name} ({source})"
-        check_molecule(mol, label)
-        check_3d(mol, label)
-        mol = check_hydrogens(mol, label, protonate=protonate)
-        Chem.AssignStereochemistryFrom3D(mol)
-        mol.SetProp("_Name", name)
-        experimental = experimental_from_row(props, label)
-        core_rmsd = None
-        if lower.get("mlfep_core_rmsd_a"):
-            try:
-                core_rmsd = float(lower["mlfep_core_rmsd_a"])
-            except ValueError:
-                raise LigandValidationError(f"{label}: property mlfep_core_rmsd_A is not a number") from None
-        records.append(
-            _Record(name=name, source=source, mol=mol, has_pose=True, experimental=experimental, core_rmsd=core_rmsd)
-        )
+            )
+        except LigandValidationError as err:  # every bad record is reported at once
+            problems.append(str(err))
+    _raise_problems(problems)
     return records
 
 
@@ -344,6 +392,7 @@ def read_ligands(
         more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
         raise LigandValidationError(f"{listed}{more}; rename the ligand(s): names become file names")
     check_unique_names((rec.name, rec.source) for rec in records)
+    _warn_about_sizes(records)
 
     needs_pose = [rec for rec in records if not rec.has_pose]
     ref_ligand: Ligand | None = None

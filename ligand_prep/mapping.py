@@ -35,7 +35,10 @@ from pydantic import Field
 from ligand_prep.models import AtomMapping, Ligand
 from mlfep_core import FrozenModel, MappingError
 
-__all__ = ["MCSMapper", "MappingSettings", "lomap_score"]
+__all__ = ["LOW_SCORE", "MCSMapper", "MappingSettings", "lomap_score"]
+
+#: Edges below this LOMAP-style score carry a warning (0.1: about 23 heavy atoms unmapped on the two sides together).
+LOW_SCORE = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -362,6 +365,11 @@ class MCSMapper:
             warnings.insert(
                 0,
                 f"charge-changing edge ({charge_change:+d} e): needs the charge-changing protocol (co-alchemical ion)",
+            )
+        if result.score < LOW_SCORE:
+            warnings.append(
+                f"low similarity (score {result.score:.3f} < {LOW_SCORE}): {a.name} and {b.name} share little; "
+                "this edge will converge slowly, if at all: add intermediate ligands or leave one out"
             )
         return AtomMapping(
             ligand_a=a.name,

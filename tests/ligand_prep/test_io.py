@@ -225,3 +225,24 @@ def test_fep_plan_writes_no_picture_outside_its_folder(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "row 2: '../../evil' is not a valid name" in err
     assert list(tmp_path.rglob("*.png")) == [] and not (tmp_path / "n.json").exists()
+
+
+def test_ligands_far_larger_than_the_series_are_flagged(caplog):
+    from rdkit import Chem
+
+    from ligand_prep.io import _Record, _warn_about_sizes
+
+    def record(name, smiles):
+        return _Record(name=name, source=f"s.csv row {name}", mol=Chem.MolFromSmiles(smiles), has_pose=False,
+                       experimental=None)  # fmt: skip
+
+    peptide = "N" + "CC(=O)N" * 25 + "CC(=O)O"  # a 26-residue glycine chain: 105 heavy atoms
+    series = [record("benzene", "c1ccccc1"), record("toluene", "Cc1ccccc1"), record("phenol", "Oc1ccccc1")]
+    with caplog.at_level("WARNING", logger="ligand_prep.io"):
+        _warn_about_sizes([*series, record("tetracosylbenzene", "C" * 24 + "c1ccccc1"), record("pep", peptide)])
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("pep" in m and "105 heavy atoms, large for a small-molecule FEP ligand" in m for m in messages)
+    assert any(
+        "tetracosylbenzene" in m and "30 heavy atoms, far more than the series' median of 7" in m for m in messages
+    )
+    assert not any("benzene (" in m or "toluene" in m for m in messages)

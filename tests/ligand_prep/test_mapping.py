@@ -259,6 +259,15 @@ def test_lomap_score_formula():
     assert lomap_score(100, 100, 1) > lomap_score(100, 100, 0)
 
 
+def test_an_edge_between_dissimilar_ligands_is_flagged():
+    a = posed("c1ccccc1", "benzene")
+    b = posed("C" * 24 + "c1ccccc1", "tetracosylbenzene", ref=a)
+    m = MCSMapper().map(a, b)
+    assert m.score == pytest.approx(lomap_score(6, 30, 6))  # exp(-2.4) = 0.091
+    assert any("low similarity (score 0.091 < 0.1)" in w for w in m.warnings)
+    assert not any("low similarity" in w for w in MCSMapper().map(a, posed("Cc1ccccc1", "toluene", ref=a)).warnings)
+
+
 def test_settings_round_trip(tmp_path):
     settings = MappingSettings(max_distance_angstrom=0.8, allow_element_change=False)
     path = settings.to_json_file(tmp_path / "m.json")
