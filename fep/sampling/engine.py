@@ -255,6 +255,12 @@ class EnergyEngine:
         try:
             self._integrator.step(n_steps)
         except openmm.OpenMMException as err:
+            if "box size has decreased" in str(err):  # no smaller time step cures this: the box is too small
+                raise SamplerError(
+                    f"{self.where}: the periodic box shrank below twice the nonbonded cutoff under the barostat "
+                    f"(replica {replica}, state {state}); the box is too small for this cutoff: build the leg with "
+                    "a larger solvent_padding (or a shorter cutoff) in a new folder"
+                ) from err
             raise BlowUp(f"OpenMM failed while integrating ({err})", replica, state, start_pos, start_box) from err
 
     @staticmethod

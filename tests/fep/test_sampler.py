@@ -201,6 +201,22 @@ def test_a_truncated_data_chunk_is_named_at_resume_before_any_sampling(tmp_path)
         load_samples(tmp_path)
 
 
+def test_a_box_that_shrinks_below_the_cutoff_is_not_retried_with_smaller_steps():
+    """A smaller step cannot help a box the barostat shrank below 2 x cutoff: one clear error, no retries."""
+    from fep.sampling.engine import EnergyEngine
+
+    class Shrinking:
+        def step(self, n):
+            raise openmm.OpenMMException("The periodic box size has decreased to less than twice the nonbonded cutoff.")
+
+    system, _, _ = harmonic_system(n=2)
+    engine = EnergyEngine(system, [{"k": 1.0}], toy_settings(), openmm.Platform.getPlatformByName("Reference"),
+                          {0}, {1}, "run/solvent")  # fmt: skip
+    engine._integrator = Shrinking()
+    with pytest.raises(SamplerError, match=r"run/solvent: the periodic box shrank below twice the nonbonded cutoff"):
+        engine.step(10, 0, 0, np.zeros((2, 3)), None)
+
+
 def test_blow_up_rolls_back_and_retries_with_smaller_timestep(tmp_path):
     """k = 6.75e6 kJ/mol/nm² with 12 amu: ω·dt = 3 at 4 fs (unstable), 1.5 at 2 fs (stable)."""
     system, topology, positions = harmonic_system(n=2)
