@@ -54,7 +54,6 @@ def app_command(
 ) -> None:
     """Open the dashboard: runs list, new run, progress and results pages (Ctrl-C stops it; runs go on)."""
     import os
-    import subprocess
 
     from mlfep_core import InputError
 
@@ -74,6 +73,12 @@ def app_command(
         typer.echo(
             f"mlfep dashboard on {url} (runs folder {runs}); Ctrl-C stops it, launched runs keep going", err=True
         )
+    if address not in ("localhost", "127.0.0.1", "::1"):
+        typer.echo(
+            f"warning: listening on {address}, not only on this machine: anyone who can reach port {port} can "
+            "upload ligands, start runs and read results (there is no login)",
+            err=True,
+        )
     if dry_run:
         return
     runs.mkdir(parents=True, exist_ok=True)
@@ -81,9 +86,33 @@ def app_command(
     env["MLFEP_RUNS_DIR"] = str(runs)
     if store:
         env["MLFEP_STORE"] = store
-    try:
-        code = subprocess.call(command, env=env)
-    except KeyboardInterrupt:
-        code = 0
+    code = _serve(command, env)
     if code:
         raise typer.Exit(code)
+
+
+def _serve(command: list[str], env: dict[str, str]) -> int:
+    """Run the Streamlit server until it exits, or until this process gets Ctrl-C or SIGTERM: then stop it
+    (SIGTERM, SIGKILL after 5 s) so that no server is left running on its own."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(command, env=env)
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

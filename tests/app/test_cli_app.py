@@ -38,3 +38,55 @@ def test_fep_app_store_must_exist(tmp_path, capsys):
     code = main(["app", "--runs", str(tmp_path), "--store", str(tmp_path / "none.sqlite"), "--dry-run"])
     err = capsys.readouterr().err
     assert code == 2 and "no results store" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fep_app_warns_when_it_listens_beyond_this_machine(tmp_path, capsys):
+    assert main(["app", "--runs", str(tmp_path / "r"), "--address", "0.0.0.0", "--dry-run"]) == 0
+    assert "warning: listening on 0.0.0.0, not only on this machine" in capsys.readouterr().err
+    assert main(["app", "--runs", str(tmp_path / "r"), "--dry-run"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_sigterm_to_fep_app_stops_its_streamlit_server(tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fep", "app", "--runs", str(tmp_path / "runs"), "--port", str(port)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("the dashboard never answered")
+        os.kill(proc.pid, signal.SIGTERM)  # fep app only, as a service manager would
+        proc.wait(timeout=15)
+        for _ in range(50):  # its server goes too: the port stops answering
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+                time.sleep(0.2)
+            except OSError:
+                break
+        else:
+            raise AssertionError("the Streamlit server still answers after SIGTERM to fep app")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
