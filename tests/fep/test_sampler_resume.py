@@ -144,3 +144,51 @@ def test_resume_discards_files_written_after_the_checkpoint(tmp_path):
     assert {f"data/{p.name}" for p in (folder / "data").iterdir()} == {c["file"] for c in final["chunks"]}
     assert b"partial" not in b"".join(p.read_bytes()[:7] for p in (folder / "data").iterdir())
     assert len(list((folder / "state").iterdir())) == 1  # superseded replica states are removed
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted run of the toy sampler: what every killed-and-resumed run must reproduce."""
+    folder = tmp_path_factory.mktemp("reference")
+    _, namespace = _load_child(folder)
+    started = time.monotonic()
+    _run_in_process(namespace, folder / "run", N_ITERATIONS)
+    return load_samples(folder / "run"), time.monotonic() - started
+
+
+def _kill_at_random_and_resume(tmp_path: Path, reference, seed: int) -> int:
+    """SIGKILL the sampler after a random delay (equilibration, a checkpoint write, production...), resume it,
+    and check the result against the uninterrupted run; returns the iteration the kill left on disk."""
+    data_ref, wall = reference
+    script, namespace = _load_child(tmp_path)
+    folder = tmp_path / f"killed-{seed}"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    delay = float(np.random.default_rng(seed).uniform(0.5, 0.5 + 0.9 * wall))  # after python and openmm load
+    child = subprocess.Popen([sys.executable, str(script), str(folder), str(N_ITERATIONS), "0.02"], env=env)
+    try:
+        time.sleep(delay)
+        child.kill()
+    finally:
+        child.wait(timeout=30)
+    at_kill = _checkpoint_iteration(folder)
+    _run_in_process(namespace, folder, N_ITERATIONS)
+    resumed = load_samples(folder)
+    assert (resumed.iterations == np.arange(N_ITERATIONS)).all(), f"seed {seed}: iterations lost or repeated"
+    keep = max(at_kill, 0)
+    assert np.array_equal(resumed.energies[:keep], data_ref.energies[:keep]), f"seed {seed}"
+    assert np.array_equal(resumed.replica_states[:keep], data_ref.replica_states[:keep]), f"seed {seed}"
+    assert (resumed.end_state_iterations(0) == np.arange(3, N_ITERATIONS, 4)).all(), f"seed {seed}"
+    return at_kill
+
+
+def test_a_few_random_kills_resume_to_the_same_run(tmp_path, reference_run):
+    for seed in (1, 2, 3):
+        _kill_at_random_and_resume(tmp_path, reference_run, seed)
+
+
+@pytest.mark.slow
+def test_twenty_random_kills_resume_to_the_same_run(tmp_path, reference_run):
+    at = [_kill_at_random_and_resume(tmp_path, reference_run, seed) for seed in range(100, 120)]
+    print(f"checkpoint iteration left by each of the 20 kills: {at}")
+    # the kills spread over the run: before the first checkpoint, in production, near the end
+    assert min(at) <= 0 < max(at) and len(set(at)) >= 10, at
