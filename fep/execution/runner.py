@@ -612,6 +612,23 @@ def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Networ
     spec_path = run_dir / "run.json"
     if spec_path.exists():
         old_net = Network.from_json_file(run_dir / "network.json")
+        before = {lig.name: lig.smiles for lig in old_net.ligands}
+        changed = [lig.name for lig in network.ligands if lig.name in before and before[lig.name] != lig.smiles]
+        if changed:
+            raise InputError(
+                f"{run_dir}: ligand(s) {', '.join(changed)} are other molecules than the ones this run started with "
+                f"(e.g. {changed[0]}: {before[changed[0]]} -> "
+                f"{next(lig.smiles for lig in network.ligands if lig.name == changed[0])}); rename them or use a new "
+                "-o folder"
+            )
+        old_versions = RunSpec.from_json_file(spec_path).versions
+        moved = {k: (v, spec.versions.get(k)) for k, v in old_versions.items() if spec.versions.get(k, v) != v}
+        if moved:
+            log.warning(
+                "%s: resumed with other package versions (%s); legs sampled before keep their numbers",
+                run_dir,
+                ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(moved.items())),
+            )
         new_edges = {e.key for e in network.edges} - {e.key for e in old_net.edges}
         if new_edges or {lig.name for lig in network.ligands} != {lig.name for lig in old_net.ligands}:
             network = Network(

@@ -120,6 +120,17 @@ def test_resume_with_a_changed_protocol_refuses_and_names_the_change(finished_ru
     assert "ANI-2x endpoint correction: off -> on" in capsys.readouterr().err
 
 
+def test_resume_with_a_changed_molecule_under_the_same_name_refuses(finished_run, tiny_inputs, tmp_path, capsys):
+    _, run_dir = finished_run
+    _, protocol = tiny_inputs
+    other = tmp_path / "other.csv"
+    other.write_text("name,smiles\nbenzene,c1ccccc1\ntoluene,CCc1ccccc1\n")  # toluene is now ethylbenzene
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(other), "--protocol", str(protocol), "--resume"]
+    assert main([*args, "-o", str(run_dir), "--mode", "hydration"]) == 2
+    err = capsys.readouterr().err
+    assert "ligand(s) toluene are other molecules" in err and "Cc1ccccc1 -> CCc1ccccc1" in err
+
+
 def test_a_folder_that_is_not_a_run_is_never_overwritten(tiny_inputs, tmp_path, capsys):
     ligands, protocol = tiny_inputs
     mine = tmp_path / "mine"
