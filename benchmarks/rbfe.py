@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--targets: unknown {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
     if args.edges and len(targets) != 1:
         parser.error("--edges needs exactly one target")
-    from fep.execution.runner import package_versions
+    from fep.execution.rundir import package_versions
 
     command = "python benchmarks/rbfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     out = {"benchmark": "rbfe", "command": command, "versions": package_versions(), "targets": []}

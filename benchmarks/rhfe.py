@@ -107,7 +107,7 @@ def analyse(
     from analysis.network import analyse_network, cycle_closures
     from analysis.report import load_run_dir
     from analysis.stats import compute_statistics
-    from fep.execution.runner import package_versions
+    from fep.execution.rundir import package_versions
 
     ligands_csv, edges_csv = series_files(series)
     ligands = {r["name"]: r for r in _read_csv(ligands_csv)}

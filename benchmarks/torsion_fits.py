@@ -28,7 +28,8 @@ FREESOLV = SHARED / "benchmarks" / "freesolv"
 
 
 def fits(series: str) -> dict:
-    from fep.execution.runner import package_versions, prepare_ligands
+    from fep.execution.rundir import package_versions
+    from fep.execution.runner import prepare_ligands
     from fep.protocol import load_protocol
     from ligand_prep.io import read_ligands
 

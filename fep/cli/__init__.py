@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+from typing import Any
 
 import click
 
@@ -25,10 +26,10 @@ for _info in pkgutil.iter_modules(__path__):
 from fep.cli._app import app  # noqa: E402, F811
 
 
-def _click_exceptions() -> tuple[tuple[type[Exception], ...], tuple[type[Exception], ...]]:
+def _click_exceptions() -> tuple[tuple[Any, ...], tuple[Any, ...]]:
     """(usage errors, other click errors) of click and of the click copy newer typer versions carry."""
-    usage: list[type[Exception]] = [click.UsageError]
-    other: list[type[Exception]] = [click.ClickException]
+    usage: list[Any] = [click.UsageError]
+    other: list[Any] = [click.ClickException]
     try:
         from typer._click import exceptions as typer_click  # typer >= 0.20 vendors its own click
 

@@ -219,7 +219,7 @@ def run(
 ) -> None:
     """Run the legs of every edge (build, sample, analyse, correct), print ΔΔG per edge and write the report."""
     from fep.execution.cost import estimate_cost
-    from fep.execution.runner import RunSpec, check_run_dir, open_run_dir, package_versions
+    from fep.execution.rundir import RunSpec, check_run_dir, open_run_dir, package_versions
     from fep.execution.status import live_driver_here
     from ligand_prep.models import Network
     from mlfep_core import InputError
@@ -384,7 +384,7 @@ def _repair_cut_off_ligands(out, net, spec, output, results, execute, *, run_rep
     Returns the network and the results of all its edges (replacements included when they ran).
     """
     from fep.execution.executors import cut_off_ligands, propose_repairs
-    from fep.execution.runner import open_run_dir
+    from fep.execution.rundir import open_run_dir
     from ligand_prep.models import Network
 
     failed = [r.key for r in results if r.status != "done"]

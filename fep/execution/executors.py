@@ -392,7 +392,7 @@ def execute_network(
     network : ligand_prep.models.Network
     spec : fep.execution.runner.RunSpec
     run_dir : path
-        An opened run directory (:func:`fep.execution.runner.open_run_dir`).
+        An opened run directory (:func:`fep.execution.rundir.open_run_dir`).
     executor : LocalExecutor or DaskExecutor
         Anything with ``submit(LegJob) -> future`` (``done()``, ``result()``).
     store : fep.execution.store.Store

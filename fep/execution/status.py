@@ -100,7 +100,7 @@ def collect_status(run_dir: Path) -> dict:
     Reads the results store (RUN_DIR/mlfep.sqlite: job state, attempts, error, worker, progress) and falls back
     to the files (status.json, leg_result.json, edge_result.json) for runs without one.
     """
-    from fep.execution.runner import RunSpec
+    from fep.execution.rundir import RunSpec
     from ligand_prep.models import Network
 
     if not (run_dir / "run.json").exists():

@@ -61,7 +61,7 @@ def write_synthetic_run(
     (live) process and no result; the other edges are done, with legs that carry diagnostics.
     """
     from analysis.results import EdgeResult, Verdict
-    from fep.execution.runner import RunSpec
+    from fep.execution.rundir import RunSpec
     from fep.protocol import tier
     from ligand_prep.experimental import read_experimental
     from ligand_prep.io import read_ligands

@@ -120,7 +120,7 @@ def test_mol_image_uri():
 
 
 def test_store_source_lists_stored_and_folder_runs(runs_root, tmp_path):
-    from fep.execution.runner import RunSpec
+    from fep.execution.rundir import RunSpec
     from fep.execution.store import open_store
     from ligand_prep.models import Network
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from fep.execution.runner import RunSpec
+from fep.execution.rundir import RunSpec
 from fep.execution.store import Store, file_sha256, open_store, store_url
 from fep.protocol import load_protocol
 from ligand_prep.models import AtomMapping, Ligand, Network

@@ -1,0 +1,174 @@
+"""A run directory's identity: :class:`RunSpec` (what the run is), and the rules for creating, refusing and
+resuming one — never a folder that holds someone else's files, never a resume with other settings, other molecules
+or a live driver elsewhere (see :func:`check_run_dir`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from fep.protocol import Protocol
+from ligand_prep.models import Network
+from mlfep_core import FrozenModel, InputError, atomic_write_text
+
+__all__ = ["OWN_ENTRIES", "RunSpec", "check_run_dir", "open_run_dir", "package_versions", "spec_changes"]
+
+log = logging.getLogger(__name__)
+
+
+class RunSpec(FrozenModel):
+    """What a run directory holds: recorded once, checked when the run is resumed."""
+
+    mode: Literal["binding", "hydration"] = Field(description="Binding or hydration free energies.")
+    protocol: Protocol = Field(description="The protocol every edge uses.")
+    protein: str | None = Field(None, description="Protein PDB (binding mode).")
+    protein_sha256: str | None = Field(None, description="SHA-256 of the protein file when the run started.")
+    nnp: bool = Field(False, description="Whether the ANI-2x endpoint correction is applied.")
+    versions: dict[str, str] = Field(default_factory=dict, description="Package versions at creation.")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that decide the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("mlfep", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar", "torchani", "torch"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+#: What mlfep itself may have put into a run directory before its run.json (the dashboard's launch files).
+OWN_ENTRIES = frozenset({"inputs", "app_launch.json", "fep_run.log", "edges"})
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def _file_digest(path: str | None) -> str | None:
+    import hashlib
+
+    if path is None or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def spec_changes(old: RunSpec, new: RunSpec) -> list[str]:
+    """What differs between the run a folder holds and the one asked for (``field: old -> new``)."""
+    changes = []
+    if old.mode != new.mode:
+        changes.append(f"mode: {old.mode} -> {new.mode}")
+    if old.nnp != new.nnp:
+        changes.append(f"ANI-2x endpoint correction: {'on' if old.nnp else 'off'} -> {'on' if new.nnp else 'off'}")
+    if old.protein != new.protein:
+        same_content = old.protein and new.protein and _file_digest(old.protein) == _file_digest(new.protein)
+        if not same_content:
+            changes.append(f"protein: {old.protein} -> {new.protein}")
+    elif old.protein_sha256 is not None and _file_digest(old.protein) not in (None, old.protein_sha256):
+        changes.append(f"protein: the content of {old.protein} changed since the run started")
+    a, b = _flat(old.protocol.model_dump(mode="json")), _flat(new.protocol.model_dump(mode="json"))
+    for key in sorted(set(a) | set(b)):
+        if a.get(key) != b.get(key):
+            changes.append(f"protocol.{key}: {a.get(key)} -> {b.get(key)}")
+    return changes
+
+
+def check_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, *, resume: bool) -> None:
+    """Refuse, before any work, a run directory this run must not use.
+
+    Raises
+    ------
+    InputError
+        The folder holds a run and ``resume`` is off; ``resume`` is on and the folder holds no run; the folder
+        holds files that are not mlfep's; the run it holds was made with other settings (each change named).
+    """
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "run.json"
+    if spec_path.exists():
+        if not resume:
+            raise InputError(f"{run_dir} already holds a run: add --resume to continue it, or choose a new -o folder")
+        changes = spec_changes(RunSpec.from_json_file(spec_path), spec)
+        if changes:
+            shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+            raise InputError(
+                f"{run_dir} holds a run made with other settings ({shown}): resume it with the settings it was "
+                "started with, or use a new -o folder"
+            )
+        return
+    if resume:
+        raise InputError(f"{run_dir}: holds no run to resume (no run.json); leave out --resume to start one there")
+    if run_dir.exists():
+        if not run_dir.is_dir():
+            raise InputError(f"{run_dir}: is a file; give a folder for the run (-o)")
+        foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in OWN_ENTRIES)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise InputError(f"{run_dir} is not empty and is not an mlfep run (it holds {shown}); choose a new folder")
+
+
+def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Network, *, resume: bool) -> None:
+    """Create a run directory, or check that an existing one holds the same run (``resume``) and add the new
+    edges and ligands of ``network`` to its network.json. Refuses what :func:`check_run_dir` refuses."""
+    check_run_dir(run_dir, spec, resume=resume)
+    run_dir = Path(run_dir)
+    spec_path = run_dir / "run.json"
+    if spec_path.exists():
+        old_net = Network.from_json_file(run_dir / "network.json")
+        before = {lig.name: lig.smiles for lig in old_net.ligands}
+        changed = [lig.name for lig in network.ligands if lig.name in before and before[lig.name] != lig.smiles]
+        if changed:
+            raise InputError(
+                f"{run_dir}: ligand(s) {', '.join(changed)} are other molecules than the ones this run started with "
+                f"(e.g. {changed[0]}: {before[changed[0]]} -> "
+                f"{next(lig.smiles for lig in network.ligands if lig.name == changed[0])}); rename them or use a new "
+                "-o folder"
+            )
+        old_versions = RunSpec.from_json_file(spec_path).versions
+        moved = {k: (v, spec.versions.get(k)) for k, v in old_versions.items() if spec.versions.get(k, v) != v}
+        if moved:
+            log.warning(
+                "%s: resumed with other package versions (%s); legs sampled before keep their numbers",
+                run_dir,
+                ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(moved.items())),
+            )
+        new_edges = {e.key for e in network.edges} - {e.key for e in old_net.edges}
+        if new_edges or {lig.name for lig in network.ligands} != {lig.name for lig in old_net.ligands}:
+            network = Network(
+                mode=network.mode,
+                ligands=tuple({lig.name: lig for lig in (*old_net.ligands, *network.ligands)}.values()),
+                edges=(*old_net.edges, *(e for e in network.edges if e.key in new_edges)),
+                planner=old_net.planner,
+                protein=old_net.protein,
+            )
+            network.to_json_file(run_dir / "network.json")
+        _write_driver(run_dir)
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if spec.protein_sha256 is None and spec.protein is not None:  # a resume can then tell a file edited in place
+        spec = spec.model_copy(update={"protein_sha256": _file_digest(spec.protein)})
+    network.to_json_file(run_dir / "network.json")
+    spec.to_json_file(spec_path)
+    _write_driver(run_dir)
+
+
+def _write_driver(run_dir: Path) -> None:
+    """``RUN_DIR/driver.json``: host and pid of the process driving the run (``fep status`` asks if it lives)."""
+    import socket
+
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    atomic_write_text(run_dir / "driver.json", json.dumps(record))
