@@ -190,12 +190,22 @@ def ml_forcefield_section(results: Path) -> list[str]:
     runs = [p for p in runs if "_vs_" not in p.stem]
     for path in runs:
         data = json.loads(path.read_text())
-        edges = (data.get("statistics") or {}).get("edges_mm")
+        endpoint = str(data.get("ligand_ff", "")).startswith("ani2x-endpoint")
+        edges = (data.get("statistics") or {}).get("edges_ml" if endpoint else "edges_mm")
         rmse = _ci((edges or {}).get("metrics", {}).get("rmse")) if edges else "–"
-        out.append(
+        line = (
             f"- `{path.name}`: ligand force field `{data.get('ligand_ff')}`, {data['edges_done']} of "
-            f"{data['edges_total']} edges, edge RMSE {rmse} kcal/mol (protocol `{data['protocol']}`)."
+            f"{data['edges_total']} edges, edge RMSE {rmse} kcal/mol (protocol `{data['protocol']}`)"
         )
+        paired = data.get("paired_ml_vs_mm")
+        if paired:
+            d, cost = paired["delta_rmse"], (data.get("nnp_cost") or {}).get("fraction")
+            line += (
+                f"; on the same MM samples, paired ΔRMSE (ML − MM) {d['value']:+.2f} [{d['ci_low']:+.2f}, "
+                f"{d['ci_high']:+.2f}] kcal/mol"
+                + (f"; correction cost {100 * cost:.0f} % of the MM sampling" if cost is not None else "")
+            )
+        out.append(line + ".")
     for path in sorted(results.glob("rhfe_*_vs_*.json")):
         data = json.loads(path.read_text())
         res = data.get("paired_with_errors") or data.get("paired_edges_only")
@@ -226,6 +236,8 @@ def page(results: Path) -> str:
         "python benchmarks/rhfe.py --set flexible --ligand-ff sage --protocol fast --fep-args '--workers 2'",
         "python benchmarks/rhfe.py --set flexible --ligand-ff ani2x-torsions --protocol fast --fep-args '--workers 2'",
         "python benchmarks/rhfe_compare.py --set flexible --a sage --b ani2x-torsions  # paired ΔRMSE",
+        "python benchmarks/rhfe_nodes.py --set flexible --mm benchmarks/results/rhfe_flexible_sage.json  # endpoint",
+        "python benchmarks/rhfe_nodes.py --set benzenes --mm benchmarks/results/rhfe.json  # endpoint, benzenes",
         "python benchmarks/torsion_fits.py --set flexible   # ANI-2x torsion refits: profiles and cost",
         'python benchmarks/rbfe.py --targets tyk2 --fep-args "--platform CUDA"  # protein-ligand, GPU',
         "make bench                                   # speed suite (PLATFORM=CUDA on a GPU)",

@@ -100,7 +100,11 @@ BAD_INPUTS = {
     "zinc": ("z.csv", "name,smiles\nzinc_thing,C[Zn]C\n", ["zinc_thing", "Zn"]),
     "iron": ("f.csv", "name,smiles\nferrocene,[Fe+2].c1cc[cH-]c1.c1cc[cH-]c1\n", ["ferrocene", "Fe"]),
     "radical": ("r.csv", "name,smiles\nethyl_rad,C[CH2]\n", ["ethyl_rad", "unpaired"]),
-    "fragments": ("salt.csv", "name,smiles\namine_hcl,CCN.Cl\n", ["amine_hcl", "counter-ions"]),
+    "fragments": (
+        "salt.csv",
+        "name,smiles\namine_hcl,CCN.Cl\n",
+        ["amine_hcl", "a salt: the counter-ion(s) Cl are not part of the ligand"],
+    ),
     "stereo": ("st.csv", "name,smiles\nchiral_x,CC(F)Cl\n", ["chiral_x", "stereo"]),
     "empty_csv": ("empty.csv", "", ["empty.csv", "no ligands"]),
     "empty_sdf": ("empty.sdf", "\n", ["empty.sdf", "no ligands"]),
