@@ -260,6 +260,9 @@ def _markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlfep_core.runtime import configure_process
+
+    configure_process()  # logging, warnings, AmberTools on PATH: what the fep command does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--platform", default="CPU")
     parser.add_argument("--steps", type=int, default=2000, help="MD steps per solvent case (plain and hybrid each)")

@@ -163,6 +163,9 @@ def nnp_md_steps(settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from mlfep_core.runtime import configure_process
+
+    configure_process()  # logging, warnings, AmberTools on PATH: what the fep command does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=500, help="Frames for the kernel timings.")
     parser.add_argument("--ml-steps", type=int, default=100, help="ML/MM steps for the per-step cost.")

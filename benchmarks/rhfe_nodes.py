@@ -188,6 +188,9 @@ def markdown(data: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlfep_core.runtime import configure_process
+
+    configure_process()  # logging, warnings, AmberTools on PATH: what the fep command does
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", dest="series", default="benzenes", choices=("benzenes", "flexible"))
     parser.add_argument("--mm", type=Path, required=True, help="rhfe_<set>_sage.json (or rhfe.json) of the MM run")

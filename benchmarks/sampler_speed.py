@@ -279,6 +279,9 @@ def openmmtools_run(system, positions, box, states, steps: int, n_iter: int, fol
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from mlfep_core.runtime import configure_process
+
+    configure_process()  # logging, warnings, AmberTools on PATH: what the fep command does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--states", type=int, default=6, help="number of λ windows K")
     parser.add_argument("--box", type=float, default=2.2, help="water box edge in nm (fallback system only)")

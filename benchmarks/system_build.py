@@ -68,6 +68,9 @@ def measure(leg: str, prep_a, prep_b, mapping) -> dict:
 
 
 def main() -> None:
+    from mlfep_core.runtime import configure_process
+
+    configure_process()  # logging, warnings, AmberTools on PATH: what the fep command does
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--legs", default="complex,solvent,vacuum")

@@ -95,6 +95,9 @@ def markdown(data: dict, command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mlfep_core.runtime import configure_process
+
+    configure_process()  # logging, warnings, AmberTools on PATH: what the fep command does
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", dest="series", default="flexible", choices=("benzenes", "flexible"))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
