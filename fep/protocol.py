@@ -31,6 +31,7 @@ from fep.nnp.correction import NNPSettings
 from fep.sampling.settings import SamplerSettings
 from fep.systems.forcefield import SystemSettings
 from mlfep_core import FrozenModel, InputError
+from mlfep_core.models import first_validation_error
 
 __all__ = ["LIGAND_FF_CHOICES", "TIERS", "Protocol", "ligand_ff_label", "load_protocol", "tier"]
 
@@ -264,6 +265,5 @@ def load_protocol(name_or_path: str | os.PathLike[str]) -> Protocol:
     try:
         return Protocol.model_validate(merged)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise InputError(f"{path}: invalid protocol setting '{loc}': {first['msg']}") from err
+        loc, msg = first_validation_error(err)
+        raise InputError(f"{path}: invalid protocol setting '{loc}': {msg}") from err

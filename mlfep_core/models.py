@@ -27,6 +27,7 @@ __all__ = [
     "Molar",
     "Nanometers",
     "PerPicosecond",
+    "first_validation_error",
     "quantity",
 ]
 
@@ -66,9 +67,14 @@ class FrozenModel(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            first = err.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            raise InputError(f"{path}: invalid {cls.__name__} at '{loc}': {first['msg']}") from err
+            loc, msg = first_validation_error(err)
+            raise InputError(f"{path}: invalid {cls.__name__} at '{loc}': {msg}") from err
+
+
+def first_validation_error(err: Any) -> tuple[str, str]:
+    """(dotted location, message) of the first error of a pydantic ``ValidationError`` (one line for a user)."""
+    first = err.errors()[0]
+    return ".".join(str(p) for p in first["loc"]), first["msg"]
 
 
 def _quantity_parser(unit: str):

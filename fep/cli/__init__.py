@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError
 
     from mlfep_core import MlfepError
+    from mlfep_core.models import first_validation_error
 
     try:
         result = app(args=argv, prog_name="fep", standalone_mode=False)
@@ -81,9 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: a file is not text ({err.reason} at byte {err.start}); give the right file", err=True)
         return 2
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        click.echo(f"error: {err.title}: {where + ': ' if where else ''}{first['msg']}", err=True)
+        where, msg = first_validation_error(err)
+        click.echo(f"error: {err.title}: {where + ': ' if where else ''}{msg}", err=True)
         return 2
     except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
