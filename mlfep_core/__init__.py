@@ -9,6 +9,7 @@ from importlib import metadata as _metadata
 from mlfep_core.errors import (
     AnalysisError,
     ChargeError,
+    DiskFullError,
     ExecutorError,
     HybridError,
     HybridNonbondedError,
@@ -36,6 +37,7 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a tree
 __all__ = [
     "AnalysisError",
     "ChargeError",
+    "DiskFullError",
     "ExecutorError",
     "FrozenModel",
     "HybridError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "AnalysisError",
     "ChargeError",
+    "DiskFullError",
     "ExecutorError",
     "HybridError",
     "HybridNonbondedError",
@@ -72,6 +73,10 @@ class HybridNonbondedError(MlfepError, ValueError):
 
 class SamplerError(MlfepError, RuntimeError):
     """The simulation failed (NaN or exploding energies after every retry, or an unusable platform)."""
+
+
+class DiskFullError(MlfepError, OSError):
+    """The disk or quota filled up while writing (names the file or folder; the last good checkpoint is kept)."""
 
 
 class PlatformError(MlfepError, RuntimeError):

@@ -86,8 +86,8 @@ def _print_cost(out, cost) -> None:
             )
     out.print(table)
     out.print(
-        f"[bold]total: {_hours(cost.gpu_hours)} GPU-hours or {_hours(cost.cpu_core_hours)} CPU core-hours[/bold]"
-        f"  [dim]({cost.model})[/dim]"
+        f"[bold]total: {_hours(cost.gpu_hours)} GPU-hours or {_hours(cost.cpu_core_hours)} CPU core-hours, "
+        f"about {cost.disk_bytes / 1e6:,.0f} MB on disk[/bold]  [dim]({cost.model})[/dim]"
     )
 
 
@@ -219,10 +219,10 @@ def run(
 ) -> None:
     """Run the legs of every edge (build, sample, analyse, correct), print ΔΔG per edge and write the report."""
     from fep.execution.cost import estimate_cost
-    from fep.execution.rundir import RunSpec, check_run_dir, open_run_dir, package_versions
+    from fep.execution.rundir import RunSpec, check_disk_space, check_run_dir, open_run_dir, package_versions
     from fep.execution.status import live_driver_here
     from ligand_prep.models import Network
-    from mlfep_core import InputError
+    from mlfep_core import DiskFullError, InputError
 
     endpoint = _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend)
     if endpoint or ligand_ff == "ani2x-torsions":  # pre-flight: fail now, not after the MM sampling
@@ -246,8 +246,14 @@ def run(
             f"{output}: another `fep run` (pid {driver}) is still driving this run; wait for it, or stop it "
             f"(Ctrl-C, or kill {driver}) and resume then"
         )
-    _print_plan(out, net, spec)
     cost = estimate_cost(net, proto, net.mode, protein_path)
+    extend_iterations = 0
+    if extend is not None:
+        per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
+        extend_iterations = max(1, round(extend / per_iteration))
+    if not dry_run:
+        check_disk_space(output, _disk_needed(cost, proto, extend_iterations))
+    _print_plan(out, net, spec)
     _print_cost(out, cost)
     if dry_run:
         if json_out:
@@ -255,10 +261,6 @@ def run(
         return
     open_run_dir(output, spec, net, resume=resume)
     net = Network.from_json_file(output / "network.json")  # on --resume: every edge of the run (repairs too)
-    extend_iterations = 0
-    if extend is not None:
-        per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
-        extend_iterations = max(1, round(extend / per_iteration))
 
     from fep.execution.store import Store, store_url
 
@@ -275,6 +277,9 @@ def run(
             net, results = _repair_cut_off_ligands(out, net, spec, output, results, execute, run_repairs=repair)
     except KeyboardInterrupt:
         stopped = True
+    except DiskFullError:  # the other legs would fail the same way: stop them (their checkpoints stay), say why
+        stopped = True
+        raise
     finally:
         pool.close(stop=stopped)
         db.close()
@@ -365,6 +370,17 @@ def _print_plan(out, net, spec) -> None:
     for mapping in net.edges:
         flag = f"  [yellow]{'; '.join(mapping.warnings)}[/yellow]" if mapping.warnings else ""
         out.print(f"  {mapping.key}  score {mapping.score:.2f}  {len(mapping.mapping)} mapped atoms{flag}")
+
+
+def _disk_needed(cost, protocol, extend_iterations: int) -> int:
+    """Bytes the finished run takes, with ``extend_iterations`` more iterations on every leg."""
+    if not extend_iterations:
+        return cost.disk_bytes
+    per_iteration = 16 * len(protocol.windows()) ** 2 + 8 * max(
+        (leg.n_atoms for e in cost.edges for leg in e.legs), default=0
+    )
+    n_legs = sum(len(e.legs) for e in cost.edges) * protocol.repeats
+    return cost.disk_bytes + n_legs * extend_iterations * per_iteration
 
 
 def _dry_run_json(net, spec, cost) -> dict:

@@ -27,6 +27,13 @@ production → 4.5e-6 core-s per atom-step (the VM was shared, load ≈ 12 on 2 
 somewhat faster). Measured with ``fep run --ligands L.csv --edge benzene,toluene --mode hydration --protocol
 smoke``; :func:`calibrate_cpu` reads the ``sampler_summary.json`` each leg writes, so the constant can be
 re-measured on any machine. Small systems (a vacuum leg, 16 atoms: 2.1e-5) are dominated by per-step overhead.
+
+Disk (:func:`disk_bytes`, per leg and repeat): the system files (two end states, the hybrid, its topology and
+positions: 1,200 B per atom), two replica-state files (the last checkpoint's and the previous one's: 24 B per atom
+and window each), end-state XTC snapshots of states 0 and K-1 (4 B per atom and frame) and the per-iteration energy
+chunks (16 B per state pair and iteration), plus 100 kB of JSON: an upper bound, rounded up from two solvent legs
+(the fast protocol's benzene~phenol, 1,236 atoms: 510 kB of system files, 1.8 B per atom and frame; the test
+protocol's benzene~toluene, 1,380 atoms: 1.32 MB of system files, 3.5 B per atom and frame in one-frame files).
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ __all__ = [
     "LegCost",
     "RunCost",
     "calibrate_cpu",
+    "disk_bytes",
     "estimate_cost",
     "estimate_leg_atoms",
 ]
@@ -80,6 +88,7 @@ class LegCost(FrozenModel):
     replica_ns: float = Field(description="windows × ns × repeats.")
     gpu_hours: float
     cpu_core_hours: float
+    disk_bytes: int = Field(0, description="Estimated bytes on disk when finished (all repeats).")
 
 
 class EdgeCost(FrozenModel):
@@ -107,6 +116,11 @@ class RunCost(FrozenModel):
     gpu_hours: float
     cpu_core_hours: float
     model: str = Field(description="The throughput model in words.")
+
+    @property
+    def disk_bytes(self) -> int:
+        """Estimated bytes on disk of every leg, finished."""
+        return sum(leg.disk_bytes for edge in self.edges for leg in edge.legs)
 
 
 # ------------------------------------------------------------------------------------------------ atoms
@@ -202,6 +216,15 @@ def gpu_ns_per_day(n_atoms: int) -> float:
     return min(GPU_CAP_NS_DAY, GPU_ATOM_NS_DAY / max(n_atoms, 1)) * ALCHEMICAL_FACTOR
 
 
+def disk_bytes(n_atoms: int, windows: int, n_iterations: int, snapshot_interval: int) -> int:
+    """Bytes one finished leg (one repeat) of an ``n_atoms`` hybrid with ``windows`` states takes on disk."""
+    systems = 1200 * n_atoms
+    replica_states = 2 * 24 * n_atoms * windows
+    snapshots = 2 * 4 * n_atoms * (n_iterations // snapshot_interval + 1)
+    energies = 16 * windows * windows * n_iterations
+    return int(systems + replica_states + snapshots + energies + 100_000)
+
+
 def cpu_core_hours(n_atoms: int, md_steps: float) -> float:
     """Core-hours of ``md_steps`` MD steps (summed over replicas) of an ``n_atoms`` system."""
     return CPU_CORE_S_PER_ATOM_STEP * n_atoms * md_steps / 3600.0
@@ -239,6 +262,8 @@ def estimate_cost(network, protocol, mode: str, protein: str | None = None) -> R
                     replica_ns=replica_ns,
                     gpu_hours=24.0 * replica_ns / gpu_ns_per_day(n_atoms),
                     cpu_core_hours=cpu_core_hours(n_atoms, md_steps),
+                    disk_bytes=protocol.repeats
+                    * disk_bytes(n_atoms, windows, sampler.n_iterations, sampler.snapshot_interval),
                 )
             )
         edges.append(EdgeCost(edge=mapping.key, legs=tuple(leg_costs)))

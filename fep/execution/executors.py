@@ -26,6 +26,7 @@ Worker jobs (:func:`execute_leg`) write their state (running/done/failed, attemp
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
@@ -36,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from mlfep_core import ExecutorError, FrozenModel, InputError, MlfepError, atomic_write_text
+from mlfep_core import DiskFullError, ExecutorError, FrozenModel, InputError, MlfepError, atomic_write_text
 
 __all__ = [
     "DaskExecutor",
@@ -78,7 +79,7 @@ def _first_line(err: BaseException) -> str:
 def execute_leg(job: LegJob) -> dict[str, Any]:
     """Run one leg in this (worker) process; record running/done/failed in the store.
 
-    Returns ``{"leg_id", "state": "done" | "failed", "error"}``; exceptions are caught and recorded (the traceback
+    Returns ``{"leg_id", "state": "done" | "failed", "error", "disk_full"}``; exceptions are caught and recorded (the traceback
     goes to the leg's ``error.txt``), so a failed leg never takes a worker down.
     """
     from fep.execution.runner import RunSpec, correct_leg, load_prepared, node_corrections, run_leg
@@ -148,6 +149,9 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
         return {"leg_id": job.leg_id, "state": "done", "error": None}
     except Exception as err:
         message = _first_line(err)
+        disk_full = isinstance(err, DiskFullError) or (
+            isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+        )
         log.error("%s %s repeat %d failed: %s", job.edge, job.leg, job.repeat, message)
         rel: str | None = str((leg_dir / "error.txt").relative_to(job.run_dir))
         try:
@@ -158,7 +162,7 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
             store.set_job(job.leg_id, "failed", error=message, traceback_file=rel)
         except Exception:  # pragma: no cover - store gone; the parent records the failure
             log.exception("could not record the failure of leg %d", job.leg_id)
-        return {"leg_id": job.leg_id, "state": "failed", "error": message}
+        return {"leg_id": job.leg_id, "state": "failed", "error": message, "disk_full": disk_full}
     finally:
         store.close()
 
@@ -490,6 +494,8 @@ def execute_network(
             except Exception as err:  # the worker process itself died (killed, out of memory, lost)
                 outcome = {"state": "failed", "error": f"worker lost: {_first_line(err)}"}
                 store.set_job(rows[key]["leg_id"], "failed", error=outcome["error"])
+            if outcome.get("disk_full"):  # every other leg would fail the same way: stop the run, keep the rest
+                raise DiskFullError(f"{key[0]} {key[1]} r{key[2]}: {outcome['error']}")
             if outcome["state"] == "done":
                 state[key] = "done"
             elif attempts[key] < max_attempts:

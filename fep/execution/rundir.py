@@ -18,7 +18,15 @@ from fep.protocol import Protocol
 from ligand_prep.models import Network
 from mlfep_core import FrozenModel, InputError, atomic_write_text
 
-__all__ = ["OWN_ENTRIES", "RunSpec", "check_run_dir", "open_run_dir", "package_versions", "spec_changes"]
+__all__ = [
+    "OWN_ENTRIES",
+    "RunSpec",
+    "check_disk_space",
+    "check_run_dir",
+    "open_run_dir",
+    "package_versions",
+    "spec_changes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,37 @@ def check_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, *, resume: boo
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise InputError(f"{run_dir} is not empty and is not an mlfep run (it holds {shown}); choose a new folder")
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.2f} GB" if n_bytes >= 1e8 else f"{n_bytes / 1e6:.0f} MB"
+
+
+def check_disk_space(run_dir: str | os.PathLike[str], needed_bytes: int) -> None:
+    """Refuse, before any work, a run the disk under ``run_dir`` cannot hold.
+
+    ``needed_bytes`` is the size of the finished run (:attr:`fep.execution.cost.RunCost.disk_bytes`); what the
+    folder holds already (a resumed run) counts toward it.
+
+    Raises
+    ------
+    InputError
+        Less space is free than the run still needs (both named, and what to do).
+    """
+    import shutil
+
+    folder = Path(run_dir)
+    held = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+    probe = folder.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    missing = needed_bytes - held
+    if missing > free:
+        raise InputError(
+            f"{run_dir}: the run needs about {_gb(needed_bytes)} on disk ({_gb(missing)} more than the folder "
+            f"holds) and {_gb(free)} are free there; free space or choose another -o folder"
+        )
 
 
 def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Network, *, resume: bool) -> None:

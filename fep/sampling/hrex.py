@@ -141,8 +141,7 @@ class HREXSampler:
         self._reporter = ProgressReporter(progress, t0)
         self._recoveries = 0
         check_folder(self.store, self.system, self.states, self.settings, (self.static_groups, self.dynamic_groups))
-        record = self.store.read_checkpoint()
-        self.store.verify(record)  # a damaged chunk is named now, not after the remaining iterations
+        record = self.store.resume_point()  # a damaged file is named now, not after the remaining iterations
         removed = self.store.discard_uncommitted(record)
         if removed:
             logger.info("%s: discarded %d files written after the last checkpoint", self.folder, len(removed))

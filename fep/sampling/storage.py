@@ -5,6 +5,8 @@ A sampler folder holds::
     sampler.json                 what was run: states, temperature, pressure, settings, system fingerprint
     checkpoint.json              the last valid checkpoint: iteration, the valid chunk/snapshot/state files,
                                  swap counts, RNG state, current time step (written last, atomically)
+    checkpoint.prev.json         the checkpoint before it (its files are kept too): what a resume falls back to
+                                 when a file of the last checkpoint is damaged
     data/iter_<start>_<stop>.npz per-iteration arrays of iterations [start, stop) (compressed npz)
     snapshots/state<k>_<start>_<stop>.xtc   end-state configurations (state 0 and K-1), with unit cell
     state/state_<iteration>.npz  replica positions, velocities, boxes and states at the checkpoint
@@ -12,14 +14,20 @@ A sampler folder holds::
 Every file is written to a temporary name, fsynced and renamed; ``checkpoint.json`` is renamed last and names
 the files that belong to the run, so a process killed at any moment leaves a consistent run. Files it does not
 name (written after the last checkpoint) are removed on resume by :meth:`SamplerStore.discard_uncommitted`.
+Chunks and snapshots are only ever appended, so the previous checkpoint's files are a subset of the last one's
+plus its own replica-state file; :meth:`SamplerStore.resume_point` verifies the last checkpoint and, when one of its
+files is truncated or corrupted (a disk that filled up, a copy cut short), names that file and resumes from the
+previous one.
 
 :func:`load_samples` reads a folder (also while a run is going on) into :class:`SamplerData`.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,13 +36,16 @@ from typing import Any
 
 import numpy as np
 
-from mlfep_core import InputError, atomic_write_bytes, atomic_write_text
+from mlfep_core import DiskFullError, InputError, atomic_write_bytes, atomic_write_text
 
 __all__ = ["IterationBuffer", "SamplerData", "SamplerStore", "load_samples"]
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _META = "sampler.json"
 _CHECKPOINT = "checkpoint.json"
+_PREVIOUS = "checkpoint.prev.json"
 _SUBDIRS = ("data", "snapshots", "state")
 
 
@@ -165,7 +176,7 @@ class SamplerStore:
 
     def discard_uncommitted(self, checkpoint: Mapping[str, Any] | None) -> list[str]:
         """Delete data written after the last checkpoint (and temp files); returns what was removed."""
-        keep = self.committed_files(checkpoint)
+        keep = self.committed_files(checkpoint) | self.committed_files(self._previous())
         removed = []
         for sub in _SUBDIRS:
             folder = self.folder / sub
@@ -206,6 +217,45 @@ class SamplerStore:
                 )
         self.load_state(checkpoint)
 
+    def _previous(self) -> dict[str, Any] | None:
+        """``checkpoint.prev.json`` when it exists and is readable, else None."""
+        try:
+            return self._read_json(self.folder / _PREVIOUS)
+        except InputError:
+            return None
+
+    def resume_point(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from, every file it names verified (None for a run without checkpoint).
+
+        The last checkpoint when it and its files are intact. When ``checkpoint.json`` or one of its files is
+        damaged, the previous checkpoint, if that one is intact: it becomes ``checkpoint.json`` again and a warning
+        names the damaged file and the iteration the run goes back to.
+
+        Raises
+        ------
+        InputError
+            Neither checkpoint is intact (names the damaged file and what to do).
+        """
+        try:
+            record = self.read_checkpoint()
+            self.verify(record)
+            return record
+        except InputError as err:
+            previous = self._previous()
+            if previous is None:
+                raise
+            try:
+                self.verify(previous)
+            except InputError:
+                raise err from None
+            logger.warning(
+                "%s; resuming from the previous checkpoint (iteration %d)",
+                str(err).split("; delete ")[0],
+                int(previous["iteration"]),
+            )
+            atomic_write_text(self.folder / _CHECKPOINT, json.dumps(previous, indent=1) + "\n")
+            return previous
+
     # ------------------------------------------------------------------------------ checkpointing
     def write_checkpoint(
         self,
@@ -231,7 +281,31 @@ class SamplerStore:
         -------
         dict
             The new checkpoint (as written).
+
+        Raises
+        ------
+        DiskFullError
+            The disk (or quota) is full: nothing of this checkpoint is committed and the last one stays intact.
         """
+        try:
+            return self._write_checkpoint(previous, buffer, replica_arrays, fields)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            last = int(previous["iteration"]) if previous else None
+            kept = f"the last good checkpoint (iteration {last}) is kept" if previous else "no checkpoint was written"
+            raise DiskFullError(
+                f"{self.folder}: no space left on the device while writing the checkpoint of iteration "
+                f"{fields['iteration']}; {kept}: free disk space, then resume (fep run ... --resume)"
+            ) from err
+
+    def _write_checkpoint(
+        self,
+        previous: Mapping[str, Any] | None,
+        buffer: IterationBuffer,
+        replica_arrays: Mapping[str, np.ndarray],
+        fields: Mapping[str, Any],
+    ) -> dict[str, Any]:
         for sub in _SUBDIRS:
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         chunks = list(previous["chunks"]) if previous else []
@@ -273,9 +347,13 @@ class SamplerStore:
             "snapshots": snapshots,
             "state_file": state_rel,
         }
+        if previous is not None:
+            atomic_write_text(self.folder / _PREVIOUS, json.dumps(dict(previous), indent=1) + "\n")
         atomic_write_text(self.folder / _CHECKPOINT, json.dumps(checkpoint, indent=1) + "\n")
-        if previous and previous.get("state_file") and previous["state_file"] != state_rel:
-            (self.folder / previous["state_file"]).unlink(missing_ok=True)
+        keep = {state_rel, previous.get("state_file") if previous else None}
+        for path in (self.folder / "state").glob("state_*.npz"):  # older checkpoints' replica states
+            if f"state/{path.name}" not in keep:
+                path.unlink(missing_ok=True)
         return checkpoint
 
     @staticmethod

@@ -186,19 +186,75 @@ def test_extend_adds_exactly_n_iterations(tmp_path):
     assert again.iterations_this_call == 0 and load_samples(tmp_path).n_iterations == 27
 
 
-def test_a_truncated_data_chunk_is_named_at_resume_before_any_sampling(tmp_path):
+def _two_checkpoints(tmp_path):
+    """A run with checkpoints at iterations 10 and 20 (chunks [0, 10) and [10, 20)); returns what remakes it."""
     system, topology, positions = harmonic_system(n=2)
     states = [{"k": k} for k in FORCE_CONSTANTS[:2]]
-    HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=10), tmp_path).run()
-    chunk = next((tmp_path / "data").glob("iter_*.npz"))
+
+    def sampler(n):
+        return HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=n), tmp_path)
+
+    sampler(10).run()
+    sampler(10).extend(10)
+    return sampler
+
+
+def test_a_damaged_last_chunk_is_named_and_the_run_resumes_from_the_previous_checkpoint(tmp_path, caplog):
+    sampler = _two_checkpoints(tmp_path)
+    reference = load_samples(tmp_path).energies.copy()
+    chunk = tmp_path / "data" / "iter_000000010_000000020.npz"
     chunk.write_bytes(chunk.read_bytes()[:50])  # a disk that filled up, a copy cut short
+    with caplog.at_level("WARNING"):
+        summary = sampler(20).run()
+    warned = [r.getMessage() for r in caplog.records if "previous checkpoint" in r.getMessage()]
+    assert len(warned) == 1 and chunk.name in warned[0] and "BadZipFile" in warned[0] and "iteration 10" in warned[0]
+    assert summary.resumed_from_iteration == 10 and summary.iterations_this_call == 10
+    # the redone iterations equal the lost ones: the resume reseeds from the checkpoint alone
+    np.testing.assert_array_equal(load_samples(tmp_path).energies, reference)
+
+
+def test_a_damaged_checkpoint_file_falls_back_to_the_previous_one(tmp_path):
+    sampler = _two_checkpoints(tmp_path)
+    (tmp_path / "checkpoint.json").write_text('{"format": 1, "iter')  # cut short
+    assert sampler(20).run().resumed_from_iteration == 10
+    assert load_samples(tmp_path).n_iterations == 20
+
+
+def test_a_chunk_both_checkpoints_need_is_named_and_nothing_is_sampled(tmp_path):
+    sampler = _two_checkpoints(tmp_path)
+    chunk = tmp_path / "data" / "iter_000000000_000000010.npz"
+    chunk.write_bytes(chunk.read_bytes()[:50])
     checkpoint = (tmp_path / "checkpoint.json").read_text()
-    longer = HREXSampler(system, topology, positions, None, states, toy_settings(n_iterations=30), tmp_path)
     with pytest.raises(InputError, match=rf"{chunk.name}: damaged \(BadZipFile.*delete .* to rerun this leg"):
-        longer.run()
+        sampler(30).run()
     assert (tmp_path / "checkpoint.json").read_text() == checkpoint  # nothing sampled, nothing rewritten
     with pytest.raises(InputError, match=chunk.name):
         load_samples(tmp_path)
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_last_checkpoint_and_says_what_to_do(tmp_path, monkeypatch):
+    import errno
+
+    from fep.sampling import storage
+    from mlfep_core import DiskFullError
+
+    sampler = _two_checkpoints(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("checkpoint*.json")}
+    real = storage.atomic_write_bytes
+
+    def full(path, data):
+        if "state" in str(path):  # the chunk is written, the replica state no longer fits
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data)
+
+    monkeypatch.setattr(storage, "atomic_write_bytes", full)
+    with pytest.raises(DiskFullError, match=r"no space left on the device .* iteration 30; the last good checkpoint "
+                       r"\(iteration 20\) is kept: free disk space, then resume"):  # fmt: skip
+        sampler(10).extend(10)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("checkpoint*.json")} == before
+    assert load_samples(tmp_path).n_iterations == 20
+    monkeypatch.setattr(storage, "atomic_write_bytes", real)  # space freed: the resume goes on from iteration 20
+    assert sampler(30).run().resumed_from_iteration == 20 and load_samples(tmp_path).n_iterations == 30
 
 
 def test_a_box_that_shrinks_below_the_cutoff_is_not_retried_with_smaller_steps():

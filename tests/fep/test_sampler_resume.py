@@ -143,7 +143,9 @@ def test_resume_discards_files_written_after_the_checkpoint(tmp_path):
     final = json.loads((folder / "checkpoint.json").read_text())
     assert {f"data/{p.name}" for p in (folder / "data").iterdir()} == {c["file"] for c in final["chunks"]}
     assert b"partial" not in b"".join(p.read_bytes()[:7] for p in (folder / "data").iterdir())
-    assert len(list((folder / "state").iterdir())) == 1  # superseded replica states are removed
+    previous = json.loads((folder / "checkpoint.prev.json").read_text())
+    kept = {f"state/{p.name}" for p in (folder / "state").iterdir()}
+    assert kept == {final["state_file"], previous["state_file"]}  # older replica states are removed
 
 
 @pytest.fixture(scope="module")
