@@ -214,6 +214,12 @@ def run(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in an existing run directory."),
     extend: float | None = typer.Option(None, "--extend", help="Add NS of production to every finished leg."),
+    allow_changed: list[str] = typer.Option(
+        [],
+        "--allow-changed",
+        help="With --resume: accept a change of FIELD since the legs were run (versions, protein, cofactors; "
+        "repeatable). Legs run before keep their numbers.",
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would run and its estimated cost, then stop."),
     json_out: bool = typer.Option(False, "--json", help="Print the edge results as JSON."),
 ) -> None:
@@ -239,7 +245,8 @@ def run(
         raise InputError("binding mode needs a protein: add --protein P.pdb (or use --mode hydration)")
     protein_path = str(protein) if protein else net.protein
     spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=endpoint, versions=package_versions())
-    check_run_dir(output, spec, resume=resume)
+    _check_allow_changed(allow_changed, resume)
+    check_run_dir(output, spec, resume=resume, allow_changed=allow_changed)
     driver = live_driver_here(output) if resume else None
     if driver is not None:
         raise InputError(
@@ -253,13 +260,15 @@ def run(
         extend_iterations = max(1, round(extend / per_iteration))
     if not dry_run:
         check_disk_space(output, _disk_needed(cost, proto, extend_iterations))
+    if resume:
+        _check_sampled_legs(output, spec, allow_changed)
     _print_plan(out, net, spec)
     _print_cost(out, cost)
     if dry_run:
         if json_out:
             emit_json(_dry_run_json(net, spec, cost))
         return
-    open_run_dir(output, spec, net, resume=resume)
+    open_run_dir(output, spec, net, resume=resume, allow_changed=allow_changed)
     net = Network.from_json_file(output / "network.json")  # on --resume: every edge of the run (repairs too)
 
     from fep.execution.store import Store, store_url
@@ -271,7 +280,7 @@ def run(
         with _sigterm_as_interrupt():
             execute = functools.partial(
                 _execute, out, spec=spec, output=output, pool=pool, db=db, max_attempts=max_attempts,
-                platform=platform, extend_iterations=extend_iterations,
+                platform=platform, extend_iterations=extend_iterations, allow_changed=tuple(allow_changed),
             )  # fmt: skip
             results = execute(net)
             net, results = _repair_cut_off_ligands(out, net, spec, output, results, execute, run_repairs=repair)
@@ -314,6 +323,37 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _check_sampled_legs(output: Path, spec, allow_changed: list[str]) -> None:
+    """Before anything is printed or run: the content key of every leg the run directory holds against the one it
+    would get now (the driver checks again, and writes the keys, before it submits any leg)."""
+    from fep.execution.legkey import check_leg_keys
+    from fep.execution.rundir import package_versions
+    from fep.execution.runner import prepare_ligands
+    from ligand_prep.models import Network
+
+    held = Network.from_json_file(output / "network.json")
+    started = held.model_copy(update={"edges": tuple(m for m in held.edges if (output / "edges" / m.key).is_dir())})
+    if not started.edges:
+        return
+    names = {n for m in started.edges for n in (m.ligand_a, m.ligand_b)}
+    prepared = prepare_ligands([lig for lig in held.ligands if lig.name in names], spec.protocol)  # cached
+    check_leg_keys(output, started, spec, prepared, package_versions(), allow_changed=allow_changed, write=False)
+
+
+def _check_allow_changed(fields: list[str], resume: bool) -> None:
+    from fep.execution.legkey import ALLOWABLE
+    from mlfep_core import InputError
+
+    for field in fields:
+        if field not in ALLOWABLE:
+            raise InputError(
+                f"--allow-changed {field}: only {', '.join(ALLOWABLE)} can change under a run; a change of the "
+                "molecules, mapping, force field, charges, NNP or protocol needs a new -o folder"
+            )
+    if fields and not resume:
+        raise InputError("--allow-changed goes with --resume (it accepts a change under a run that exists)")
 
 
 def _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend) -> bool:
@@ -429,7 +469,7 @@ def _repair_cut_off_ligands(out, net, spec, output, results, execute, *, run_rep
     return repaired, [by_key[m.key] for m in repaired.edges if m.key in by_key]
 
 
-def _execute(out, net, *, spec, output, pool, db, max_attempts, platform, extend_iterations):
+def _execute(out, net, *, spec, output, pool, db, max_attempts, platform, extend_iterations, allow_changed):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from fep.execution.executors import execute_network
@@ -457,6 +497,7 @@ def _execute(out, net, *, spec, output, pool, db, max_attempts, platform, extend
             max_attempts=max_attempts,
             platform=platform,
             extend_iterations=extend_iterations,
+            allow_changed=allow_changed,
             on_poll=bars,
             message=lambda text: progress.console.print(text),
         )

@@ -385,6 +385,7 @@ def execute_network(
     max_attempts: int = 2,
     platform: str | None = None,
     extend_iterations: int = 0,
+    allow_changed: Sequence[str] = (),
     poll_s: float = 0.5,
     on_poll: Callable[[list[dict[str, Any]]], None] | None = None,
     message: Callable[[str], None] | None = None,
@@ -402,12 +403,16 @@ def execute_network(
     store : fep.execution.store.Store
     max_attempts : int
         Attempts per leg in this call (a failed leg is re-submitted until it has had this many).
+    allow_changed : sequence of str
+        Leg-key components whose change is accepted (:func:`fep.execution.legkey.check_leg_keys`).
     on_poll : callable(list of job dicts), optional
         Called every ``poll_s`` with :meth:`fep.execution.store.Store.run_jobs` (progress bars).
     message : callable(str), optional
         One line per event worth telling the user (a leg failed, an edge finished).
     """
     from analysis.results import EdgeResult
+    from fep.execution.legkey import check_leg_keys
+    from fep.execution.rundir import package_versions
     from fep.execution.runner import finish_edge, prepare_ligands, save_prepared
 
     if max_attempts < 1:
@@ -416,6 +421,7 @@ def execute_network(
     say = message or (lambda text: None)
     prepared = prepare_ligands(network.ligands, spec.protocol, progress=say)
     save_prepared(prepared, run_dir)
+    check_leg_keys(run_dir, network, spec, prepared, package_versions(), allow_changed=allow_changed)
     run_id = store.register_run(run_dir, network, spec)
     rows = {(r["edge"], r["leg"], r["repeat"]): r for r in store.run_jobs(run_id)}
     from mlfep_core.constants import LEGS_FOR_MODE

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,8 @@ __all__ = [
     "RunSpec",
     "check_disk_space",
     "check_run_dir",
+    "file_digest",
+    "flat",
     "open_run_dir",
     "package_versions",
     "spec_changes",
@@ -59,16 +62,18 @@ def package_versions() -> dict[str, str]:
 OWN_ENTRIES = frozenset({"inputs", "app_launch.json", "fep_run.log", "edges"})
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+def flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as one level of dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``)."""
     if isinstance(data, dict):
         out: dict[str, Any] = {}
         for key, value in data.items():
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(flat(value, f"{prefix}{key}."))
         return out
     return {prefix.rstrip("."): data}
 
 
-def _file_digest(path: str | None) -> str | None:
+def file_digest(path: str | None) -> str | None:
+    """SHA-256 of a file's content (None when there is no such file)."""
     import hashlib
 
     if path is None or not Path(path).is_file():
@@ -76,46 +81,52 @@ def _file_digest(path: str | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def spec_changes(old: RunSpec, new: RunSpec) -> list[str]:
-    """What differs between the run a folder holds and the one asked for (``field: old -> new``)."""
+def spec_changes(old: RunSpec, new: RunSpec) -> list[tuple[str, str]]:
+    """What differs between the run a folder holds and the one asked for: (component, ``what: old -> new``)."""
     changes = []
     if old.mode != new.mode:
-        changes.append(f"mode: {old.mode} -> {new.mode}")
+        changes.append(("mode", f"mode: {old.mode} -> {new.mode}"))
     if old.nnp != new.nnp:
-        changes.append(f"ANI-2x endpoint correction: {'on' if old.nnp else 'off'} -> {'on' if new.nnp else 'off'}")
+        on_off = {True: "on", False: "off"}
+        changes.append(("nnp", f"ANI-2x endpoint correction: {on_off[old.nnp]} -> {on_off[new.nnp]}"))
     if old.protein != new.protein:
-        same_content = old.protein and new.protein and _file_digest(old.protein) == _file_digest(new.protein)
+        same_content = old.protein and new.protein and file_digest(old.protein) == file_digest(new.protein)
         if not same_content:
-            changes.append(f"protein: {old.protein} -> {new.protein}")
-    elif old.protein_sha256 is not None and _file_digest(old.protein) not in (None, old.protein_sha256):
-        changes.append(f"protein: the content of {old.protein} changed since the run started")
-    a, b = _flat(old.protocol.model_dump(mode="json")), _flat(new.protocol.model_dump(mode="json"))
+            changes.append(("protein", f"protein: {old.protein} -> {new.protein}"))
+    elif old.protein_sha256 is not None and file_digest(old.protein) not in (None, old.protein_sha256):
+        changes.append(("protein", f"protein: the content of {old.protein} changed since the run started"))
+    a, b = flat(old.protocol.model_dump(mode="json")), flat(new.protocol.model_dump(mode="json"))
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
-            changes.append(f"protocol.{key}: {a.get(key)} -> {b.get(key)}")
+            changes.append(("protocol", f"protocol.{key}: {a.get(key)} -> {b.get(key)}"))
     return changes
 
 
-def check_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, *, resume: bool) -> None:
+def check_run_dir(
+    run_dir: str | os.PathLike[str], spec: RunSpec, *, resume: bool, allow_changed: Collection[str] = ()
+) -> None:
     """Refuse, before any work, a run directory this run must not use.
 
     Raises
     ------
     InputError
         The folder holds a run and ``resume`` is off; ``resume`` is on and the folder holds no run; the folder
-        holds files that are not mlfep's; the run it holds was made with other settings (each change named).
+        holds files that are not mlfep's; the run it holds was made with other settings (each change named) that
+        are not in ``allow_changed``.
     """
     run_dir = Path(run_dir)
     spec_path = run_dir / "run.json"
     if spec_path.exists():
         if not resume:
             raise InputError(f"{run_dir} already holds a run: add --resume to continue it, or choose a new -o folder")
-        changes = spec_changes(RunSpec.from_json_file(spec_path), spec)
+        changes = [text for field, text in spec_changes(RunSpec.from_json_file(spec_path), spec)
+                   if field not in allow_changed]  # fmt: skip
         if changes:
             shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+            hint = " (or --allow-changed protein)" if all(c.startswith("protein:") for c in changes) else ""
             raise InputError(
                 f"{run_dir} holds a run made with other settings ({shown}): resume it with the settings it was "
-                "started with, or use a new -o folder"
+                f"started with{hint}, or use a new -o folder"
             )
         return
     if resume:
@@ -160,13 +171,30 @@ def check_disk_space(run_dir: str | os.PathLike[str], needed_bytes: int) -> None
         )
 
 
-def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Network, *, resume: bool) -> None:
+def open_run_dir(
+    run_dir: str | os.PathLike[str],
+    spec: RunSpec,
+    network: Network,
+    *,
+    resume: bool,
+    allow_changed: Collection[str] = (),
+) -> None:
     """Create a run directory, or check that an existing one holds the same run (``resume``) and add the new
-    edges and ligands of ``network`` to its network.json. Refuses what :func:`check_run_dir` refuses."""
-    check_run_dir(run_dir, spec, resume=resume)
+    edges and ligands of ``network`` to its network.json. Refuses what :func:`check_run_dir` refuses; an allowed
+    change of the protein (``allow_changed``) is written into run.json, as are the versions when allowed."""
+    check_run_dir(run_dir, spec, resume=resume, allow_changed=allow_changed)
     run_dir = Path(run_dir)
     spec_path = run_dir / "run.json"
     if spec_path.exists():
+        recorded = RunSpec.from_json_file(spec_path)
+        update: dict[str, Any] = {}
+        if "protein" in allow_changed and any(f == "protein" for f, _ in spec_changes(recorded, spec)):
+            update.update(protein=spec.protein, protein_sha256=file_digest(spec.protein))
+        if "versions" in allow_changed and recorded.versions != spec.versions:
+            update.update(versions=spec.versions)
+        if update:
+            log.warning("%s: accepted changes of %s (--allow-changed)", run_dir, ", ".join(sorted(update)))
+            recorded.model_copy(update=update).to_json_file(spec_path)
         old_net = Network.from_json_file(run_dir / "network.json")
         before = {lig.name: lig.smiles for lig in old_net.ligands}
         changed = [lig.name for lig in network.ligands if lig.name in before and before[lig.name] != lig.smiles]
@@ -177,11 +205,11 @@ def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Networ
                 f"{next(lig.smiles for lig in network.ligands if lig.name == changed[0])}); rename them or use a new "
                 "-o folder"
             )
-        old_versions = RunSpec.from_json_file(spec_path).versions
+        old_versions = recorded.versions
         moved = {k: (v, spec.versions.get(k)) for k, v in old_versions.items() if spec.versions.get(k, v) != v}
-        if moved:
+        if moved and "versions" not in allow_changed:
             log.warning(
-                "%s: resumed with other package versions (%s); legs sampled before keep their numbers",
+                "%s: resumed with other package versions (%s); each leg sampled before is checked (leg_key.json)",
                 run_dir,
                 ", ".join(f"{k} {a} -> {b}" for k, (a, b) in sorted(moved.items())),
             )
@@ -199,7 +227,7 @@ def open_run_dir(run_dir: str | os.PathLike[str], spec: RunSpec, network: Networ
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     if spec.protein_sha256 is None and spec.protein is not None:  # a resume can then tell a file edited in place
-        spec = spec.model_copy(update={"protein_sha256": _file_digest(spec.protein)})
+        spec = spec.model_copy(update={"protein_sha256": file_digest(spec.protein)})
     network.to_json_file(run_dir / "network.json")
     spec.to_json_file(spec_path)
     _write_driver(run_dir)

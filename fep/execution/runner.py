@@ -6,7 +6,8 @@ Run-directory layout (every file written atomically; any stage can be resumed or
     RUN_DIR/network.json                     the planned network (ligands with poses, edges with mappings)
     RUN_DIR/driver.json                      host and pid of the `fep run` process driving it (fep status)
     RUN_DIR/edges/<A>~<B>/edge.json          the edge's mapping
-    RUN_DIR/edges/<A>~<B>/repeat_<r>/<leg>/  end_states/ (plain A and B systems), hybrid/ (HybridLeg.save),
+    RUN_DIR/edges/<A>~<B>/repeat_<r>/<leg>/  leg_key.json (what the leg's numbers depend on, fep.execution.legkey),
+                                             end_states/ (plain A and B systems), hybrid/ (HybridLeg.save),
                                              sampler/ (HREX store), status.json, leg_result.json,
                                              nnp_A.json, nnp_B.json (ANI-2x corrections, made by the leg's
                                              worker right after sampling)

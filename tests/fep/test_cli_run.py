@@ -131,6 +131,92 @@ def test_resume_with_a_changed_molecule_under_the_same_name_refuses(finished_run
     assert "ligand(s) toluene are other molecules" in err and "Cc1ccccc1 -> CCc1ccccc1" in err
 
 
+def _copy_of(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def _edit_key(leg_dir, **fields):
+    path = leg_dir / "leg_key.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **fields}))
+
+
+def test_every_leg_stores_its_content_key_and_resume_refuses_a_leg_run_with_other_versions(
+    finished_run, tiny_inputs, tmp_path, capsys
+):
+    run_dir = _copy_of(finished_run[1], tmp_path)
+    ligands, protocol = tiny_inputs
+    edge = run_dir / "edges" / "benzene~toluene" / "repeat_0"
+    keys = {leg: json.loads((edge / leg / "leg_key.json").read_text()) for leg in ("solvent", "vacuum")}
+    assert keys["solvent"]["leg"] == "benzene~toluene repeat 0 solvent" and keys["solvent"]["protein"] is None
+    assert keys["solvent"]["key"] != keys["vacuum"]["key"]  # the key names the leg
+    assert keys["solvent"]["protocol"]["sampler.n_iterations"] == TINY["sampler"]["n_iterations"]
+    assert set(keys["solvent"]["versions"]) == {"mlfep", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar"}
+    assert keys["solvent"]["charges"].startswith("am1bcc ") and keys["solvent"]["nnp"] == "off"
+
+    # the vacuum leg was run with another OpenMM: resume and extend refuse it, naming the leg and the change
+    _edit_key(edge / "vacuum", versions={**keys["vacuum"]["versions"], "openmm": "8.5.0"})
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "--protocol", str(protocol)]
+    args += ["--mode", "hydration", "-o", str(run_dir), "--resume"]
+    checkpoint = edge / "solvent" / "sampler" / "checkpoint.json"
+    before = checkpoint.stat().st_mtime_ns
+    for extra in ([], ["--extend", "0.0002"]):
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "leg benzene~toluene repeat 0 vacuum was run with other settings (versions: openmm 8.5.0 -> " in err[0]
+        assert "resume with --allow-changed versions to go on, or use a new -o folder" in err[0]
+    assert checkpoint.stat().st_mtime_ns == before  # nothing sampled
+
+    # accepted once, recorded in the key: later resumes do not ask again
+    assert main([*args, "--allow-changed", "versions"]) == 0
+    accepted = json.loads((edge / "vacuum" / "leg_key.json").read_text())["accepted"]
+    assert len(accepted) == 1 and "versions: openmm 8.5.0 -> " in accepted[0]
+    assert main(args) == 0 and checkpoint.stat().st_mtime_ns == before
+
+
+def test_resume_refuses_a_leg_with_other_charges_and_allow_changed_cannot_accept_it(
+    finished_run, tiny_inputs, tmp_path, capsys
+):
+    run_dir = _copy_of(finished_run[1], tmp_path)
+    ligands, protocol = tiny_inputs
+    _edit_key(run_dir / "edges" / "benzene~toluene" / "repeat_0" / "solvent", charges="am1bcc 0123456789abcdef")
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "--protocol", str(protocol)]
+    args += ["--mode", "hydration", "-o", str(run_dir), "--resume"]
+    assert main([*args, "--allow-changed", "versions"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "(charges: am1bcc 0123456789abcdef -> am1bcc " in err[0], err
+    assert "restore the settings it was run with, or use a new -o folder" in err[0]
+    assert main([*args, "--allow-changed", "protocol"]) == 2
+    assert "--allow-changed protocol: only versions, protein, cofactors can change" in capsys.readouterr().err
+    assert main([*args[:-1], "--allow-changed", "versions"]) == 2  # without --resume
+    assert "--allow-changed goes with --resume" in capsys.readouterr().err
+
+
+def test_an_allowed_protein_change_is_written_into_the_run(tmp_path):
+    from fep.execution.rundir import RunSpec, check_run_dir, open_run_dir
+    from fep.protocol import tier
+    from ligand_prep.models import Network
+    from mlfep_core import InputError
+
+    old, new = tmp_path / "old.pdb", tmp_path / "new.pdb"
+    old.write_text("REMARK first\nEND\n")
+    new.write_text("REMARK re-protonated\nEND\n")
+    network = Network(mode="binding", ligands=(), edges=(), planner="test")
+    first = RunSpec(mode="binding", protocol=tier("smoke"), protein=str(old))
+    open_run_dir(tmp_path / "r", first, network, resume=False)
+    second = first.model_copy(update={"protein": str(new)})
+    with pytest.raises(InputError, match=r"protein: .*old.pdb -> .*new.pdb\): .*\(or --allow-changed protein\)"):
+        check_run_dir(tmp_path / "r", second, resume=True)
+    open_run_dir(tmp_path / "r", second, network, resume=True, allow_changed=("protein",))
+    recorded = RunSpec.from_json_file(tmp_path / "r" / "run.json")
+    assert recorded.protein == str(new) and recorded.protein_sha256 is not None
+    check_run_dir(tmp_path / "r", second, resume=True)  # the run now is the new protein's
+
+
 def test_a_folder_that_is_not_a_run_is_never_overwritten(tiny_inputs, tmp_path, capsys):
     ligands, protocol = tiny_inputs
     mine = tmp_path / "mine"
