@@ -252,11 +252,9 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(series_inputs,
     import os
     import signal
     import subprocess
-    import sys
-    import time
 
-    from fep.execution.store import open_store
     from fep.sampling.storage import load_samples
+    from tests.fep.processes import kill_group, start_fep, wait_for_production
 
     ligands, _ = series_inputs
     n_iterations = 30
@@ -265,34 +263,12 @@ def test_sigkill_mid_run_then_resume_loses_and_duplicates_nothing(series_inputs,
     run_dir = tmp_path / "r"
     args = ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "--mode", "hydration"]
     args += ["--protocol", str(protocol), "-o", str(run_dir), "--workers", "1"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fep", *args],
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    killed_at = None
-    deadline = time.monotonic() + 600
+    proc = start_fep(args, stderr=subprocess.DEVNULL)
     try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.5)
-            if not (run_dir / "mlfep.sqlite").exists():
-                continue
-            try:
-                store = open_store(run_dir)
-                runs = store.list_runs()
-                jobs = store.run_jobs(runs[0]["id"]) if runs else []
-                store.close()
-            except Exception:
-                continue
-            running = [j for j in jobs if j["phase"] == "production" and 3 <= j["done"] < n_iterations]
-            if running:
-                killed_at = running[0]["done"]
-                break
-    finally:
+        wait_for_production(run_dir, proc, n_iterations, min_done=3)
         os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its worker processes, no clean-up
-        proc.wait()
-    assert killed_at is not None, "the run never reached production"
+    finally:
+        kill_group(proc)
     assert not (run_dir / "edges" / "benzene~toluene" / "edge_result.json").exists()
     code = main([*args, "--resume"])
     assert code == 0

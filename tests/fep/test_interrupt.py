@@ -7,12 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
+import numpy as np
 import pytest
 
 from fep.cli import main
+from tests.fep.processes import alive, gone_within, group_members, kill_group, start_fep, wait_for_production
 from tests.tiny import TINY_PROTOCOL
 
 N_ITERATIONS = 40
@@ -29,70 +30,6 @@ def inputs(tmp_path, charge_cache, monkeypatch):
     return [*args, "--protocol", str(tmp_path / "longer.json"), "-o", str(tmp_path / "r"), "--workers", "1"]
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fep", *args],
-        start_new_session=True,  # its own process group, as a shell gives a foreground job
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ.copy(),
-    )
-
-
-def _wait_for_production(run_dir, proc, timeout_s: float = 600) -> int:
-    """Block until a leg is in production (a few iterations in); returns the worker's pid."""
-    from fep.execution.store import open_store
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        if not (run_dir / "mlfep.sqlite").exists():
-            continue
-        try:
-            store = open_store(run_dir)
-            runs = store.list_runs()
-            jobs = store.run_jobs(runs[0]["id"]) if runs else []
-            store.close()
-        except Exception:
-            continue
-        running = [j for j in jobs if j["phase"] == "production" and 2 <= (j["done"] or 0) < N_ITERATIONS]
-        if running:
-            return int(running[0]["worker"].rsplit(":", 1)[1])
-    raise AssertionError(f"the run never reached production (exit {proc.poll()}): {proc.stderr.read()}")
-
-
-def _group_members(pgid: int) -> list[str]:
-    """Live (not zombie) processes of process group ``pgid``, as 'pid command'."""
-    out = []
-    for stat in os.listdir("/proc"):
-        if not stat.isdigit():
-            continue
-        try:
-            with open(f"/proc/{stat}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{stat}/cmdline", "rb") as handle:
-                command = handle.read().replace(b"\0", b" ").decode(errors="replace")[:120]
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(f"{stat} {command}")
-    return out
-
-
-def _group_alive(pgid: int) -> bool:
-    return bool(_group_members(pgid))
-
-
-def _gone_within(check, seconds: float) -> float | None:
-    start = time.monotonic()
-    while time.monotonic() - start < seconds:
-        if not check():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    return None
-
-
 def _assert_resumed(args, run_dir) -> None:
     assert main([*args, "--resume"]) == 0
     result = json.loads((run_dir / "edges" / "benzene~toluene" / "edge_result.json").read_text())
@@ -104,16 +41,14 @@ def _assert_resumed(args, run_dir) -> None:
 
 def test_ctrl_c_stops_every_process_and_resume_completes(inputs, tmp_path):
     run_dir = tmp_path / "r"
-    proc = _start(inputs)
+    proc = start_fep(inputs)
     try:
-        _wait_for_production(run_dir, proc)
+        wait_for_production(run_dir, proc, N_ITERATIONS)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole foreground group
-        took = _gone_within(lambda: _group_alive(proc.pid), 15.0)
-        left = _group_members(proc.pid)
+        took = gone_within(lambda: bool(group_members(proc.pid)), 15.0)
+        left = group_members(proc.pid)
     finally:
-        if _group_alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
     assert took is not None, f"processes of the run still alive 15 s after Ctrl-C: {left}"
     err = proc.stderr.read()
     assert proc.returncode == 130 and "interrupted: the workers are stopped" in err and "Traceback" not in err
@@ -124,25 +59,112 @@ def test_ctrl_c_stops_every_process_and_resume_completes(inputs, tmp_path):
 @pytest.mark.slow
 def test_a_worker_stops_when_its_driver_is_killed_and_resume_finishes(inputs, tmp_path, capsys):
     run_dir = tmp_path / "r"
-    proc = _start(inputs)
+    proc = start_fep(inputs)
     try:
-        worker = _wait_for_production(run_dir, proc)
+        worker, _ = wait_for_production(run_dir, proc, N_ITERATIONS)
         os.kill(proc.pid, signal.SIGKILL)  # the driver only: no clean-up of any kind
         proc.wait()
-
-        def worker_alive() -> bool:
-            try:
-                os.kill(worker, 0)
-            except ProcessLookupError:
-                return False
-            return True
-
-        took = _gone_within(worker_alive, 10.0)
+        took = gone_within(lambda: alive(worker), 10.0)
     finally:
-        if _group_alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
     assert took is not None, "the orphaned worker was still running 10 s after its driver was killed"
     assert main(["status", str(run_dir), "--json"]) == 0
     states = {leg["state"] for edge in json.loads(capsys.readouterr().out)["edges"] for leg in edge["legs"]}
     assert "running" not in states and "interrupted" in states
     _assert_resumed(inputs, run_dir)
+
+
+# ------------------------------------------------------------------------------------------ random kills
+KILL_ITERATIONS = 16
+LEGS = ("solvent", "vacuum")
+
+
+@pytest.fixture(scope="module")
+def kill_args(tmp_path_factory, charge_cache):
+    """Arguments of a tiny run (without -o)."""
+    folder = tmp_path_factory.mktemp("kills")
+    (folder / "ligands.csv").write_text(LIGANDS)
+    protocol = dict(TINY_PROTOCOL, sampler={**TINY_PROTOCOL["sampler"], "n_iterations": KILL_ITERATIONS})
+    (folder / "protocol.json").write_text(json.dumps(protocol))
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(folder / "ligands.csv"), "--mode", "hydration"]
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFEP_CACHE_DIR", str(charge_cache))
+    yield [*args, "--protocol", str(folder / "protocol.json"), "--workers", "1"]
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def kill_reference(kill_args, tmp_path_factory):
+    """The edge result of one uninterrupted run."""
+    run_dir = tmp_path_factory.mktemp("reference") / "r"
+    assert main([*kill_args, "-o", str(run_dir)]) == 0
+    return json.loads((run_dir / "edges" / "benzene~toluene" / "edge_result.json").read_text())
+
+
+def _committed(run_dir) -> dict[str, np.ndarray]:
+    """Per leg, the energies its last checkpoint holds (nothing for a leg without one)."""
+    from fep.sampling.storage import load_samples
+
+    out = {}
+    for leg in LEGS:
+        folder = run_dir / "edges" / "benzene~toluene" / "repeat_0" / leg / "sampler"
+        if (folder / "checkpoint.json").exists():
+            out[leg] = load_samples(folder).energies.copy()
+    return out
+
+
+def _kill_at_random_and_resume(tmp_path, args, reference, seed: int) -> str:
+    """SIGKILL the driver or the worker of a running `fep run` at a random point of production; then the run must
+    finish (by itself when the worker died, with --resume when the driver did) with every leg complete, every
+    iteration committed before the kill unchanged, and (``reference``: an uninterrupted run's edge result) a ΔΔG
+    that agrees with the uninterrupted run's."""
+    from fep.sampling.storage import load_samples
+
+    rng = np.random.default_rng(seed)
+    target = "driver" if rng.random() < 0.5 else "worker"
+    run_dir = tmp_path / f"killed-{seed}"
+    args = [*args, "-o", str(run_dir)]
+    proc = start_fep(args, stderr=subprocess.DEVNULL)
+    try:
+        worker, _ = wait_for_production(run_dir, proc, KILL_ITERATIONS, min_done=0)
+        time.sleep(float(rng.uniform(0.0, 3.0)))  # anywhere in a leg's production, a checkpoint write, the next leg
+        try:
+            os.kill(proc.pid if target == "driver" else worker, signal.SIGKILL)
+        except ProcessLookupError:  # the worker had moved on or the run had finished
+            pass
+        before = _committed(run_dir)
+        if target == "driver":
+            proc.wait()
+            assert gone_within(lambda: alive(worker), 15.0) is not None, f"seed {seed}: orphaned worker lives on"
+            code = main([*args, "--resume"])
+        else:
+            code = proc.wait(timeout=600)  # the driver retries the leg the dead worker had
+    finally:
+        kill_group(proc)
+    assert code == 0, f"seed {seed} ({target} killed): exit {code}"
+    result = json.loads((run_dir / "edges" / "benzene~toluene" / "edge_result.json").read_text())
+    assert result["status"] == "done", f"seed {seed}: {result.get('error')}"
+    for leg in LEGS:
+        data = load_samples(run_dir / "edges" / "benzene~toluene" / "repeat_0" / leg / "sampler")
+        assert (data.iterations == np.arange(KILL_ITERATIONS)).all(), f"seed {seed} {leg}: iterations lost or twice"
+        kept = before.get(leg)
+        if kept is not None:
+            assert np.array_equal(data.energies[: len(kept)], kept), f"seed {seed} {leg}: committed iterations changed"
+    if reference is None:
+        return target
+    sigma = np.hypot(result["ddg_mm_err_kcal_mol"], reference["ddg_mm_err_kcal_mol"])
+    assert abs(result["ddg_mm_kcal_mol"] - reference["ddg_mm_kcal_mol"]) < 4 * sigma + 0.05, f"seed {seed}"
+    return target
+
+
+def test_a_killed_worker_is_replaced_and_the_run_completes(tmp_path, kill_args):
+    """One trial in the fast suite (a driver killed with its workers: test_executors; the sampler: 3 random kills
+    in test_sampler_resume)."""
+    assert _kill_at_random_and_resume(tmp_path, kill_args, None, seed=1) == "worker"
+
+
+@pytest.mark.slow
+def test_twenty_random_kills_of_driver_or_worker_resume_to_complete_runs(tmp_path, kill_args, kill_reference):
+    targets = [_kill_at_random_and_resume(tmp_path, kill_args, kill_reference, seed) for seed in range(300, 320)]
+    print(f"killed: {targets.count('driver')} drivers, {targets.count('worker')} workers; 20 of 20 resumed")
+    assert 5 <= targets.count("driver") <= 15
