@@ -86,12 +86,29 @@ def save_upload(kind: str, filename: str, data: bytes, folder: str | os.PathLike
     return atomic_write_bytes(Path(folder) / f"{kind}{suffix}", data)
 
 
-def check_pdb(path: str | os.PathLike[str]) -> int:
-    """Number of ATOM/HETATM records of an uploaded PDB; raises InputError when there are none."""
+def check_pdb(path: str | os.PathLike[str], display_name: str | None = None, protocol=None) -> int:
+    """Check an uploaded protein as ``fep plan --protein`` does: every residue must match a force-field template
+    of the protocol's system settings (:func:`fep.systems.protein.load_protein`, seconds). Returns the number of
+    ATOM/HETATM records.
+
+    Raises
+    ------
+    MlfepError
+        No atom records, an unknown residue (named with chain and number), a missing atom...; the message names the
+        file as ``display_name`` (the user's file name) when given.
+    """
+    from fep.systems.protein import load_protein
+    from mlfep_core import MlfepError
+
     path = Path(path)
+    shown = display_name or path.name
     count = sum(line.startswith(("ATOM  ", "HETATM")) for line in path.read_text(errors="replace").splitlines())
     if count == 0:
-        raise InputError(f"{path.name}: no ATOM or HETATM records; upload the protein as a PDB file")
+        raise InputError(f"{shown}: no ATOM or HETATM records; upload the protein as a PDB file")
+    try:
+        load_protein(path, protocol.system if protocol is not None else None)
+    except MlfepError as err:
+        raise type(err)(str(err).replace(str(path), shown).replace(path.name, shown)) from None
     return count
 
 

@@ -82,12 +82,12 @@ if submitted:
             raise InputError("binding mode needs a protein PDB: upload one, or choose hydration")
         ligands_path = launch.save_upload("ligands", ligand_file.name, ligand_file.getvalue(), staging)
         protein_path = _save("protein", protein_file, staging) if mode == "binding" else None
-        if protein_path is not None:
-            launch.check_pdb(protein_path)
         reference_path = _save("reference", reference_file, staging)
         protocol_path = _save("protocol", protocol_file, staging)
-        if protocol_path is not None:
-            launch.check_protocol(protocol_path)
+        chosen = launch.check_protocol(protocol_path) if protocol_path is not None else None
+        if protein_path is not None and protein_file is not None:
+            with st.spinner("checking the protein against the force field ..."):
+                launch.check_pdb(protein_path, display_name=protein_file.name, protocol=chosen)
         state["protocol_arg"] = str(protocol_path) if protocol_path else tier
         state["protein_path"] = str(protein_path) if protein_path else None
         with st.spinner("reading and validating the ligands ..."):

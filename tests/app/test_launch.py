@@ -35,6 +35,24 @@ def test_check_pdb(tmp_path, bench):
         launch.check_pdb(bad)
 
 
+def test_check_pdb_runs_the_protein_check_and_names_the_users_file(tmp_path, bench):
+    """An unknown residue fails at upload, as `fep protein` would fail it, naming the residue and the user's file
+    (not the staging copy)."""
+    from mlfep_core import ParametrizationError
+
+    lines = []
+    for line in (bench / "tyk2" / "protein.pdb").read_text().splitlines():
+        if line.startswith(("ATOM", "HETATM")) and line[17:20] == "THR" and line[22:26].strip() == "923":
+            line = line[:17] + "TPO" + line[20:]
+        lines.append(line)
+    staged = tmp_path / ".upload-x" / "protein.pdb"
+    staged.parent.mkdir()
+    staged.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ParametrizationError, match=r"chain A residue TPO 923 has no force-field template") as info:
+        launch.check_pdb(staged, display_name="tyk2_tpo.pdb")
+    assert "tyk2_tpo.pdb" in str(info.value) and ".upload-x" not in str(info.value)
+
+
 def test_read_series_reports_every_bad_sdf_record(tmp_path, bench):
     text = (bench / "tyk2" / "ligands.sdf").read_text()
     blocks = text.split("$$$$\n")[:4]
