@@ -229,6 +229,7 @@ def run(
     from fep.execution.status import live_driver_here
     from ligand_prep.models import Network
     from mlfep_core import DiskFullError, InputError
+    from mlfep_core.constants import LEGS_FOR_MODE
 
     endpoint = _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend)
     if endpoint or ligand_ff == "ani2x-torsions":  # pre-flight: fail now, not after the MM sampling
@@ -262,6 +263,11 @@ def run(
         check_disk_space(output, _disk_needed(cost, proto, extend_iterations))
     if resume:
         _check_sampled_legs(output, spec, allow_changed)
+    if "complex" in LEGS_FOR_MODE[net.mode] and protein_path is not None:  # fail now, not when a leg is built
+        from fep.systems.protein import load_protein
+
+        with out.status(f"checking {protein_path} against the force field"):
+            load_protein(protein_path, proto.system)
     _print_plan(out, net, spec)
     _print_cost(out, cost)
     if dry_run:

@@ -148,6 +148,10 @@ CASES = [
     ("run --ligands {good.csv} --protocol {negative_timestep.json} -o {tmp}/r", "timestep must be > 0"),
     ("run --ligands {good.csv} --edge benzene,toluene --mode hydration --charge-method hf -o {tmp}/r", "hf"),
     ("run --ligands {good.csv} --protein {missing.pdb} -o {tmp}/r", "--protein"),
+    (
+        "run --ligands {tyk2.sdf} --protein {tpo.pdb} --edge lig_ejm_54,lig_jmc_23 -o {tmp}/r",
+        "chain A residue TPO 923 has no force-field template",
+    ),
     ("run --ligands {traversal.csv} --mode hydration -o {tmp}/r", "'../../evil' is not a valid name"),
     ("run {missing.json} -o {tmp}/r", "missing.json"),
     ("run {not_a_mapping.json} -o {tmp}/r", "not_a_mapping.json"),
@@ -164,6 +168,14 @@ def folder(tmp_path_factory) -> Path:
     for name, content in FILES.items():
         path = folder / name
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    tyk2 = REPO.parent / "shared" / "benchmarks" / "tyk2"
+    (folder / "tyk2.sdf").write_text((tyk2 / "ligands.sdf").read_text())
+    lines = []  # tyk2 with a phosphothreonine the standard force field has no template for
+    for line in (tyk2 / "protein.pdb").read_text().splitlines():
+        if line.startswith("ATOM") and line[17:20] == "THR" and line[22:26].strip() == "923":
+            line = line[:17] + "TPO" + line[20:]
+        lines.append(line)
+    (folder / "tpo.pdb").write_text("\n".join(lines) + "\n")
     return folder
 
 
