@@ -69,7 +69,12 @@ class LegResult(FrozenModel):
     n_states: int = Field(description="Number of λ states K.")
     n_iterations: int = Field(description="Number of replica-exchange iterations in the input.")
     n_equilibration: int = Field(description="Iterations discarded as equilibration (detected automatically).")
-    statistical_inefficiency: float = Field(description="Statistical inefficiency g of the production part.")
+    statistical_inefficiency: float = Field(
+        description="Statistical inefficiency g the production part was subsampled by (the largest per-state one)."
+    )
+    statistical_inefficiency_states: list[float] = Field(
+        default_factory=list, description="g of each state's ΔU series (u_k+1 − u_k−1 of the sample at state k)."
+    )
     n_effective: float = Field(description="Effective number of uncorrelated samples per state.")
     overlap_matrix: list[list[float]] = Field(description="MBAR overlap matrix, shape (K, K).")
     mixing_matrix: list[list[float]] | None = Field(None, description="Replica state transition matrix (K, K).")

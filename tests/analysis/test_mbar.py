@@ -181,3 +181,47 @@ def test_analyse_leg_passes_end_state_energies_and_reports_progress():
     assert res.end_state_energy_series == {"A": [1.0, 2.0], "B": [3.0, 4.0]}
     assert {"decorrelation", "mbar", "bootstrap", "convergence"} <= set(seen)
     assert res.n_bootstrap == 5
+
+
+def correlated_replicas(rng: np.random.Generator, springs: np.ndarray, n_iter: int, rho: float, n_fast: int):
+    """Replica k stays in state k; its slow coordinate x follows an AR(1) chain (correlation rho per iteration,
+    exact Boltzmann marginal of state k), and it carries ``n_fast`` fast, state-independent degrees of freedom
+    (fresh every iteration, like solvent): u_l = k_l x² / 2 + Σ y² / 2. The summed potential is dominated by the
+    fast part and looks uncorrelated; ΔU, which the free energy is made of, depends on the slow x alone."""
+    k = springs.size
+    sigma = 1.0 / np.sqrt(springs)
+    x = np.empty((n_iter, k))
+    x[0] = rng.normal(0.0, sigma)
+    noise = rng.normal(0.0, sigma * np.sqrt(1.0 - rho**2), size=(n_iter, k))
+    for n in range(1, n_iter):
+        x[n] = rho * x[n - 1] + noise[n]
+    fast = 0.5 * rng.chisquare(n_fast, size=(n_iter, k))
+    energies = 0.5 * springs[None, None, :] * x[:, :, None] ** 2 + fast[:, :, None]
+    return energies, np.tile(np.arange(k), (n_iter, 1))
+
+
+def test_per_state_inefficiency_sees_the_slow_coordinate_the_summed_potential_hides():
+    from analysis.mbar import state_inefficiencies
+
+    rho = 0.95  # x² then has correlation rho² per step: g = (1 + rho²) / (1 − rho²) ≈ 19.5
+    energies, states = correlated_replicas(np.random.default_rng(0), SPRINGS, 20000, rho, n_fast=300)
+    g = state_inefficiencies(energies, states)
+    assert np.all((g > 12) & (g < 30)), g
+    summed = energies[:, np.arange(SPRINGS.size), np.arange(SPRINGS.size)].sum(axis=1)
+    import pymbar
+
+    assert pymbar.timeseries.statistical_inefficiency(summed, fast=True) < 3  # what the old rule decorrelated by
+
+
+def test_mbar_sigma_is_calibrated_on_autocorrelated_samples():
+    """z = (ΔG − exact) / σ over independent correlated data sets is close to N(0, 1): σ accounts for the
+    correlation of the slow coordinate (it would be ~4 times too small if decorrelated by the summed potential)."""
+    exact = exact_dg_kt(SPRINGS) * KT
+    z = []
+    for seed in range(60):
+        energies, states = correlated_replicas(np.random.default_rng(100 + seed), SPRINGS, 3000, 0.95, n_fast=300)
+        res = analyse_leg(energies, states, T, leg="solvent", n_fractions=2)
+        z.append((res.dg_kcal_mol - exact) / res.dg_err_kcal_mol)
+    z = np.array(z)
+    assert abs(z.mean()) < 0.45, z.mean()
+    assert 0.7 < z.std(ddof=1) < 1.35, z.std(ddof=1)
