@@ -225,6 +225,16 @@ def mle_estimate(
     return MleEstimate(tuple(names), dg, covariance, label, disconnected)
 
 
+def experimental_err(values: Mapping[str, Any] | None) -> dict[str, float]:
+    """Reported uncertainties (kcal/mol) of the experimental values that carry one (ExperimentalValue)."""
+    out: dict[str, float] = {}
+    for name, value in (values or {}).items():
+        err = getattr(value, "dg_err_kcal_mol", None)
+        if err is not None and math.isfinite(float(err)):
+            out[str(name)] = float(err)
+    return out
+
+
 def experimental_dg(values: Mapping[str, Any] | None) -> dict[str, float]:
     """Experimental ΔG in kcal/mol from floats or objects with ``dg_kcal_mol`` (ExperimentalValue)."""
     out: dict[str, float] = {}
@@ -339,7 +349,7 @@ def analyse_network(
 
     statistics: list[StatisticsResult] = []
     if exp:
-        statistics = _statistics(done, mm, ml, exp, n_bootstrap=n_bootstrap, seed=seed)
+        statistics = _statistics(done, mm, ml, exp, experimental_err(experimental), n_bootstrap=n_bootstrap, seed=seed)
 
     best = ml if ml is not None else mm
     order = np.argsort(best.dg, kind="stable")
@@ -369,10 +379,13 @@ def _statistics(
     mm: MleEstimate,
     ml: MleEstimate | None,
     exp: Mapping[str, float],
+    exp_err: Mapping[str, float],
     *,
     n_bootstrap: int,
     seed: int,
 ) -> list[StatisticsResult]:
+    """Edge and node statistics; each bootstrap sample also draws the calculated σ and the experimental σ
+    (those reported; an edge's is the two ligands' in quadrature)."""
     from analysis.stats import compute_statistics
 
     out: list[StatisticsResult] = []
@@ -380,25 +393,46 @@ def _statistics(
     for label in estimates:
         if label == "ml" and ml is None:
             continue
-        pred, ref = [], []
+        pred, ref, sig, sig_exp = [], [], [], []
         for edge in done:
             if edge.ligand_a in exp and edge.ligand_b in exp:
                 value = edge.ddg_ml_kcal_mol if label == "ml" else edge.ddg_mm_kcal_mol
+                err = edge.ddg_ml_err_kcal_mol if label == "ml" else edge.ddg_mm_err_kcal_mol
                 if value is None:
                     continue
                 pred.append(value)
+                sig.append(err)
                 ref.append(exp[edge.ligand_b] - exp[edge.ligand_a])
+                sig_exp.append(math.hypot(exp_err.get(edge.ligand_a, 0.0), exp_err.get(edge.ligand_b, 0.0)))
         if len(pred) >= 2:
-            out.append(compute_statistics(pred, ref, kind="edges", estimate=label, n_bootstrap=n_bootstrap, seed=seed))
+            out.append(
+                compute_statistics(
+                    pred,
+                    ref,
+                    kind="edges",
+                    estimate=label,
+                    sigma_predicted=sig,
+                    sigma_experimental=sig_exp,
+                    n_bootstrap=n_bootstrap,
+                    seed=seed,
+                )
+            )
     for label, est in (("mm", mm), ("ml", ml)):
         if est is None:
             continue
         names = [n for n in est.ligands if n in exp]
         if len(names) >= 2:
-            pred = [float(est.dg[est.ligands.index(n)]) for n in names]
+            index = [est.ligands.index(n) for n in names]
             out.append(
                 compute_statistics(
-                    pred, [exp[n] for n in names], kind="nodes", estimate=label, n_bootstrap=n_bootstrap, seed=seed
+                    [float(est.dg[i]) for i in index],
+                    [exp[n] for n in names],
+                    kind="nodes",
+                    estimate=label,
+                    sigma_predicted=[float(np.sqrt(est.covariance[i, i])) for i in index],
+                    sigma_experimental=[exp_err.get(n) for n in names],
+                    n_bootstrap=n_bootstrap,
+                    seed=seed,
                 )
             )
     return out

@@ -189,6 +189,9 @@ class StatisticsResult(FrozenModel):
     metrics: dict[str, Statistic] = Field(description="'rmse', 'mue', 'r2', 'pearson_r', 'kendall_tau'.")
     n_bootstrap: int = Field(description="Bootstrap samples behind the confidence intervals.")
     seed: int = Field(description="Seed of the bootstrap.")
+    noise: bool = Field(
+        False, description="Whether each bootstrap sample also drew the calculated and experimental errors."
+    )
 
 
 class NetworkResult(FrozenModel):

@@ -108,10 +108,12 @@ def analyse(
     from analysis.report import load_run_dir
     from analysis.stats import compute_statistics
     from fep.execution.rundir import package_versions
+    from ligand_prep.models import ExperimentalValue
 
     ligands_csv, edges_csv = series_files(series)
     ligands = {r["name"]: r for r in _read_csv(ligands_csv)}
     expt = {n: float(r["expt_dg_kcal_mol"]) for n, r in ligands.items()}
+    expt_err = {n: float(r["expt_dg_err_kcal_mol"]) for n, r in ligands.items() if r.get("expt_dg_err_kcal_mol")}
     gaff = {n: float(r["freesolv_calc_dg_kcal_mol"]) for n, r in ligands.items()}
     if (run_dir / "run.json").exists():
         protocol = json.loads((run_dir / "run.json").read_text())["protocol"]["name"]
@@ -128,29 +130,41 @@ def analyse(
                 "ddg_ml": e.ddg_ml_kcal_mol,
                 "ddg_ml_err": e.ddg_ml_err_kcal_mol,
                 "ddg_exp": expt[b] - expt[a],
+                "ddg_exp_err": float(np.hypot(expt_err.get(a, 0.0), expt_err.get(b, 0.0))),
                 "ddg_gaff": gaff[b] - gaff[a],
                 "ml_reason": e.ml_reason,
                 "verdicts": {v.name: v.status for v in e.verdicts},
                 "sigma_solvent": e.legs["solvent"].dg_err_kcal_mol if "solvent" in e.legs else None,
             }
         )
-    stats = {}
+    stats = {}  # every bootstrap sample also draws the calculated and the experimental σ (as cinnabar does)
     if len(rows) >= 3:
-        exp_arr = [r["ddg_exp"] for r in rows]
-        stats["edges_mm"] = compute_statistics([r["ddg_mm"] for r in rows], exp_arr, kind="edges", estimate="mm")
-        stats["edges_gaff"] = compute_statistics([r["ddg_gaff"] for r in rows], exp_arr, kind="edges")
+        exp_arr, exp_sig = [r["ddg_exp"] for r in rows], [r["ddg_exp_err"] for r in rows]
+        stats["edges_mm"] = compute_statistics(
+            [r["ddg_mm"] for r in rows], exp_arr, kind="edges", estimate="mm",
+            sigma_predicted=[r["ddg_mm_err"] for r in rows], sigma_experimental=exp_sig,
+        )  # fmt: skip
+        stats["edges_gaff"] = compute_statistics(
+            [r["ddg_gaff"] for r in rows], exp_arr, kind="edges", sigma_experimental=exp_sig
+        )
         ml_rows = [r for r in rows if r["ddg_ml"] is not None]
         if len(ml_rows) >= 3:
             stats["edges_ml"] = compute_statistics(
-                [r["ddg_ml"] for r in ml_rows], [r["ddg_exp"] for r in ml_rows], kind="edges", estimate="ml"
-            )
-    network = analyse_network(done, experimental=expt) if done else None
+                [r["ddg_ml"] for r in ml_rows], [r["ddg_exp"] for r in ml_rows], kind="edges", estimate="ml",
+                sigma_predicted=[r["ddg_ml_err"] for r in ml_rows],
+                sigma_experimental=[r["ddg_exp_err"] for r in ml_rows],
+            )  # fmt: skip
+    measured = {n: ExperimentalValue(dg_kcal_mol=expt[n], dg_err_kcal_mol=expt_err.get(n)) for n in expt}
+    network = analyse_network(done, experimental=measured) if done else None
     if network is not None:
         names = list(network.ligands)
         for s in network.statistics:  # MLE node ΔG (experimental-mean gauge) vs experiment
             if s.kind == "nodes":
                 stats[f"nodes_{s.estimate}"] = s
-        stats["nodes_gaff"] = compute_statistics([gaff[n] for n in names], [expt[n] for n in names], kind="nodes")
+        stats["nodes_gaff"] = compute_statistics(
+            [gaff[n] for n in names], [expt[n] for n in names], kind="nodes",
+            sigma_experimental=[expt_err.get(n) for n in names],
+        )  # fmt: skip
     closures = cycle_closures([(e.ligand_a, e.ligand_b, e.ddg_mm_kcal_mol, e.ddg_mm_err_kcal_mol) for e in done])
     return {
         "benchmark": f"rhfe_{series}",
@@ -285,7 +299,13 @@ def markdown(data: dict) -> str:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in data["versions"].items()),
         "",
         "Statistics: ΔΔG per edge (edges_*) and MLE ΔG per ligand, centred on the experimental mean (nodes_*), "
-        "against experiment; 95 % bootstrap intervals. gaff = FreeSolv's own GAFF/AM1-BCC calculated values.",
+        "against experiment; 95 % bootstrap intervals"
+        + (
+            " (each sample resamples the edges or ligands and draws the calculated and experimental σ)"
+            if any(s.get("noise") for s in data["statistics"].values())
+            else " (resampling the edges or ligands only)"
+        )
+        + ". gaff = FreeSolv's own GAFF/AM1-BCC calculated values.",
         "",
         "| statistic set | n | RMSE [95 % CI] | MUE | R² | Kendall τ |",
         "| --- | ---: | --- | --- | --- | --- |",

@@ -105,3 +105,18 @@ def test_paired_comparison_noise_widens_the_interval_and_identical_methods_tie()
     assert width(noisy) > width(quiet)
     with pytest.raises(InputError, match="same items"):
         paired_comparison(a, b[:-1], exp)
+
+
+def test_statistics_bootstrap_can_draw_the_calculated_and_experimental_errors():
+    """With σ given, every bootstrap sample also draws them (cinnabar-style): the RMSE interval of a perfect
+    prediction widens from a point to what the errors allow, and the estimate itself is unchanged."""
+    exp = np.linspace(-3.0, 3.0, 12)
+    plain = compute_statistics(exp, exp, kind="edges", n_bootstrap=400, seed=2)
+    noisy = compute_statistics(
+        exp, exp, kind="edges", sigma_predicted=[0.3] * 12, sigma_experimental=[0.4] * 12, n_bootstrap=400, seed=2
+    )
+    assert plain.metrics["rmse"].ci_high == 0.0 and not plain.noise
+    assert noisy.noise and noisy.metrics["rmse"].value == 0.0
+    assert 0.3 < noisy.metrics["rmse"].ci_high < 0.8  # sqrt(0.3² + 0.4²) = 0.5
+    with pytest.raises(InputError, match="3 uncertainties for 12 values"):
+        compute_statistics(exp, exp, kind="edges", sigma_predicted=[0.1, 0.2, 0.3])
