@@ -23,7 +23,8 @@ How the environment is made
    crystal waters), the ligand (residue ``LIG``, mol-block order), waters (``HOH``), ions (``NA``, ``CL``).
 5. Each system is checked to carry exactly the prepared partial charges of its ligand.
 
-Nonbonded treatment: PME with ``nonbonded_cutoff`` (0.9 nm), the long-range dispersion correction ON (the
+Nonbonded treatment: PME with ``nonbonded_cutoff`` (0.9 nm), Lennard-Jones switched over ``lj_switch_width``
+(0.1 nm: 0.8 to 0.9 nm, Sage's switch; the hybrid copies it), the long-range dispersion correction ON (the
 standard for homogeneous liquids; the hybrid topology must keep it λ-independent or recompute it, see
 DESIGN.md), HBonds constraints, rigid TIP3P water, hydrogen mass repartitioning to ``hydrogen_mass``
 (3 Da; water hydrogens are not repartitioned). The vacuum leg has no cutoff and no box.

@@ -46,6 +46,11 @@ class SystemSettings(FrozenModel):
     )
     neutralize: bool = Field(True, description="Add Na+ or Cl- counter-ions to make the leg net-neutral.")
     nonbonded_cutoff: Nanometers = Field("0.9 nm", description="Real-space cutoff for PME and LJ.")
+    lj_switch_width: Nanometers = Field(
+        "0.1 nm",
+        description="Lennard-Jones switching over this width below the cutoff, as Sage specifies (switch_width "
+        "1 Å: 0.8 to 0.9 nm); 0 nm cuts LJ hard at the cutoff. Periodic legs only.",
+    )
     ewald_error_tolerance: float = Field(5e-4, gt=0, lt=1, description="PME accuracy (OpenMM ewaldErrorTolerance).")
     dispersion_correction: bool = Field(
         True, description="Long-range isotropic dispersion correction on the NonbondedForce (periodic legs)."
@@ -144,9 +149,13 @@ def _create_system(forcefield, topology, settings: SystemSettings, periodic: boo
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ParametrizationError(f"{what}: the force field could not build the system ({first})") from err
+    width = settings.lj_switch_width.m_as("nanometer")
     for force in system.getForces():
         if isinstance(force, openmm.NonbondedForce):
             force.setUseDispersionCorrection(bool(periodic and settings.dispersion_correction))
+            if periodic and width > 0:  # the hybrid copies this switch into its alchemical LJ forces
+                force.setUseSwitchingFunction(True)
+                force.setSwitchingDistance(settings.nonbonded_cutoff.m_as("nanometer") - width)
     return system
 
 

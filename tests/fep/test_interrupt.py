@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 
 import numpy as np
@@ -113,7 +112,7 @@ def _committed(run_dir) -> dict[str, np.ndarray]:
     return out
 
 
-def _kill_at_random_and_resume(tmp_path, args, reference, seed: int) -> str:
+def _kill_at_random_and_resume(tmp_path, args, reference, seed: int, capsys=None) -> str:
     """SIGKILL the driver or the worker of a running `fep run` at a random point of production; then the run must
     finish (by itself when the worker died, with --resume when the driver did) with every leg complete, every
     iteration committed before the kill unchanged, and (``reference``: an uninterrupted run's edge result) a ΔΔG
@@ -124,7 +123,9 @@ def _kill_at_random_and_resume(tmp_path, args, reference, seed: int) -> str:
     target = "driver" if rng.random() < 0.5 else "worker"
     run_dir = tmp_path / f"killed-{seed}"
     args = [*args, "-o", str(run_dir)]
-    proc = start_fep(args, stderr=subprocess.DEVNULL)
+    log = tmp_path / f"stderr-{seed}.txt"
+    with open(log, "w") as stderr:
+        proc = start_fep(args, stderr=stderr)
     try:
         worker, _ = wait_for_production(run_dir, proc, KILL_ITERATIONS, min_done=0)
         time.sleep(float(rng.uniform(0.0, 3.0)))  # anywhere in a leg's production, a checkpoint write, the next leg
@@ -136,12 +137,17 @@ def _kill_at_random_and_resume(tmp_path, args, reference, seed: int) -> str:
         if target == "driver":
             proc.wait()
             assert gone_within(lambda: alive(worker), 15.0) is not None, f"seed {seed}: orphaned worker lives on"
+            if capsys is not None:
+                capsys.readouterr()
             code = main([*args, "--resume"])
+            if code != 0 and capsys is not None:
+                log.write_text(log.read_text() + "\n--- the resume:\n" + capsys.readouterr().err)
         else:
             code = proc.wait(timeout=600)  # the driver retries the leg the dead worker had
     finally:
         kill_group(proc)
-    assert code == 0, f"seed {seed} ({target} killed): exit {code}"
+    tail = "\n".join(log.read_text().splitlines()[-15:])
+    assert code == 0, f"seed {seed} ({target} killed): exit {code}; fep run's stderr ends:\n{tail}"
     result = json.loads((run_dir / "edges" / "benzene~toluene" / "edge_result.json").read_text())
     assert result["status"] == "done", f"seed {seed}: {result.get('error')}"
     for leg in LEGS:
@@ -164,7 +170,7 @@ def test_a_killed_worker_is_replaced_and_the_run_completes(tmp_path, kill_args):
 
 
 @pytest.mark.slow
-def test_twenty_random_kills_of_driver_or_worker_resume_to_complete_runs(tmp_path, kill_args, kill_reference):
-    targets = [_kill_at_random_and_resume(tmp_path, kill_args, kill_reference, seed) for seed in range(300, 320)]
+def test_twenty_random_kills_of_driver_or_worker_resume_to_complete_runs(tmp_path, kill_args, kill_reference, capsys):
+    targets = [_kill_at_random_and_resume(tmp_path, kill_args, kill_reference, s, capsys) for s in range(300, 320)]
     print(f"killed: {targets.count('driver')} drivers, {targets.count('worker')} workers; 20 of 20 resumed")
     assert 5 <= targets.count("driver") <= 15

@@ -449,3 +449,57 @@ def test_solvent_and_complex_energies_are_sane(solvent, complex_states):
         e_b = _energy(es.system_b, es.positions_b, es.box_vectors)
         assert np.isfinite(e_a) and np.isfinite(e_b)
         assert e_a < -20.0 * es.n_waters and e_b < -20.0 * es.n_waters  # liquid TIP3P: about -41 kJ/mol per water
+
+
+def test_lj_switch_matches_openff_interchange_export_of_sage(ligands):
+    """Two toluenes 0.85 nm apart (pairs below, inside and beyond the 0.8-0.9 nm switch) in a periodic box: the
+    Lennard-Jones energy of our end-state NonbondedForce equals OpenFF Interchange's own OpenMM export of Sage."""
+    import openmm
+    import openmm.app as app
+    import openmm.unit as u
+    from openff.interchange import Interchange
+    from openff.toolkit import ForceField, Molecule, Topology
+
+    from fep.systems.forcefield import _create_system, ligand_topology, make_forcefield
+
+    toluene = ligands[1]
+    settings = SystemSettings()
+    top = ligand_topology(toluene)
+    xyz = ligand_positions(toluene)
+    shifted = xyz + np.array([0.85, 0.0, 0.0])
+    modeller = app.Modeller(top, xyz * u.nanometer)
+    modeller.add(top, shifted * u.nanometer)
+    box = np.eye(3) * 4.0
+    modeller.topology.setPeriodicBoxVectors(box * u.nanometer)
+    ours = _create_system(make_forcefield(settings, [toluene]), modeller.topology, settings, True, "toluene dimer")
+
+    molecule = Molecule.from_rdkit(toluene.ligand.to_rdkit(), allow_undefined_stereo=True)
+    molecule.partial_charges = np.asarray(toluene.partial_charges) * u.elementary_charge
+    topology = Topology.from_molecules([molecule, molecule])
+    topology.box_vectors = box * u.nanometer
+    interchange = Interchange.from_smirnoff(
+        ForceField(f"{settings.small_molecule_forcefield}.offxml"), topology, charge_from_molecules=[molecule]
+    )
+    theirs = interchange.to_openmm(combine_nonbonded_forces=True)
+
+    positions = np.vstack([xyz, shifted]) * u.nanometer
+    energies = []
+    for system in (ours, theirs):
+        nb = _nonbonded(system)
+        assert nb.getUseSwitchingFunction()
+        assert nb.getSwitchingDistance().value_in_unit(u.nanometer) == pytest.approx(0.8)
+        assert nb.getCutoffDistance().value_in_unit(u.nanometer) == pytest.approx(0.9)
+        assert nb.getUseDispersionCorrection()
+        for i in range(nb.getNumParticles()):  # Lennard-Jones only
+            _, sigma, epsilon = nb.getParticleParameters(i)
+            nb.setParticleParameters(i, 0.0, sigma, epsilon)
+        for k in range(nb.getNumExceptions()):
+            i, j, _, sigma, epsilon = nb.getExceptionParameters(k)
+            nb.setExceptionParameters(k, i, j, 0.0, sigma, epsilon)
+        for force in list(system.getForces()):
+            force.setForceGroup(1 if force is nb else 0)
+        context = openmm.Context(system, openmm.VerletIntegrator(1.0), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(positions)
+        state = context.getState(getEnergy=True, groups={1})
+        energies.append(state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole))
+    assert energies[0] == pytest.approx(energies[1], abs=1e-4), energies
