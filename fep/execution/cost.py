@@ -71,9 +71,7 @@ CPU_CALIBRATION = (
     "measured: benzene->toluene solvent leg, 1,380 atoms, smoke protocol (5 windows x 20 x 250 steps), OpenMM 8.6 "
     "CPU platform, 2-core VM: 155.6 CPU-s of production"
 )
-ATOM_VOLUME_NM3 = 0.0170  # excluded volume per solute atom (fit, see above)
 SHELL_VOLUME_NM3 = 2.2  # excluded volume of the solvation shell (fit, see above)
-WATER_PER_NM3 = 33.4
 
 
 class LegCost(FrozenModel):
@@ -193,7 +191,7 @@ def estimate_leg_atoms(
     protein_xyz : ndarray, shape (m, 3), optional
         Protein positions, nm (complex leg).
     """
-    from fep.systems.solvation import box_vectors_for
+    from fep.systems.solvation import ATOM_VOLUME_NM3, WATER_PER_NM3, box_vectors_for, npt_growth
 
     if leg == "vacuum":
         return n_hybrid, 0
@@ -205,8 +203,14 @@ def estimate_leg_atoms(
         settings.box_shape,
         settings.nonbonded_cutoff.m_as("nanometer"),
     )
-    volume = abs(float(np.linalg.det(box)))
-    n_waters = max(0, int((volume - n_solute * ATOM_VOLUME_NM3 - SHELL_VOLUME_NM3) * WATER_PER_NM3))
+    cutoff = settings.nonbonded_cutoff.m_as("nanometer")
+    for _ in range(3):  # the builder's rule: a box NPT would shrink below the cutoff is made larger
+        volume = abs(float(np.linalg.det(box)))
+        n_waters = max(0, int((volume - n_solute * ATOM_VOLUME_NM3 - SHELL_VOLUME_NM3) * WATER_PER_NM3))
+        grow = npt_growth(box, n_waters, n_solute, cutoff)
+        if grow <= 1.0:
+            break
+        box = box * grow
     return n_solute + 3 * n_waters, n_waters
 
 

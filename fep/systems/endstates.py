@@ -48,11 +48,13 @@ from fep.systems.forcefield import (
     make_forcefield,
 )
 from fep.systems.solvation import (
+    MIN_EQUILIBRATED_HEIGHT,
     box_vectors_for,
     copy_topology,
     ion_counts,
     ion_sites,
     merge_topologies,
+    npt_growth,
     positions_nm,
     vec3_nm,
     water_clashes,
@@ -260,43 +262,12 @@ class _Box:
     n_neg: int = 0
 
 
-def _assemble(
-    ligands: Sequence[tuple[PreparedLigand, np.ndarray]],
-    leg: str,
-    settings: SystemSettings,
-    forcefield,
-    protein_pdb: str | os.PathLike[str] | None,
-    progress=None,
-) -> _Box:
+def _solvate(topology, positions, box_vectors, residues, net_charge, first_water, settings, forcefield, leg, ligands):
+    """Water in ``box_vectors`` around the solute, waters that clash across the cell faces removed: the box, the
+    kept water residues, their oxygen indices and the indices of the removed ones."""
     import openmm.app as app
     import openmm.unit as u
 
-    parts = []
-    env_charge = 0
-    if leg == "complex":
-        from fep.systems.protein import load_protein
-
-        if protein_pdb is None:
-            raise InputError("the complex leg needs a protein PDB (--protein)")
-        protein = load_protein(protein_pdb, settings, forcefield=forcefield)
-        parts.append((protein.topology, protein.positions))
-        env_charge = protein.net_charge
-    n_env_residues = sum(t.getNumResidues() for t, _ in parts)
-    parts += [(ligand_topology(prep), pos) for prep, pos in ligands]
-    topology, positions = merge_topologies(parts)
-    residues = [n_env_residues + k for k in range(len(ligands))]
-    net_charge = env_charge + ligands[0][0].ligand.formal_charge
-    if leg == "vacuum":
-        return _Box(topology=topology, positions=positions, ligand_residues=residues, net_charge=net_charge)
-    if progress:
-        progress("solvating")
-    first_water = topology.getNumResidues()
-    box_vectors = box_vectors_for(
-        positions,
-        settings.padding_for(leg).m_as("nanometer"),
-        settings.box_shape,
-        settings.nonbonded_cutoff.m_as("nanometer"),
-    )
     modeller = app.Modeller(topology, vec3_nm(positions))
     try:
         modeller.addSolvent(
@@ -321,7 +292,58 @@ def _assemble(
     o_index = np.array([next(a.index for a in r.atoms() if a.element.symbol == "O") for r in waters], dtype=int)
     clashes = water_clashes(box.positions[o_index], box_vectors, settings.water_clash_distance.m_as("nanometer"))
     waters = [w for k, w in enumerate(waters) if k not in clashes]
-    o_index = np.delete(o_index, sorted(clashes))
+    return box, waters, np.delete(o_index, sorted(clashes)), clashes
+
+
+def _assemble(
+    ligands: Sequence[tuple[PreparedLigand, np.ndarray]],
+    leg: str,
+    settings: SystemSettings,
+    forcefield,
+    protein_pdb: str | os.PathLike[str] | None,
+    progress=None,
+) -> _Box:
+
+    parts = []
+    env_charge = 0
+    if leg == "complex":
+        from fep.systems.protein import load_protein
+
+        if protein_pdb is None:
+            raise InputError("the complex leg needs a protein PDB (--protein)")
+        protein = load_protein(protein_pdb, settings, forcefield=forcefield)
+        parts.append((protein.topology, protein.positions))
+        env_charge = protein.net_charge
+    n_env_residues = sum(t.getNumResidues() for t, _ in parts)
+    n_env_parts = len(parts)
+    parts += [(ligand_topology(prep), pos) for prep, pos in ligands]
+    topology, positions = merge_topologies(parts)
+    residues = [n_env_residues + k for k in range(len(ligands))]
+    net_charge = env_charge + ligands[0][0].ligand.formal_charge
+    if leg == "vacuum":
+        return _Box(topology=topology, positions=positions, ligand_residues=residues, net_charge=net_charge)
+    if progress:
+        progress("solvating")
+    first_water = topology.getNumResidues()
+    box_vectors = box_vectors_for(
+        positions,
+        settings.padding_for(leg).m_as("nanometer"),
+        settings.box_shape,
+        settings.nonbonded_cutoff.m_as("nanometer"),
+    )
+    # solute of one end state (both ligands are in the box while it is solvated; each system keeps one)
+    n_solute = sum(t.getNumAtoms() for t, _ in parts[:n_env_parts]) + max(p.ligand.n_atoms for p, _ in ligands)
+    for attempt in range(3):  # a box NPT would shrink below the cutoff is solvated again, larger (npt_growth)
+        box, waters, o_index, clashes = _solvate(
+            topology, positions, box_vectors, residues, net_charge, first_water, settings, forcefield, leg, ligands
+        )
+        cutoff_nm = settings.nonbonded_cutoff.m_as("nanometer")
+        grow = npt_growth(box_vectors, len(waters), n_solute, cutoff_nm)
+        if grow <= 1.0 or attempt == 2:
+            break
+        log.info("%s leg: the solvated box would shrink below %.2f x the cutoff under NPT; %.3f x larger",
+                 leg, MIN_EQUILIBRATED_HEIGHT, grow)  # fmt: skip
+        box_vectors = box_vectors * grow
     n_pos, n_neg = ion_counts(len(waters), net_charge, settings.ionic_strength.m_as("molar"), settings.neutralize)
     water_atoms = np.zeros(len(box.positions), dtype=bool)
     water_atoms[[a.index for r in waters for a in r.atoms()]] = True

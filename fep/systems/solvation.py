@@ -12,16 +12,24 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ATOM_VOLUME_NM3",
     "WATER_MOLARITY",
+    "WATER_PER_NM3",
     "box_vectors_for",
     "copy_topology",
     "ion_counts",
     "ion_sites",
     "merge_topologies",
+    "npt_growth",
     "water_clashes",
 ]
 
 WATER_MOLARITY = 55.4  # mol/L of pure water, the same number OpenMM's Modeller uses to count ion pairs
+WATER_PER_NM3 = 33.4  # number density of liquid water at 298 K
+ATOM_VOLUME_NM3 = 0.0170  # volume one solute atom excludes (fit to built tyk2 legs, see fep.execution.cost)
+#: The smallest box height allowed once NPT has brought the water to its density, in cutoffs (OpenMM needs 2;
+#: the height of a 6 nm³ water box fluctuates by ~0.7 %, measured, so 2.15 leaves ~10 σ).
+MIN_EQUILIBRATED_HEIGHT = 2.15
 
 
 def positions_nm(positions) -> np.ndarray:
@@ -253,3 +261,33 @@ def box_vectors_for(positions: np.ndarray, padding: float, shape: str, cutoff: f
         radius = float(np.max(np.linalg.norm(positions - center, axis=1)))
     width = max(2 * radius + padding, 2 * padding, 2.2 * cutoff / float(np.min(np.diag(unit_box))))
     return unit_box * width
+
+
+def npt_growth(box: np.ndarray, n_waters: int, n_solute_atoms: int, cutoff: float) -> float:
+    """Factor (≥ 1) to scale a freshly solvated box by so that it stays tall enough for the cutoff under NPT.
+
+    ``Modeller.addSolvent`` leaves the water of a triclinic box under-dense (gaps at the cell faces, and the waters
+    :func:`water_clashes` removes there): ~11 % for the fast protocol's 2.18 nm dodecahedron. The barostat then
+    shrinks the box to the density of water, by ~20 % in volume for that box, to 2.04 × the cutoff, where a
+    fluctuation stops the run. The volume the box will have, ``n_waters / 33.4 nm⁻³ + 0.017 nm³ × n_solute``,
+    gives its smallest height then; this returns how much larger the box must be for that height to be at least
+    :data:`MIN_EQUILIBRATED_HEIGHT` × ``cutoff``. Measured on the fast protocol's benzene~toluene solvent box
+    (0.7 nm cutoff, 80 ps NPT at 1 bar): without this rule 2.20 × cutoff at the start, 2.05-2.09 × after 10-80 ps;
+    with it (3.5 % wider, 677 atoms instead of 599) 2.28 × at the start, 2.14-2.19 × after.
+
+    Parameters
+    ----------
+    box : ndarray, shape (3, 3)
+        Box vectors in nm (reduced form: rows a, b, c with a_x, b_y, c_z the heights).
+    n_waters : int
+        Waters (and ions, which replace waters) in the box.
+    n_solute_atoms : int
+        Atoms of the solute (protein, ligands).
+    cutoff : float
+        nm.
+    """
+    volume = abs(float(np.linalg.det(box)))
+    expected = n_waters / WATER_PER_NM3 + ATOM_VOLUME_NM3 * n_solute_atoms
+    height = float(np.min(np.diag(box))) * min(1.0, expected / volume) ** (1.0 / 3.0)
+    need = MIN_EQUILIBRATED_HEIGHT * cutoff
+    return 1.0 if height >= need else need / height
