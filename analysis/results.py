@@ -129,6 +129,9 @@ class EdgeResult(FrozenModel):
     repeats: int = Field(1, description="Number of independent repeats combined.")
     repeat_spread_kcal_mol: float | None = Field(None, description="Sample std of ΔΔG_MM over the repeats.")
     repeat_ddg_mm_kcal_mol: tuple[float, ...] = Field((), description="ΔΔG_MM of each repeat.")
+    repeat_ddg_mm_err_kcal_mol: tuple[float, ...] = Field(
+        (), description="The σ each repeat reported for its ΔΔG_MM (what the spread of repeats calibrates)."
+    )
     verdicts: tuple[Verdict, ...] = Field((), description="Edge-level verdicts (worst per leg, ML, repeats).")
     status: Literal["done", "failed"] = Field("done", description="done, or failed (see error).")
     error: str | None = Field(None, description="What went wrong when status is 'failed'.")
@@ -317,6 +320,7 @@ def combine_edge(
         ml_reason = "no ML correction: no endpoint corrections were computed"
 
     repeat_values: tuple[float, ...] = ()
+    repeat_errors: tuple[float, ...] = ()
     n_repeats, spread = 1, None
     if repeats:
         for rep in repeats:
@@ -329,6 +333,7 @@ def combine_edge(
             raise InputError(f"edge {ligand_a}~{ligand_b}: every repeat failed; nothing to combine")
         n_repeats = len(done)
         repeat_values = tuple(rep.ddg_mm_kcal_mol for rep in done)
+        repeat_errors = tuple(rep.ddg_mm_err_kcal_mol for rep in done)
         ddg, err, spread = _mean_with_spread(repeat_values, [rep.ddg_mm_err_kcal_mol for rep in done])
         ml_values = [rep.ddg_ml_kcal_mol for rep in done]
         ml_errs = [rep.ddg_ml_err_kcal_mol for rep in done]
@@ -363,6 +368,7 @@ def combine_edge(
         repeats=n_repeats,
         repeat_spread_kcal_mol=spread,
         repeat_ddg_mm_kcal_mol=repeat_values,
+        repeat_ddg_mm_err_kcal_mol=repeat_errors,
         verdicts=tuple(verdicts),
     )
 

@@ -20,6 +20,7 @@ from mlfep_core import FrozenModel, InputError
 __all__ = [
     "METRICS",
     "PairedComparison",
+    "SigmaCalibration",
     "compute_statistics",
     "kendall_tau",
     "mue",
@@ -27,6 +28,7 @@ __all__ = [
     "pearson_r",
     "r2",
     "rmse",
+    "sigma_calibration",
 ]
 
 
@@ -274,4 +276,55 @@ def paired_comparison(
         n_bootstrap=n_bootstrap,
         seed=seed,
         noise=noise,
+    )
+
+
+class SigmaCalibration(FrozenModel):
+    """How the reported σ compare with the spread of independent repeats of the same edges."""
+
+    n_edges: int = Field(description="Edges with two or more repeats.")
+    ratio: Statistic = Field(
+        description="sqrt(mean over edges of s² / mean σ²): s the sample std of an edge's repeats, σ the errors they "
+        "reported; 1 when the σ are honest (0.8-1.25 is the target), with a 95 % bootstrap interval over the edges."
+    )
+    n_bootstrap: int
+    seed: int
+
+
+def sigma_calibration(
+    values: Sequence[Sequence[float]], sigmas: Sequence[Sequence[float]], *, n_bootstrap: int = 2000, seed: int = 0
+) -> SigmaCalibration:
+    """Calibration of reported σ against the spread of repeats (one sequence of repeat values and σ per edge).
+
+    For an edge with n repeats x_i, each reporting σ_i, E[s²] = mean σ² when the σ are right; the ratio pools
+    ``s² / mean σ²`` over the edges and takes the square root (a spread-to-σ ratio).
+
+    Examples
+    --------
+    >>> round(sigma_calibration([[0.0, 2.0], [1.0, 1.0]], [[1.0, 1.0], [1.0, 1.0]]).ratio.value, 3)
+    1.0
+
+    Raises
+    ------
+    InputError
+        No edge with two or more repeats, or values and σ of different lengths.
+    """
+    terms = []
+    for x, e in zip(values, sigmas, strict=True):
+        x_arr, e_arr = np.asarray(x, dtype=float), np.asarray(e, dtype=float)
+        if x_arr.shape != e_arr.shape:
+            raise InputError(f"sigma calibration: {x_arr.size} repeat values with {e_arr.size} σ")
+        if x_arr.size >= 2 and np.all(e_arr > 0):
+            terms.append(float(np.var(x_arr, ddof=1) / np.mean(e_arr**2)))
+    if not terms:
+        raise InputError("sigma calibration: no edge has two or more repeats with a reported σ")
+    t = np.asarray(terms)
+    rng = np.random.default_rng(seed)
+    boot = [math.sqrt(float(np.mean(t[rng.integers(0, t.size, t.size)]))) for _ in range(n_bootstrap)]
+    low, high = (float(v) for v in np.percentile(boot, [2.5, 97.5]))
+    return SigmaCalibration(
+        n_edges=int(t.size),
+        ratio=Statistic(value=math.sqrt(float(t.mean())), ci_low=low, ci_high=high),
+        n_bootstrap=n_bootstrap,
+        seed=seed,
     )

@@ -106,7 +106,7 @@ def analyse(
 
     from analysis.network import analyse_network, cycle_closures
     from analysis.report import load_run_dir
-    from analysis.stats import compute_statistics
+    from analysis.stats import compute_statistics, sigma_calibration
     from fep.execution.rundir import package_versions
     from ligand_prep.models import ExperimentalValue
 
@@ -135,6 +135,8 @@ def analyse(
                 "ml_reason": e.ml_reason,
                 "verdicts": {v.name: v.status for v in e.verdicts},
                 "sigma_solvent": e.legs["solvent"].dg_err_kcal_mol if "solvent" in e.legs else None,
+                "repeats_mm": list(e.repeat_ddg_mm_kcal_mol),
+                "repeats_mm_err": list(e.repeat_ddg_mm_err_kcal_mol),
             }
         )
     stats = {}  # every bootstrap sample also draws the calculated and the experimental σ (as cinnabar does)
@@ -165,6 +167,12 @@ def analyse(
             [gaff[n] for n in names], [expt[n] for n in names], kind="nodes",
             sigma_experimental=[expt_err.get(n) for n in names],
         )  # fmt: skip
+    calibration = None  # the reported σ against the spread of independent repeats of the same edges
+    with_repeats = [r for r in rows if len(r["repeats_mm"]) >= 2 and len(r["repeats_mm_err"]) == len(r["repeats_mm"])]
+    if with_repeats:
+        calibration = sigma_calibration(
+            [r["repeats_mm"] for r in with_repeats], [r["repeats_mm_err"] for r in with_repeats]
+        ).model_dump(mode="json")
     closures = cycle_closures([(e.ligand_a, e.ligand_b, e.ddg_mm_kcal_mol, e.ddg_mm_err_kcal_mol) for e in done])
     return {
         "benchmark": f"rhfe_{series}",
@@ -200,6 +208,7 @@ def analyse(
         else [],
         "network": network.model_dump(mode="json") if network else None,
         "cycle_closures_mm": [{"cycle": list(c), "closure": x, "sigma": s} for c, x, s in closures],
+        "sigma_calibration": calibration,
         "median_edge_sigma_mm": float(np.median([r["ddg_mm_err"] for r in rows])) if rows else None,
     }
 
@@ -354,6 +363,15 @@ def markdown(data: dict) -> str:
                 else f"({tcost['mm_sampler_wall_s']:.0f} s; "
             )
             + "made once per ligand, cached).",
+        ]
+    cal = data.get("sigma_calibration")
+    if cal:
+        r = cal["ratio"]
+        lines += [
+            "",
+            f"σ calibration (MM, {cal['n_edges']} edges with independent repeats): spread of the repeats / the σ "
+            f"they reported = {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] (1 = honest; target "
+            "0.8-1.25).",
         ]
     lines += ["", "Cycle closures (MM, kcal/mol):", ""]
     for c in data["cycle_closures_mm"]:

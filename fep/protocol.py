@@ -186,7 +186,7 @@ def _tiers() -> dict[str, dict[str, Any]]:
                 "snapshot_interval": 1,
                 "checkpoint_interval_s": 120.0,
             },
-            "repeats": 1,
+            "repeats": 2,  # two independent repeats: the σ can be checked against their spread
             # node corrections: 6 starts x (300 + 150 + 300) ML/MM steps per ligand and environment
             "nnp": {
                 "n_frames": 30,

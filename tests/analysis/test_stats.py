@@ -120,3 +120,18 @@ def test_statistics_bootstrap_can_draw_the_calculated_and_experimental_errors():
     assert 0.3 < noisy.metrics["rmse"].ci_high < 0.8  # sqrt(0.3² + 0.4²) = 0.5
     with pytest.raises(InputError, match="3 uncertainties for 12 values"):
         compute_statistics(exp, exp, kind="edges", sigma_predicted=[0.1, 0.2, 0.3])
+
+
+def test_sigma_calibration_is_one_for_honest_errors_and_flags_optimistic_ones():
+    from analysis.stats import sigma_calibration
+
+    rng = np.random.default_rng(4)
+    true_sigma = rng.uniform(0.1, 0.5, size=200)
+    values = [rng.normal(0.0, s, size=2) for s in true_sigma]
+    honest = sigma_calibration(values, [[s, s] for s in true_sigma], n_bootstrap=300)
+    assert honest.n_edges == 200 and 0.85 < honest.ratio.value < 1.15
+    assert honest.ratio.ci_low < 1.0 < honest.ratio.ci_high
+    optimistic = sigma_calibration(values, [[s / 2, s / 2] for s in true_sigma], n_bootstrap=300)
+    assert 1.7 < optimistic.ratio.value < 2.3 and optimistic.ratio.ci_low > 1.25
+    with pytest.raises(InputError, match="no edge has two or more repeats"):
+        sigma_calibration([[1.0]], [[0.2]])
