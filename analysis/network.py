@@ -130,6 +130,7 @@ def mle_estimate(
     ligands: Sequence[str] | None = None,
     reference: str | None = None,
     experimental: Mapping[str, float] | None = None,
+    all_components: bool = False,
 ) -> MleEstimate:
     """Maximum-likelihood node ΔG and covariance from edge ΔΔG (weighted least squares, weights 1/σ²).
 
@@ -147,6 +148,11 @@ def mle_estimate(
         Experimental ΔG; when at least one estimated ligand has one, the node values are offset so their mean
         over those ligands equals the experimental mean (and the component with the most such ligands is used
         when no reference is given).
+    all_components : bool
+        Without a reference: estimate every connected component of two or more ligands, each in its own gauge
+        (its experimental mean, else its first ligand), with a block-diagonal covariance (a hydration series of
+        several scaffolds, planned as one sub-network each). ``reference`` then reads e.g.
+        'experimental mean (per group of ligands)'.
 
     Returns
     -------
@@ -179,6 +185,9 @@ def mle_estimate(
     experimental = {k: float(v) for k, v in (experimental or {}).items() if v is not None and math.isfinite(v)}
     if reference is not None and reference not in graph:
         raise InputError(f"network estimate: reference ligand {reference!r} is not in the network")
+    groups = [c for c in nx.connected_components(graph) if len(c) > 1]
+    if all_components and reference is None and len(groups) > 1:
+        return _per_component(edges, order, groups, experimental)
     if reference is not None:
         component = nx.node_connected_component(graph, reference)
     else:
@@ -223,6 +232,36 @@ def mle_estimate(
     covariance = projection @ pinv @ projection.T
     covariance = 0.5 * (covariance + covariance.T)
     return MleEstimate(tuple(names), dg, covariance, label, disconnected)
+
+
+def _per_component(edges, order: list[str], groups, experimental: Mapping[str, float]) -> MleEstimate:
+    """:func:`mle_estimate` of each group of ligands for itself, put together (block-diagonal covariance)."""
+    parts = []
+    for group in sorted(groups, key=lambda g: min(order.index(n) for n in g)):
+        names = [n for n in order if n in group]
+        part_edges = [e for e in edges if e[0] in group]
+        parts.append(mle_estimate(part_edges, ligands=names, experimental=experimental))
+    names = [n for part in parts for n in part.ligands]
+    covariance = np.zeros((len(names), len(names)))
+    start = 0
+    for part in parts:
+        k = len(part.ligands)
+        covariance[start : start + k, start : start + k] = part.covariance
+        start += k
+    labels = sorted({part.reference for part in parts})
+    label = (
+        "experimental mean (per group of ligands)"
+        if labels == ["experimental mean"]
+        else "per group of ligands: " + ", ".join(part.reference for part in parts)
+    )
+    placed = set(names)
+    return MleEstimate(
+        tuple(names),
+        np.concatenate([part.dg for part in parts]),
+        covariance,
+        label,
+        tuple(n for n in order if n not in placed),
+    )
 
 
 def experimental_err(values: Mapping[str, Any] | None) -> dict[str, float]:
@@ -306,14 +345,29 @@ def analyse_network(
     verdicts: list[Verdict] = []
 
     mm_tuples, _ = _edge_tuples(done, "mm")
-    mm = mle_estimate(mm_tuples, ligands=ligands, reference=reference, experimental=exp)
+    per_group = mode == "hydration"  # a hydration series of several scaffolds: each group in its own gauge
+    mm = mle_estimate(mm_tuples, ligands=ligands, reference=reference, experimental=exp, all_components=per_group)
+    if "per group" in mm.reference:
+        anchored = mm.reference.startswith("experimental mean")
+        verdicts.append(
+            Verdict(
+                name="groups",
+                status="pass" if anchored else "warn",
+                message="the ligands form groups that share no core, each estimated for itself"
+                + (
+                    " and anchored on its own experimental mean"
+                    if anchored
+                    else f" ({mm.reference}): compare ΔG only within a group"
+                ),
+            )
+        )
     has_ml = any(e.ddg_ml_kcal_mol is not None for e in done)
     ml = None
     ml_reason = ""
     ml_tuples: list[EdgeTuple] = []
     if has_ml:
         ml_tuples, fallback = _edge_tuples(done, "ml")
-        ml = mle_estimate(ml_tuples, ligands=ligands, reference=reference, experimental=exp)
+        ml = mle_estimate(ml_tuples, ligands=ligands, reference=reference, experimental=exp, all_components=per_group)
         if fallback:
             ml_reason = f"MM ΔΔG used for {len(fallback)} edge(s) without ML correction: {', '.join(fallback)}"
             verdicts.append(Verdict(name="ml_coverage", status="warn", message=ml_reason))

@@ -157,6 +157,7 @@ def read_series(
     max_ligands: int = 200,
     display_name: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    align: bool = True,
 ) -> tuple[list, list[LigandCheck]]:
     """Read a ligand series with :func:`ligand_prep.io.read_ligands`, keeping the good ligands and one message
     per bad record.
@@ -191,7 +192,7 @@ def read_series(
     while remaining:
         atomic_write_text(work, header + "".join(text for _, text in remaining))
         try:
-            ligands = read_ligands(work, reference=reference, protein=protein, progress=progress)
+            ligands = read_ligands(work, reference=reference, protein=protein, progress=progress, align=align)
             break
         except MlfepError as err:
             message = str(err).replace(work.name, display_name or path.name)
@@ -281,7 +282,7 @@ def add_edge(network, ligand_a: str, ligand_b: str):
     MappingError
         The two ligands cannot be mapped.
     """
-    from ligand_prep.mapping import MCSMapper
+    from ligand_prep.mapping import MappingSettings, MCSMapper
 
     if ligand_a == ligand_b:
         raise InputError(f"edge {ligand_a}~{ligand_b}: choose two different ligands")
@@ -292,7 +293,7 @@ def add_edge(network, ligand_a: str, ligand_b: str):
         a, b = network.ligand(ligand_a), network.ligand(ligand_b)
     except KeyError as err:
         raise InputError(f"ligand {err.args[0]} is not in the network") from err
-    mapping = MCSMapper().map(a, b)
+    mapping = MCSMapper(MappingSettings(use_poses=network.mode != "hydration")).map(a, b)
     return network.model_copy(update={"edges": (*network.edges, mapping), "planner": _edited(network.planner)})
 
 

@@ -341,6 +341,7 @@ def read_ligands(
     seed: int = 42,
     name_property: str | None = None,
     progress: ProgressCallback | None = None,
+    align: bool = True,
 ) -> list[Ligand]:
     """Read, validate and (for SMILES) pose a ligand series.
 
@@ -351,7 +352,8 @@ def read_ligands(
         optional experimental columns, see :mod:`ligand_prep.experimental`) or ``.smi``.
     reference : path or Ligand, optional
         Reference pose (SDF, first record) for SMILES input. Without one, the first SMILES ligand is embedded
-        freely and the others are placed on it.
+        freely and the others are placed on it (``align``) or each embedded freely (``align`` off: a hydration
+        series, mapped on topology, needs no common frame, and mixed scaffolds have no common core).
     protein : path, optional
         Protein PDB, used to penalise clashing poses of SMILES input.
     protonate : bool
@@ -362,6 +364,8 @@ def read_ligands(
         SD property holding the ligand name (default: the title line, else a ``name`` property).
     progress : callable, optional
         Called as ``progress(done, total, name)`` after each generated pose.
+    align : bool
+        Place SMILES ligands on a common reference (see ``reference``).
 
     Returns
     -------
@@ -408,7 +412,7 @@ def read_ligands(
         from ligand_prep.poses import protein_heavy_atoms
 
         protein_heavy_atoms(protein)  # read (and cache) the PDB now: a bad file fails before any pose work
-    return _build(records, ref_ligand, protein, n_conformers, seed, progress)
+    return _build(records, ref_ligand, protein, n_conformers, seed, progress, align=align or ref_ligand is not None)
 
 
 def _build(
@@ -418,6 +422,8 @@ def _build(
     n_conformers: int,
     seed: int,
     progress: ProgressCallback | None,
+    *,
+    align: bool = True,
 ) -> list[Ligand]:
     from rdkit import Chem
 
@@ -434,14 +440,15 @@ def _build(
         if ref_ligand is None:
             molblock = embed_free(rec.mol, n_conformers=n_conformers, seed=seed, name=rec.name)
             rec.core_rmsd = None
-            log.info("%s: embedded freely; it is the reference for the rest of the series", rec.label)
+            if align:
+                log.info("%s: embedded freely; it is the reference for the rest of the series", rec.label)
         else:
             molblock, rec.core_rmsd = generate_pose(
                 rec.mol, ref_ligand, protein_pdb=protein, n_conformers=n_conformers, seed=seed
             )
         posed = Chem.MolFromMolBlock(molblock, removeHs=False)
         ligand = _ligand_from_mol(posed, rec, smiles=smiles)
-        if ref_ligand is None:
+        if ref_ligand is None and align:
             ref_ligand = ligand
         ligands.append(ligand)
         done += 1

@@ -18,7 +18,15 @@ heavy atoms, then fewest element changes, fewest ring changes, most hydrogens):
 7. chirality: a mapped tetrahedral centre whose mapped neighbours would turn with the opposite handedness
    in B is unmapped (and with rule 5, what hangs only on it).
 
-Rules 3-7 repeat until nothing changes. The score is LOMAP-like (see :func:`lomap_score`).
+Rules 3-7 repeat until nothing changes. The score is LOMAP-like (see :func:`lomap_score`). A mapping needs at
+least ``min_anchor_atoms`` (3) mapped atoms that are not collinear, hydrogens included, so a two-heavy-atom core
+(ethane -> chloroethane) maps.
+
+Hydration series need no common frame: with ``use_poses`` off (``fep plan --mode hydration`` without a reference),
+the MCS is on topology alone (complete rings), every symmetry-equivalent correspondence is fitted for itself (B
+superposed on A over the mapped heavy atoms) before rule 2 is skipped and rules 3-7 run on the fitted B, and the
+hydrogens of mapped heavy pairs are paired by proximity in that fit. Substituents at the same ring position then
+map onto each other (toluene's methyl carbon onto phenol's oxygen) whatever the ligands' poses.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,7 +61,15 @@ class MappingSettings(FrozenModel):
     allow_element_change: bool = Field(True, description="Allow heavy atoms to change element (e.g. aromatic C→N).")
     map_hydrogens: bool = Field(True, description="Map hydrogens on mapped heavy atoms with the same element.")
     min_mapped_heavy_atoms: int = Field(
-        3, ge=1, description="Refuse a mapping (MappingError) with fewer mapped heavy atoms than this."
+        1, ge=1, description="Refuse a mapping (MappingError) with fewer mapped heavy atoms than this."
+    )
+    min_anchor_atoms: int = Field(
+        3, ge=1, description="Refuse a mapping with fewer mapped atoms than this (hydrogens count), or collinear ones."
+    )
+    use_poses: bool = Field(
+        True,
+        description="Map in the given poses (they share one frame: rule 2 applies). Off: map on topology and fit "
+        "each candidate correspondence for itself (hydration series of unaligned ligands).",
     )
     element_change_penalty: float = Field(
         0.1, ge=0, description="Score factor exp(-penalty) per heavy atom that changes element."
@@ -286,6 +302,39 @@ def _inverted_centres(full: dict[int, int], core: dict[int, int], ma: _Mol, mb: 
     return bad
 
 
+def _swap_hydrogens(bad: list[int], core: dict[int, int], hydrogens: dict[int, int], ma: _Mol, mb: _Mol) -> list[int]:
+    """For each inverted centre, swap the B partners of two of its mapped hydrogens when that fixes the
+    handedness (``hydrogens`` is changed in place); returns the centres still inverted."""
+    still = []
+    for centre in bad:
+        mapped_h = [h for h in ma.hydrogens.get(centre, []) if h in hydrogens]
+        fixed = False
+        for i in range(len(mapped_h)):
+            for j in range(i + 1, len(mapped_h)):
+                h1, h2 = mapped_h[i], mapped_h[j]
+                hydrogens[h1], hydrogens[h2] = hydrogens[h2], hydrogens[h1]
+                if centre not in _inverted_centres({**core, **hydrogens}, {centre: core[centre]}, ma, mb):
+                    fixed = True
+                    break
+                hydrogens[h1], hydrogens[h2] = hydrogens[h2], hydrogens[h1]
+            if fixed:
+                break
+        if not fixed:
+            still.append(centre)
+    return still
+
+
+def _anchor_problem(full: dict[int, int], ma: _Mol, minimum: int) -> str:
+    """Why the mapped atoms cannot anchor B's dummy atoms (fewer than ``minimum``, or all on one line), or ''."""
+    if len(full) < minimum:
+        return f"{len(full)} mapped atom(s), hydrogens included; need {minimum} not on one line"
+    xyz = ma.coords[np.fromiter(full.keys(), dtype=int)]
+    spread = np.linalg.svd(xyz - xyz.mean(axis=0), compute_uv=False)
+    if minimum >= 3 and (len(spread) < 2 or spread[1] < 0.1):
+        return f"the {len(full)} mapped atoms lie on one line; need {minimum} not on one line"
+    return ""
+
+
 def _ring_changes(raw: dict[int, int], core: dict[int, int], ma: _Mol, mb: _Mol) -> int:
     """Rings of A that the MCS cuts chemically: ring breaking/forming or a ring-size change.
 
@@ -389,7 +438,7 @@ class MCSMapper:
     def _fail(self, ma: _Mol, mb: _Mol, reason: str) -> MappingError:
         return MappingError(f"cannot map {ma.name} -> {mb.name}: {reason}")
 
-    def _candidates(self, ma: _Mol, mb: _Mol, *, in_3d: bool = True) -> list[dict[int, int]]:
+    def _candidates(self, ma: _Mol, mb: _Mol, *, in_3d: bool = True, limit: int = 8) -> list[dict[int, int]]:
         """Heavy-atom correspondences (mol-block indices) of the MCS, best 3D agreement first.
 
         With ``in_3d`` the MCS itself only pairs atoms within ``max_distance_angstrom`` (fast on posed series);
@@ -405,7 +454,8 @@ class MCSMapper:
         params.AtomTyper = (
             rdFMCS.AtomCompare.CompareAny if s.allow_element_change else rdFMCS.AtomCompare.CompareElements
         )
-        params.BondTyper = rdFMCS.BondCompare.CompareOrder
+        # on topology (hydration), exact bond orders: an aromatic ring is another scaffold than a saturated one
+        params.BondTyper = rdFMCS.BondCompare.CompareOrder if s.use_poses else rdFMCS.BondCompare.CompareOrderExact
         params.AtomCompareParameters.RingMatchesRingOnly = True
         params.AtomCompareParameters.CompleteRingsOnly = not in_3d
         params.AtomCompareParameters.MatchValences = False
@@ -450,7 +500,7 @@ class MCSMapper:
             if key not in seen:
                 seen.add(key)
                 out.append(cand)
-            if len(out) >= 8:
+            if len(out) >= limit:
                 break
         return out
 
@@ -460,13 +510,14 @@ class MCSMapper:
 
         s = self.settings
         notes: list[str] = []
+        far = s.max_distance_angstrom if s.use_poses else math.inf  # on topology: no distance rule
         core = {
             a: b
             for a, b in raw.items()
             if (s.allow_element_change or ma.elements[a] == mb.elements[b])
             and ma.elements[a] > 1
             and mb.elements[b] > 1
-            and float(np.linalg.norm(ma.coords[a] - mb.coords[b])) <= s.max_distance_angstrom
+            and float(np.linalg.norm(ma.coords[a] - mb.coords[b])) <= far
         }
         n_far = len(raw) - len(core)
         if n_far:
@@ -479,8 +530,10 @@ class MCSMapper:
             core = _bond_consistent(core, ma, mb)
             core = _whole_rings(core, ma, mb)
             core = _largest_component(core, ma)
-            hydrogens = _map_hydrogens(core, ma, mb, s.max_distance_angstrom) if s.map_hydrogens else {}
+            hydrogens = _map_hydrogens(core, ma, mb, far) if s.map_hydrogens else {}
             bad = _inverted_centres({**core, **hydrogens}, core, ma, mb)
+            if bad and not s.use_poses:  # a fit is not a shared frame: try the other pairing of two hydrogens
+                bad = _swap_hydrogens(bad, core, hydrogens, ma, mb)
             if not bad:
                 break
             dropped_centres += bad
@@ -506,28 +559,54 @@ class MCSMapper:
                 best = (rank, core, hydrogens, notes, n_elem, ring_changes)
         return best
 
+    def _best_fitted(self, candidates: list[dict[int, int]], ma: _Mol, mb: _Mol):
+        """:meth:`_best` over correspondences each scored in its own fit of B onto A (no shared frame)."""
+        from mlfep_core.geometry import kabsch
+
+        best, best_key = None, None
+        for raw in candidates:
+            heavy = [(a, b) for a, b in raw.items() if ma.elements[a] > 1 and mb.elements[b] > 1]
+            if not heavy:
+                continue
+            ia, ib = (np.array(x, dtype=int) for x in zip(*heavy, strict=True))
+            r, t = kabsch(mb.coords[ib], ma.coords[ia])
+            fitted = replace(mb, coords=mb.coords @ r.T + t)
+            found = self._best([raw], ma, fitted)
+            if found is None:
+                continue
+            rmsd = float(np.sqrt(np.mean(np.sum((fitted.coords[ib] - ma.coords[ia]) ** 2, axis=1))))
+            key = (*found[0], -rmsd)
+            if best_key is None or key > best_key:
+                best, best_key = found, key
+        return best
+
     def _compute(self, ma: _Mol, mb: _Mol) -> _Result:
         s = self.settings
-        best = self._best(self._candidates(ma, mb, in_3d=True), ma, mb)
-        if best is None or len(best[1]) < s.min_mapped_heavy_atoms:
-            fallback = self._best(self._candidates(ma, mb, in_3d=False), ma, mb)
-            if fallback is not None and (best is None or fallback[0] > best[0]):
-                best = fallback
+        if not s.use_poses:
+            best = self._best_fitted(self._candidates(ma, mb, in_3d=False, limit=64), ma, mb)
+        else:
+            best = self._best(self._candidates(ma, mb, in_3d=True), ma, mb)
+            if best is None or len(best[1]) < s.min_mapped_heavy_atoms:
+                fallback = self._best(self._candidates(ma, mb, in_3d=False), ma, mb)
+                if fallback is not None and (best is None or fallback[0] > best[0]):
+                    best = fallback
         if best is None:
-            raise self._fail(
-                ma,
-                mb,
+            reason = (
                 f"no common heavy-atom core within {s.max_distance_angstrom} Å in the given poses "
-                "(are the ligands aligned in one frame?)",
+                "(are the ligands aligned in one frame?)"
+                if s.use_poses
+                else "no common heavy-atom core (ring atoms map only within whole rings, bonds by order)"
             )
+            raise self._fail(ma, mb, reason)
         _, core, hydrogens, notes, n_elem, ring_changes = best
-        if len(core) < s.min_mapped_heavy_atoms:
+        anchors = _anchor_problem({**core, **hydrogens}, ma, s.min_anchor_atoms)
+        if len(core) < s.min_mapped_heavy_atoms or anchors:
             raise self._fail(
                 ma,
                 mb,
                 f"only {len(core)} heavy atom(s) remain mapped after removing partial rings, stereo inversions "
-                f"and atoms farther than {s.max_distance_angstrom} Å (need {s.min_mapped_heavy_atoms}); "
-                "plan this pair through an intermediate ligand",
+                + (f"and atoms farther than {s.max_distance_angstrom} Å " if s.use_poses else "")
+                + f"({anchors or f'need {s.min_mapped_heavy_atoms}'}); plan this pair through an intermediate ligand",
             )
         if n_elem:
             changes = ", ".join(

@@ -21,7 +21,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ligand_prep.mapping import MCSMapper
+from ligand_prep.mapping import MappingSettings, MCSMapper
 from ligand_prep.models import AtomMapping, Ligand, Network
 from mlfep_core import InputError, MappingError
 
@@ -65,13 +65,16 @@ def _all_pairs(
     return mapped, failed
 
 
-def _graph(n: int, mapped: dict[tuple[int, int], AtomMapping]):
+def _graph(ligands: Sequence[Ligand], mapped: dict[tuple[int, int], AtomMapping]):
+    """Every mappable pair, weighted 1 − score; among equal scores the pair with fewer unmapped atoms (hydrogens
+    included) weighs less (methanol~methanethiol, O-H onto S-H, before ethane~methanol, two dummy hydrogens)."""
     import networkx as nx
 
     graph = nx.Graph()
-    graph.add_nodes_from(range(n))
+    graph.add_nodes_from(range(len(ligands)))
     for (i, j), m in mapped.items():
-        graph.add_edge(i, j, weight=1.0 - m.score, score=m.score)
+        unmapped = ligands[i].n_atoms + ligands[j].n_atoms - 2 * len(m.mapping)
+        graph.add_edge(i, j, weight=1.0 - m.score + 1e-4 * unmapped, score=m.score)
     return graph
 
 
@@ -161,7 +164,7 @@ def plan_network(
         If some ligands cannot be connected (names them).
     """
     _check_ligands(ligands, mode)
-    mapper = mapper or MCSMapper()
+    mapper = mapper or MCSMapper(MappingSettings(use_poses=mode != "hydration"))  # hydration: on topology
     names = [lig.name for lig in ligands]
     if network not in PLANNERS:
         if str(network).lower().endswith(".csv") or Path(network).exists():
@@ -210,10 +213,19 @@ def plan_network(
     import networkx as nx
 
     mapped, failed = _all_pairs(ligands, mapper, progress)
-    graph = _graph(len(ligands), mapped)
+    graph = _graph(ligands, mapped)
     if not nx.is_connected(graph):
-        raise _unconnectable(ligands, graph, failed)
-    tree = nx.minimum_spanning_tree(graph, weight="weight", algorithm="kruskal")
+        components = sorted(nx.connected_components(graph), key=min)
+        if mode != "hydration" or any(len(c) == 1 for c in components):
+            raise _unconnectable(ligands, graph, failed)
+        # a hydration series of several scaffolds: one sub-network per scaffold family (their relative values are
+        # meaningful within each; each is anchored on its own experimental mean)
+        log.warning(
+            "the series falls into %d groups that share no core; each is planned as its own network: %s",
+            len(components),
+            "; ".join(", ".join(names[i] for i in sorted(c)) for c in components),
+        )
+    tree = nx.minimum_spanning_tree(graph, weight="weight", algorithm="kruskal")  # a forest when disconnected
     if network == "mst":
         chosen = {tuple(sorted(e)) for e in tree.edges()}
     else:

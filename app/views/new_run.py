@@ -92,7 +92,11 @@ if submitted:
         state["protein_path"] = str(protein_path) if protein_path else None
         with st.spinner("reading and validating the ligands ..."):
             ligands, checks = launch.read_series(
-                ligands_path, reference=reference_path, protein=protein_path, display_name=ligand_file.name
+                ligands_path,
+                reference=reference_path,
+                protein=protein_path,
+                display_name=ligand_file.name,
+                align=mode == "binding",  # a hydration series is mapped on topology: no common frame needed
             )
         state["checks"] = checks
         bar = st.progress(0.0, text="mapping ligand pairs ...")

@@ -73,11 +73,15 @@ def plan(
         def posing(done: int, total: int, name: str) -> None:
             status.update(f"posing ligands: {done}/{total} ({name})")
 
-        ligs = read_ligands(ligands, reference=reference, protein=protein, progress=posing)
+        ligs = read_ligands(ligands, reference=reference, protein=protein, progress=posing, align=mode != "hydration")
         if len(ligs) < 2:
             raise InputError(f"{ligands}: {len(ligs)} ligand; a network needs at least two")
         mapper = MCSMapper(
-            MappingSettings(max_distance_angstrom=max_distance, allow_element_change=not no_element_change)
+            MappingSettings(
+                max_distance_angstrom=max_distance,
+                allow_element_change=not no_element_change,
+                use_poses=mode != "hydration",  # hydration: no common frame needed, each pair is fitted
+            )
         )
 
         def mapping(done: int, total: int, pair: str) -> None:

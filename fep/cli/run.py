@@ -34,7 +34,7 @@ def _network_for(network_file, edge, ligands, reference, protein, mode, out):
 
     mode = mode or ("binding" if protein else "hydration")
     with out.status(f"reading {ligands}"):
-        ligs = read_ligands(ligands, reference=reference, protein=protein)
+        ligs = read_ligands(ligands, reference=reference, protein=protein, align=mode != "hydration")
     if edge is not None:
         names = [n.strip() for n in edge.split(",")]
         if len(names) != 2 or not all(names):
@@ -45,10 +45,10 @@ def _network_for(network_file, edge, ligands, reference, protein, mode, out):
         for name in names:
             if name not in by_name:
                 raise InputError(f"--edge: ligand '{name}' is not in {ligands} (it has: {', '.join(sorted(by_name))})")
-        from ligand_prep.mapping import MCSMapper
+        from ligand_prep.mapping import MappingSettings, MCSMapper
 
         a, b = by_name[names[0]], by_name[names[1]]
-        mapping = MCSMapper().map(a, b)
+        mapping = MCSMapper(MappingSettings(use_poses=mode != "hydration")).map(a, b)
         return Network(
             mode=mode, ligands=(a, b), edges=(mapping,), planner="edge", protein=str(protein) if protein else None
         )

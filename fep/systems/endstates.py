@@ -68,6 +68,7 @@ from mlfep_core import (
     UnsupportedEdgeError,
 )
 from mlfep_core.constants import LEGS
+from mlfep_core.geometry import kabsch
 
 __all__ = [
     "LEGS",
@@ -207,18 +208,6 @@ def ligand_positions(prep: PreparedLigand) -> np.ndarray:
     return np.asarray(xyz, dtype=float) * 0.1
 
 
-def _kabsch(mobile: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation ``r`` and translation ``t`` minimising |mobile @ r.T + t - target| (both shape (n, 3))."""
-    c_m, c_t = mobile.mean(axis=0), target.mean(axis=0)
-    if len(mobile) < 3:
-        return np.eye(3), c_t - c_m
-    h = (mobile - c_m).T @ (target - c_t)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return r, c_t - c_m @ r.T
-
-
 def align_ligand_b(positions_a: np.ndarray, positions_b: np.ndarray, mapping: dict[int, int]) -> np.ndarray:
     """Place ligand B on ligand A: Kabsch fit of B's mapped atoms, then mapped atoms exactly on A's.
 
@@ -240,7 +229,7 @@ def align_ligand_b(positions_a: np.ndarray, positions_b: np.ndarray, mapping: di
         return placed
     idx_a = np.fromiter(mapping.keys(), dtype=int)
     idx_b = np.fromiter(mapping.values(), dtype=int)
-    r, t = _kabsch(placed[idx_b], positions_a[idx_a])
+    r, t = kabsch(placed[idx_b], positions_a[idx_a])
     placed = placed @ r.T + t
     placed[idx_b] = positions_a[idx_a]
     return placed

@@ -144,3 +144,19 @@ def test_analyse_network_without_experiment_uses_reference_and_partial_ml():
     assert any(v.name == "ml_coverage" and v.status == "warn" for v in res.verdicts)
     with pytest.raises(InputError, match="no edge"):
         analyse_network([_edge("a", "b", 0.0, status="failed")])
+
+
+def test_a_hydration_series_of_two_scaffolds_is_estimated_per_group():
+    """Two groups that share no core: each is estimated in its own gauge (its experimental mean), together in one
+    result with a block-diagonal covariance; nothing is left out."""
+    from analysis.network import mle_estimate
+
+    edges = [("a", "b", 1.0, 0.1), ("b", "c", 1.0, 0.1), ("x", "y", -2.0, 0.2)]
+    exp = {"a": -1.0, "b": 0.0, "c": 1.0, "x": 5.0, "y": 3.0}
+    est = mle_estimate(edges, experimental=exp, all_components=True)
+    assert est.ligands == ("a", "b", "c", "x", "y") and est.disconnected == ()
+    assert est.reference == "experimental mean (per group of ligands)"
+    np.testing.assert_allclose(est.dg, [-1.0, 0.0, 1.0, 5.0, 3.0], atol=1e-9)
+    assert np.all(est.covariance[:3, 3:] == 0.0)
+    single = mle_estimate(edges, experimental=exp)  # binding mode: the best-anchored group only
+    assert single.ligands == ("a", "b", "c") and single.disconnected == ("x", "y")

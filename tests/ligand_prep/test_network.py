@@ -5,7 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from ligand_prep.mapping import MCSMapper
+from ligand_prep.mapping import MappingSettings, MCSMapper
 from ligand_prep.models import Ligand, Network
 from ligand_prep.network import network_from_edges, plan_network
 from mlfep_core import InputError, MappingError
@@ -170,3 +170,53 @@ def test_freesolv_benzenes_planned_from_smiles_in_hydration_mode(bench):
     assert "benzene" in names and "toluene" in names
     for edge in network.edges:
         assert sum(1 for _ in edge.mapping) >= 11  # at least the phenyl ring + 5 H
+
+
+MIXED = (
+    "name,smiles\nethane,CC\nchloroethane,CCCl\nmethanol,CO\nmethanethiol,CS\npropane,CCC\npropan-2-ol,CC(C)O\n"
+    "cyclohexane,C1CCCCC1\ncyclohexanone,O=C1CCCCC1\nbenzene,c1ccccc1\npyridine,c1ccncc1\n"
+)
+
+
+def test_a_hydration_series_of_mixed_scaffolds_plans_in_one_go(tmp_path):
+    """Each ligand embedded for itself (no common frame), mapped on topology: the series falls into three groups
+    (chains, saturated rings, aromatic rings), each planned as its own network, with the obvious pairs."""
+    from ligand_prep.io import read_ligands
+
+    (tmp_path / "mixed.csv").write_text(MIXED)
+    ligands = read_ligands(tmp_path / "mixed.csv", align=False)
+    network = plan_network(ligands, mode="hydration")
+    keys = {edge.key for edge in network.edges}
+    wanted = {
+        "ethane~chloroethane",
+        "methanol~methanethiol",
+        "propane~propan-2-ol",
+        "cyclohexane~cyclohexanone",
+        "benzene~pyridine",
+    }
+    assert wanted <= keys, keys
+    graph = _graph(network)
+    assert nx.number_connected_components(graph) == 3 and set(graph.nodes) == {lig.name for lig in ligands}
+    ethane = next(e for e in network.edges if e.key == "ethane~chloroethane")
+    heavy = [a for a in ethane.mapping if ligands[0].to_rdkit().GetAtomWithIdx(a).GetAtomicNum() > 1]
+    assert len(heavy) == 2 and len(ethane.mapping) >= 5  # a two-heavy-atom core, anchored by its hydrogens
+    with pytest.raises(MappingError, match="need 3 not on one line"):  # without the hydrogens: two atoms only
+        MCSMapper(MappingSettings(use_poses=False, map_hydrogens=False)).map(ligands[0], ligands[1])
+
+
+def test_substituents_at_the_same_ring_position_map_onto_each_other(bench):
+    """On topology, toluene's methyl carbon maps onto phenol's oxygen and phenol's oxygen onto anisole's, whatever
+    the ligands' own poses (each pair is fitted for itself)."""
+    from ligand_prep.io import read_ligands
+
+    ligands = {lig.name: lig for lig in read_ligands(bench / "freesolv" / "rhfe_benzenes_ligands.csv", align=False)}
+    mapper = MCSMapper(MappingSettings(use_poses=False))
+
+    def substituent(name: str, element: str) -> int:
+        mol = ligands[name].to_rdkit()
+        return next(a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == element and not a.GetIsAromatic())
+
+    toluene_phenol = mapper.map(ligands["toluene"], ligands["phenol"]).mapping
+    assert toluene_phenol[substituent("toluene", "C")] == substituent("phenol", "O")
+    phenol_anisole = mapper.map(ligands["phenol"], ligands["anisole"]).mapping
+    assert phenol_anisole[substituent("phenol", "O")] == substituent("anisole", "O")
