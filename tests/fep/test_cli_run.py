@@ -348,3 +348,15 @@ def test_dry_run_prints_the_cost_and_simulates_nothing(tiny_inputs, tmp_path, ca
     legs = {leg["leg"]: leg for leg in edge["legs"]}
     assert legs["vacuum"]["n_atoms"] == 12 + 15 - 11  # benzene + toluene - mapped: the hybrid ligand
     assert legs["solvent"]["n_waters"] > 100 and legs["solvent"]["windows"] == TINY["n_windows"]
+
+
+def test_a_two_heavy_atom_core_runs_end_to_end(tmp_path, charge_cache, monkeypatch):
+    """ethane -> chloroethane: two mapped heavy atoms anchored by their hydrogens; the hybrid builds, both legs
+    sample, and the edge has a finite ΔΔG (the ligands are embedded for themselves: no common frame)."""
+    monkeypatch.setenv("MLFEP_CACHE_DIR", str(charge_cache))
+    (tmp_path / "l.csv").write_text("name,smiles\nethane,CC\nchloroethane,CCCl\n")
+    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    args = ["run", "--ligands", str(tmp_path / "l.csv"), "--edge", "ethane,chloroethane", "--mode", "hydration"]
+    assert main([*args, "--protocol", str(tmp_path / "tiny.json"), "-o", str(tmp_path / "r")]) == 0
+    result = json.loads((tmp_path / "r" / "edges" / "ethane~chloroethane" / "edge_result.json").read_text())
+    assert result["status"] == "done" and math.isfinite(result["ddg_mm_kcal_mol"])
