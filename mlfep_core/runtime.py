@@ -20,6 +20,7 @@ __all__ = [
     "QUIET_LOGGERS",
     "configure_process",
     "filter_known_warnings",
+    "process_start",
     "tools_path",
 ]
 
@@ -106,3 +107,16 @@ def configure_process(verbose: bool = False, *, log_format: str | None = None) -
     path = tools_path()
     if path is not None:
         os.environ["PATH"] = path
+
+
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or None without /proc.
+
+    Recorded with a pid so that a pid the system has given to another process since (pid_max is 32,768 here:
+    pids wrap within hours on a busy machine) is not taken for the process that is gone.
+    """
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return int(handle.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None

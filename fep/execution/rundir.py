@@ -237,5 +237,12 @@ def _write_driver(run_dir: Path) -> None:
     """``RUN_DIR/driver.json``: host and pid of the process driving the run (``fep status`` asks if it lives)."""
     import socket
 
-    record = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    from mlfep_core.runtime import process_start
+
+    record = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "start_ticks": process_start(os.getpid()),  # tells this process from a later one given the same pid
+        "started": time.time(),
+    }
     atomic_write_text(run_dir / "driver.json", json.dumps(record))

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlfep_core import InputError
 from mlfep_core.constants import LEGS_FOR_MODE
+from mlfep_core.runtime import process_start
 
 __all__ = ["collect_status", "driver_alive", "live_driver_here", "pid_alive"]
 
@@ -67,6 +68,8 @@ def driver_alive(run_dir: Path) -> bool:
     except (OSError, ValueError):
         return False
     alive = _alive(f"{record.get('host')}:{record.get('pid')}")
+    if alive and record.get("start_ticks") is not None:
+        alive = process_start(int(record["pid"])) in (None, record["start_ticks"])
     return True if alive is None else alive
 
 
@@ -83,6 +86,9 @@ def live_driver_here(run_dir: Path) -> int | None:
         return None
     if record.get("host") != socket.gethostname() or pid == os.getpid() or not pid_alive(pid):
         return None
+    started = record.get("start_ticks")
+    if started is not None and process_start(pid) not in (None, started):
+        return None  # the pid now belongs to another process
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             command = handle.read().replace(b"\0", b" ").decode(errors="replace")

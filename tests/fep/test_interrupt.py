@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 
 import numpy as np
@@ -174,3 +175,26 @@ def test_twenty_random_kills_of_driver_or_worker_resume_to_complete_runs(tmp_pat
     targets = [_kill_at_random_and_resume(tmp_path, kill_args, kill_reference, s, capsys) for s in range(300, 320)]
     print(f"killed: {targets.count('driver')} drivers, {targets.count('worker')} workers; 20 of 20 resumed")
     assert 5 <= targets.count("driver") <= 15
+
+
+def test_a_dead_drivers_pid_given_to_another_process_does_not_block_a_resume(tmp_path):
+    """driver.json records the driver's pid and start time: a live process that has the same pid later (pids wrap)
+    is not taken for the driver, while the real driver is."""
+    import socket
+    import sys
+
+    from fep.execution.status import driver_alive, live_driver_here
+    from mlfep_core.runtime import process_start
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)  # a fep look-alike"])
+    try:
+        started = process_start(other.pid)
+        assert started is not None
+        record = {"host": socket.gethostname(), "pid": other.pid, "start_ticks": started, "started": 0.0}
+        (tmp_path / "driver.json").write_text(json.dumps(record))
+        assert live_driver_here(tmp_path) == other.pid and driver_alive(tmp_path)
+        (tmp_path / "driver.json").write_text(json.dumps({**record, "start_ticks": started - 1}))
+        assert live_driver_here(tmp_path) is None and not driver_alive(tmp_path)
+    finally:
+        other.kill()
+        other.wait()
