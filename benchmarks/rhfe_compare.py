@@ -27,6 +27,13 @@ FREESOLV = SHARED / "benchmarks" / "freesolv"
 OPTIONS = tuple(f"{ff}{q}" for q in ("", "+nagl") for ff in ("sage", "ani2x-torsions", "ani2x-endpoint"))
 
 
+def result_path(results: Path, series: str, option: str) -> Path:
+    """``rhfe_<set>_<option>.json`` in ``results`` (the first benzene Sage run was written as ``rhfe.json``)."""
+    named = results / f"rhfe_{series}_{option}.json"
+    legacy = results / "rhfe.json"
+    return legacy if not named.exists() and (series, option) == ("benzenes", "sage") else named
+
+
 def _estimate(row: dict, option: str) -> tuple[float | None, float | None]:
     if option.startswith("ani2x-endpoint"):
         return row.get("ddg_ml"), row.get("ddg_ml_err")
@@ -36,7 +43,7 @@ def _estimate(row: dict, option: str) -> tuple[float | None, float | None]:
 def compare(series: str, a: str, b: str, results: Path) -> dict:
     from analysis.stats import paired_comparison
 
-    data = {opt: json.loads((results / f"rhfe_{series}_{opt}.json").read_text()) for opt in (a, b)}
+    data = {opt: json.loads(result_path(results, series, opt).read_text()) for opt in (a, b)}
     with open(FREESOLV / f"rhfe_{series}_ligands.csv", newline="") as handle:
         exp_err = {r["name"]: float(r["expt_dg_err_kcal_mol"] or 0.0) for r in csv.DictReader(handle)}
     rows_b = {r["edge"]: r for r in data[b]["edges"]}
@@ -134,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.a == args.b:
         parser.error("--a and --b must differ")
     for opt in (args.a, args.b):
-        if not (args.results / f"rhfe_{args.series}_{opt}.json").exists():
+        if not result_path(args.results, args.series, opt).exists():
             parser.error(
                 f"{args.results}/rhfe_{args.series}_{opt}.json not found: run benchmarks/rhfe.py --set {args.series} --ligand-ff {opt} first"
             )
