@@ -66,16 +66,25 @@ def _all_pairs(
 
 
 def _graph(ligands: Sequence[Ligand], mapped: dict[tuple[int, int], AtomMapping]):
-    """Every mappable pair, weighted 1 − score; among equal scores the pair with fewer unmapped atoms (hydrogens
-    included) weighs less (methanol~methanethiol, O-H onto S-H, before ethane~methanol, two dummy hydrogens)."""
+    """Every mappable pair, weighted 1 − score; among equal scores the pair with fewer element changes, then with
+    fewer unmapped atoms (hydrogens included), weighs less: benzene~toluene before toluene~phenol (C -> O), and
+    methanol~methanethiol (O-H onto S-H) before ethane~methanol (two dummy hydrogens)."""
     import networkx as nx
 
+    elements = [_elements(lig) for lig in ligands]
     graph = nx.Graph()
     graph.add_nodes_from(range(len(ligands)))
     for (i, j), m in mapped.items():
+        changes = sum(elements[i][a] != elements[j][b] for a, b in m.mapping.items())
         unmapped = ligands[i].n_atoms + ligands[j].n_atoms - 2 * len(m.mapping)
-        graph.add_edge(i, j, weight=1.0 - m.score + 1e-4 * unmapped, score=m.score)
+        graph.add_edge(i, j, weight=1.0 - m.score + 1e-3 * changes + 1e-5 * unmapped, score=m.score)
     return graph
+
+
+def _elements(ligand: Ligand) -> list[str]:
+    """Element symbols in mol-block order (from the atom block)."""
+    lines = ligand.molblock.splitlines()
+    return [line[31:34].strip() for line in lines[4 : 4 + ligand.n_atoms]]
 
 
 def _unconnectable(ligands: Sequence[Ligand], graph, failed: dict[tuple[int, int], str]) -> MappingError:
@@ -252,7 +261,7 @@ def network_from_edges(
         An edge that cannot be mapped (names the row and both ligands).
     """
     _check_ligands(ligands, mode)
-    mapper = mapper or MCSMapper()
+    mapper = mapper or MCSMapper(MappingSettings(use_poses=mode != "hydration"))
     path = Path(edges_csv_path)
     by_name = {lig.name: lig for lig in ligands}
     try:

@@ -61,12 +61,13 @@ def check(
     from fep.systems.endstates import build_end_states
     from ligand_prep.charges import assign_charges
     from ligand_prep.io import read_ligands
-    from ligand_prep.mapping import MCSMapper
+    from ligand_prep.mapping import MappingSettings, MCSMapper
 
     out = console()
-    series = read_ligands(ligands, protein=protein)
+    in_pocket = protein is not None  # without a protein: hydration-style, each ligand for itself, mapped on topology
+    series = read_ligands(ligands, protein=protein, align=in_pocket)
     lig_a, lig_b = (_find(series, name, ligands) for name in names)
-    mapping = MCSMapper().map(lig_a, lig_b)
+    mapping = MCSMapper(MappingSettings(use_poses=in_pocket)).map(lig_a, lig_b)
     prep_a = assign_charges(lig_a, method=charge_method)
     prep_b = assign_charges(lig_b, method=charge_method)
     if ligand_ff == "ani2x-torsions":

@@ -551,10 +551,10 @@ def propose_repairs(network, failed_edges: Sequence[str], mapper=None) -> list:
 
     Pairs already in the network (failed ones included) are not proposed again.
     """
-    from ligand_prep.mapping import MCSMapper
+    from ligand_prep.mapping import MappingSettings, MCSMapper
     from mlfep_core import MappingError
 
-    mapper = mapper or MCSMapper()
+    mapper = mapper or MCSMapper(MappingSettings(use_poses=network.mode != "hydration"))
     groups = cut_off_ligands(network, failed_edges)
     if not groups:
         return []
