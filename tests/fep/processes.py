@@ -12,6 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _default_signals() -> None:  # pragma: no cover - runs in the child before exec
+    # as a terminal's foreground job: Ctrl-C and SIGTERM at their defaults, whatever this test process (a library
+    # used by an earlier test) set them to; an ignored SIGINT would be inherited, and Python then never raises
+    # KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def start_fep(args: list[str], stderr=subprocess.PIPE) -> subprocess.Popen:
     """``python -m fep ARGS`` in its own process group (as a shell gives a foreground job)."""
     return subprocess.Popen(
@@ -21,6 +29,7 @@ def start_fep(args: list[str], stderr=subprocess.PIPE) -> subprocess.Popen:
         stderr=stderr,
         text=True,
         env=os.environ.copy(),
+        preexec_fn=_default_signals,
     )
 
 

@@ -49,7 +49,8 @@ def test_ctrl_c_stops_every_process_and_resume_completes(inputs, tmp_path):
         left = group_members(proc.pid)
     finally:
         kill_group(proc)
-    assert took is not None, f"processes of the run still alive 15 s after Ctrl-C: {left}"
+    here = signal.getsignal(signal.SIGINT)
+    assert took is not None, f"processes of the run still alive 15 s after Ctrl-C: {left} (SIGINT here: {here})"
     err = proc.stderr.read()
     assert proc.returncode == 130 and "interrupted: the workers are stopped" in err and "Traceback" not in err
     assert not (run_dir / "edges" / "benzene~toluene" / "edge_result.json").exists()  # nothing half-reported
