@@ -419,14 +419,20 @@ def _print_plan(out, net, spec) -> None:
 
 
 def _disk_needed(cost, protocol, extend_iterations: int) -> int:
-    """Bytes the finished run takes, with ``extend_iterations`` more iterations on every leg."""
+    """Bytes the finished run takes, with ``extend_iterations`` more iterations on every leg (the cost model's
+    :func:`~fep.execution.cost.disk_bytes`, leg by leg)."""
+    from fep.execution.cost import disk_bytes
+
     if not extend_iterations:
         return cost.disk_bytes
-    per_iteration = 16 * len(protocol.windows()) ** 2 + 8 * max(
-        (leg.n_atoms for e in cost.edges for leg in e.legs), default=0
-    )
-    n_legs = sum(len(e.legs) for e in cost.edges) * protocol.repeats
-    return cost.disk_bytes + n_legs * extend_iterations * per_iteration
+    extra = 0
+    for edge in cost.edges:
+        for leg in edge.legs:
+            sampler = protocol.sampler_for(leg.leg)
+            n, snap = sampler.n_iterations, sampler.snapshot_interval
+            more = disk_bytes(leg.n_atoms, leg.windows, n + extend_iterations, snap)
+            extra += leg.repeats * (more - disk_bytes(leg.n_atoms, leg.windows, n, snap))
+    return cost.disk_bytes + extra
 
 
 def _dry_run_json(net, spec, cost) -> dict:
