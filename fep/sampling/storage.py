@@ -24,6 +24,7 @@ previous one.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -287,8 +288,62 @@ class SamplerStore:
         DiskFullError
             The disk (or quota) is full: nothing of this checkpoint is committed and the last one stays intact.
         """
+        with self._disk_full_named(previous, fields):
+            for sub in _SUBDIRS:
+                (self.folder / sub).mkdir(parents=True, exist_ok=True)
+            chunks = list(previous["chunks"]) if previous else []
+            snapshots = {k: list(v) for k, v in previous["snapshots"].items()} if previous else {}
+            iteration = int(fields["iteration"])
+            start = int(previous["iteration"]) if previous else 0
+            if len(buffer):
+                if buffer.iterations[0] != start or buffer.iterations[-1] != iteration - 1:
+                    raise RuntimeError(
+                        f"sampler buffer holds iterations {buffer.iterations[0]}..{buffer.iterations[-1]} "
+                        f"but the checkpoint goes from {start} to {iteration}"
+                    )
+                rel = f"data/iter_{start:09d}_{iteration:09d}.npz"
+                atomic_write_bytes(
+                    self.folder / rel,
+                    _npz_bytes(
+                        iterations=np.asarray(buffer.iterations, dtype=np.int64),
+                        energies=np.asarray(buffer.energies, dtype=np.float64),
+                        replica_states=np.asarray(buffer.replica_states, dtype=np.int32),
+                        accepted=np.asarray(buffer.accepted, dtype=np.int32),
+                        proposed=np.asarray(buffer.proposed, dtype=np.int32),
+                    ),
+                )
+                chunks.append({"file": rel, "start": start, "stop": iteration})
+            for state, frames in buffer.snapshots.items():
+                if not frames:
+                    continue
+                rel = f"snapshots/state{state}_{frames[0][0]:09d}_{frames[-1][0]:09d}.xtc"
+                self._write_xtc(self.folder / rel, frames)
+                snapshots.setdefault(str(state), []).append({"file": rel, "n_frames": len(frames)})
+            state_rel = f"state/state_{iteration:09d}_{int(fields.get('checkpoint_index', 0)):06d}.npz"
+            atomic_write_bytes(
+                self.folder / state_rel, _npz_bytes(False, **{k: np.asarray(v) for k, v in replica_arrays.items()})
+            )
+            checkpoint = {
+                "format": FORMAT_VERSION,
+                **fields,
+                "chunks": chunks,
+                "snapshots": snapshots,
+                "state_file": state_rel,
+            }
+            if previous is not None:
+                atomic_write_text(self.folder / _PREVIOUS, json.dumps(dict(previous), indent=1) + "\n")
+            atomic_write_text(self.folder / _CHECKPOINT, json.dumps(checkpoint, indent=1) + "\n")
+            keep = {state_rel, previous.get("state_file") if previous else None}
+            for path in (self.folder / "state").glob("state_*.npz"):  # older checkpoints' replica states
+                if f"state/{path.name}" not in keep:
+                    path.unlink(missing_ok=True)
+            return checkpoint
+
+    @contextlib.contextmanager
+    def _disk_full_named(self, previous: Mapping[str, Any] | None, fields: Mapping[str, Any]):
+        """An ENOSPC/EDQUOT inside becomes a :class:`DiskFullError` naming the folder and the checkpoint kept."""
         try:
-            return self._write_checkpoint(previous, buffer, replica_arrays, fields)
+            yield
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -298,63 +353,6 @@ class SamplerStore:
                 f"{self.folder}: no space left on the device while writing the checkpoint of iteration "
                 f"{fields['iteration']}; {kept}: free disk space, then resume (fep run ... --resume)"
             ) from err
-
-    def _write_checkpoint(
-        self,
-        previous: Mapping[str, Any] | None,
-        buffer: IterationBuffer,
-        replica_arrays: Mapping[str, np.ndarray],
-        fields: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        for sub in _SUBDIRS:
-            (self.folder / sub).mkdir(parents=True, exist_ok=True)
-        chunks = list(previous["chunks"]) if previous else []
-        snapshots = {k: list(v) for k, v in previous["snapshots"].items()} if previous else {}
-        iteration = int(fields["iteration"])
-        start = int(previous["iteration"]) if previous else 0
-        if len(buffer):
-            if buffer.iterations[0] != start or buffer.iterations[-1] != iteration - 1:
-                raise RuntimeError(
-                    f"sampler buffer holds iterations {buffer.iterations[0]}..{buffer.iterations[-1]} "
-                    f"but the checkpoint goes from {start} to {iteration}"
-                )
-            rel = f"data/iter_{start:09d}_{iteration:09d}.npz"
-            atomic_write_bytes(
-                self.folder / rel,
-                _npz_bytes(
-                    iterations=np.asarray(buffer.iterations, dtype=np.int64),
-                    energies=np.asarray(buffer.energies, dtype=np.float64),
-                    replica_states=np.asarray(buffer.replica_states, dtype=np.int32),
-                    accepted=np.asarray(buffer.accepted, dtype=np.int32),
-                    proposed=np.asarray(buffer.proposed, dtype=np.int32),
-                ),
-            )
-            chunks.append({"file": rel, "start": start, "stop": iteration})
-        for state, frames in buffer.snapshots.items():
-            if not frames:
-                continue
-            rel = f"snapshots/state{state}_{frames[0][0]:09d}_{frames[-1][0]:09d}.xtc"
-            self._write_xtc(self.folder / rel, frames)
-            snapshots.setdefault(str(state), []).append({"file": rel, "n_frames": len(frames)})
-        state_rel = f"state/state_{iteration:09d}_{int(fields.get('checkpoint_index', 0)):06d}.npz"
-        atomic_write_bytes(
-            self.folder / state_rel, _npz_bytes(False, **{k: np.asarray(v) for k, v in replica_arrays.items()})
-        )
-        checkpoint = {
-            "format": FORMAT_VERSION,
-            **fields,
-            "chunks": chunks,
-            "snapshots": snapshots,
-            "state_file": state_rel,
-        }
-        if previous is not None:
-            atomic_write_text(self.folder / _PREVIOUS, json.dumps(dict(previous), indent=1) + "\n")
-        atomic_write_text(self.folder / _CHECKPOINT, json.dumps(checkpoint, indent=1) + "\n")
-        keep = {state_rel, previous.get("state_file") if previous else None}
-        for path in (self.folder / "state").glob("state_*.npz"):  # older checkpoints' replica states
-            if f"state/{path.name}" not in keep:
-                path.unlink(missing_ok=True)
-        return checkpoint
 
     @staticmethod
     def _write_xtc(path: Path, frames: list[tuple[int, np.ndarray, np.ndarray | None]]) -> None:
