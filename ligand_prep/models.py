@@ -166,6 +166,7 @@ class Network(FrozenModel):
         "", description="How the edges were chosen: 'mst', 'redundant', 'star:<ref>' or 'file:<path>'."
     )
     protein: str | None = Field(None, description="Path of the protein PDB given at planning time, if any.")
+    cofactors: tuple[str, ...] = Field((), description="Cofactor SDF files of the complex leg (binding mode).")
 
     @model_validator(mode="after")
     def _consistent(self) -> Network:

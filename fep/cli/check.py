@@ -28,6 +28,12 @@ def check(
     ligands: Path = typer.Option(..., "--ligands", help="Ligand series: SDF, CSV (name,smiles,...) or SMI."),
     edge: str = typer.Option(..., "--edge", help="The edge as 'A,B' (ligand names)."),
     protein: Path | None = typer.Option(None, "--protein", help="Prepared protein PDB (complex leg)."),
+    cofactor: list[Path] = typer.Option(
+        [], "--cofactor", help="Cofactor SDF (3D, hydrogens, protein frame), part of the complex leg; repeatable."
+    ),
+    drop_crystal_waters: bool = typer.Option(
+        False, "--drop-crystal-waters", help="Remove the PDB's HOH residues (kept by default)."
+    ),
     leg: str | None = typer.Option(
         None, "--leg", help="solvent, complex or vacuum (default: complex with --protein, else solvent)."
     ),
@@ -51,6 +57,8 @@ def check(
         raise InputError(f"--leg '{leg}': choose solvent, complex or vacuum")
     if leg == "complex" and protein is None:
         raise InputError("--leg complex needs --protein P.pdb")
+    if cofactor and leg != "complex":
+        raise InputError(f"--cofactor belongs to the complex leg; drop it or use --leg complex (not {leg})")
     if platform not in ("Reference", "CPU"):
         raise InputError(f"--platform '{platform}': choose Reference or CPU")
     if ligand_ff not in ("sage", "ani2x-torsions", "ani2x-endpoint"):
@@ -58,12 +66,15 @@ def check(
 
     from fep.alchemy.check import end_state_energy_check
     from fep.alchemy.hybrid import build_hybrid
-    from fep.systems.endstates import build_end_states
+    from fep.systems.cofactors import prepare_cofactors, read_cofactors
+    from fep.systems.endstates import SystemSettings, build_end_states
     from ligand_prep.charges import assign_charges
     from ligand_prep.io import read_ligands
     from ligand_prep.mapping import MappingSettings, MCSMapper
 
     out = console()
+    settings = SystemSettings(keep_crystal_waters=not drop_crystal_waters)
+    read_cofactors(cofactor)  # a bad cofactor file fails before the ligands are posed and charged
     in_pocket = protein is not None  # without a protein: hydration-style, each ligand for itself, mapped on topology
     series = read_ligands(ligands, protein=protein, align=in_pocket)
     lig_a, lig_b = (_find(series, name, ligands) for name in names)
@@ -78,7 +89,10 @@ def check(
         prep_a, prep_b = fit_bespoke_torsions(prep_a), fit_bespoke_torsions(prep_b)
     if not as_json:
         out.print(f"building the {leg} leg of {lig_a.name}~{lig_b.name} ({len(mapping.mapping)} mapped atoms)")
-    end_states = build_end_states(prep_a, prep_b, mapping, leg, protein_pdb=protein)
+    cofactors = prepare_cofactors(cofactor, charge_method, settings.small_molecule_forcefield)
+    end_states = build_end_states(
+        prep_a, prep_b, mapping, leg, settings=settings, protein_pdb=protein, cofactors=cofactors
+    )
     hybrid = build_hybrid(end_states, mapping)
     result = end_state_energy_check(end_states, hybrid, platform=platform)
     result["n_atoms"] = hybrid.info.n_atoms

@@ -19,6 +19,9 @@ def plan(
         None, "--reference", "-r", help="Reference ligand SDF: SMILES ligands are posed on it."
     ),
     protein: Path | None = typer.Option(None, "--protein", "-p", help="Protein PDB (recorded; used for posing)."),
+    cofactor: list[Path] = typer.Option(
+        [], "--cofactor", help="Cofactor SDF (3D, hydrogens, protein frame) of the complex leg; recorded; repeatable."
+    ),
     mode: str = typer.Option(
         "binding", "--mode", help="binding (complex + solvent legs) or hydration (solvent + vacuum)."
     ),
@@ -62,7 +65,12 @@ def plan(
     if star_reference is not None and network != "star":
         raise InputError("--star-reference needs --network star")
 
+    if cofactor and (mode != "binding" or protein is None):
+        raise InputError("--cofactor belongs to the complex leg: it needs --protein and binding mode")
     out = console()
+    from fep.systems.cofactors import read_cofactors
+
+    cofactors = read_cofactors(cofactor)
     if protein is not None:  # a protein the complex leg cannot build fails now, not when the first leg is built
         from fep.systems.protein import load_protein
 
@@ -97,6 +105,11 @@ def plan(
             protein=str(protein) if protein is not None else None,
             progress=mapping,
         )
+    if cofactors:
+        from fep.systems.cofactors import check_cofactor_placement, posed
+
+        check_cofactor_placement(posed(cofactors), posed(result.ligands))
+        result = result.model_copy(update={"cofactors": tuple(str(c) for c in cofactor)})
     path = result.to_json_file(output)
 
     by_name = {lig.name: lig for lig in result.ligands}

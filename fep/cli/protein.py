@@ -21,7 +21,9 @@ def protein(
     extra_forcefield: list[Path] = typer.Option(
         [], "--extra-forcefield", help="Extra OpenMM ffxml file(s), e.g. templates for non-standard residues."
     ),
-    keep_crystal_waters: bool = typer.Option(False, "--keep-crystal-waters", help="Keep the PDB's HOH residues."),
+    drop_crystal_waters: bool = typer.Option(
+        False, "--drop-crystal-waters", help="Remove the PDB's HOH residues (kept by default)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> int:
     """Check that every residue of PDB matches a force-field template; report atoms and net charge."""
@@ -29,7 +31,7 @@ def protein(
     from fep.systems.protein import fix_protein, load_protein
 
     settings = SystemSettings(
-        extra_forcefield_files=tuple(str(p) for p in extra_forcefield), keep_crystal_waters=keep_crystal_waters
+        extra_forcefield_files=tuple(str(p) for p in extra_forcefield), keep_crystal_waters=not drop_crystal_waters
     )
     payload: dict = {"input": str(pdb)}
     if fix is not None:
@@ -60,6 +62,6 @@ def protein(
         out.print(
             f"{pdb}: OK, {payload['n_atoms']} atoms, {payload['n_residues']} residues, chains "
             f"{', '.join(payload['chains'])}, net charge {structure.net_charge:+d}, "
-            f"{structure.n_waters_dropped} crystal waters dropped"
+            f"{structure.n_crystal_waters} crystal waters kept, {structure.n_waters_dropped} dropped"
         )
     return 0

@@ -182,6 +182,15 @@ def run(
     ligands: Path | None = typer.Option(None, "--ligands", "-l", help="Ligands (SDF, or CSV/SMI of SMILES)."),
     reference: Path | None = typer.Option(None, "--reference", help="Reference pose (SDF) for SMILES input."),
     protein: Path | None = typer.Option(None, "--protein", "-p", help="Protein PDB (binding mode)."),
+    cofactor: list[Path] = typer.Option(
+        [],
+        "--cofactor",
+        help="Cofactor SDF (3D, hydrogens, protein frame), part of the complex leg; repeatable (default: those "
+        "recorded by fep plan).",
+    ),
+    drop_crystal_waters: bool = typer.Option(
+        False, "--drop-crystal-waters", help="Remove the protein PDB's HOH residues (kept by default)."
+    ),
     mode: str | None = typer.Option(
         None, "--mode", help="binding (complex + solvent) or hydration (solvent + vacuum); default from the inputs."
     ),
@@ -236,16 +245,30 @@ def run(
         from gpu_kernels.weights import find_ani2x_weights
 
         find_ani2x_weights()
-    for path, what in ((ligands, "--ligands"), (reference, "--reference"), (protein, "--protein")):
+    for path, what in (
+        (ligands, "--ligands"), (reference, "--reference"), (protein, "--protein"), *((c, "--cofactor") for c in cofactor)
+    ):  # fmt: skip
         if path is not None and not path.exists():
             raise InputError(f"{what} {path}: file not found")
     out = console()
     proto = _protocol_for(protocol, ligand_ff, charge_method)
+    if drop_crystal_waters:
+        proto = proto.model_copy(update={"system": proto.system.model_copy(update={"keep_crystal_waters": False})})
     net = _network_for(network_file, edge, ligands, reference, protein, mode, out)
     if net.mode == "binding" and protein is None and net.protein is None:
         raise InputError("binding mode needs a protein: add --protein P.pdb (or use --mode hydration)")
     protein_path = str(protein) if protein else net.protein
-    spec = RunSpec(mode=net.mode, protocol=proto, protein=protein_path, nnp=endpoint, versions=package_versions())
+    cofactors = tuple(str(c) for c in cofactor) or net.cofactors
+    if cofactors and net.mode != "binding":
+        raise InputError("--cofactor belongs to the complex leg of binding mode; drop it for a hydration run")
+    spec = RunSpec(
+        mode=net.mode,
+        protocol=proto,
+        protein=protein_path,
+        cofactors=cofactors,
+        nnp=endpoint,
+        versions=package_versions(),
+    )
     _check_allow_changed(allow_changed, resume)
     check_run_dir(output, spec, resume=resume, allow_changed=allow_changed)
     driver = live_driver_here(output) if resume else None
@@ -268,6 +291,12 @@ def run(
 
         with out.status(f"checking {protein_path} against the force field"):
             load_protein(protein_path, proto.system)
+        if cofactors:
+            from fep.systems.cofactors import check_cofactor_placement, posed, prepare_cofactors
+
+            with out.status(f"{proto.charge_method} charges for the cofactors (cached)"):
+                prepared = prepare_cofactors(cofactors, proto.charge_method, proto.system.small_molecule_forcefield)
+            check_cofactor_placement(posed([p.ligand for p in prepared]), posed(net.ligands))
     _print_plan(out, net, spec)
     _print_cost(out, cost)
     if dry_run:

@@ -125,6 +125,7 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
             spec.protocol,
             leg_dir,
             protein=spec.protein if job.leg == "complex" else None,
+            cofactors=spec.cofactors if job.leg == "complex" else (),
             repeat=job.repeat,
             platform=job.platform,
             extend_iterations=job.extend_iterations,
@@ -138,7 +139,13 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
                 pair = (("A", prepared[mapping.ligand_a]), ("B", prepared[mapping.ligand_b]))
                 if spec.protocol.nnp.placement == "node":  # this leg's environment, once per ligand for the run
                     node_corrections(
-                        pair, (job.leg,), spec.protocol, job.run_dir, protein=spec.protein, platform=job.platform
+                        pair,
+                        (job.leg,),
+                        spec.protocol,
+                        job.run_dir,
+                        protein=spec.protein,
+                        cofactors=spec.cofactors,
+                        platform=job.platform,
                     )
                 else:
                     correct_leg(pair[0][1], pair[1][1], job.leg, spec.protocol, leg_dir, platform=job.platform)

@@ -97,7 +97,7 @@ def leg_key(
         "ligands": ligands,
         "mapping": _sha(json.dumps(sorted(mapping.mapping.items()) if isinstance(mapping.mapping, dict) else [])),
         "protein": file_digest(spec.protein) if leg == "complex" else None,
-        "cofactors": (),
+        "cofactors": tuple(file_digest(c) or "missing" for c in spec.cofactors) if leg == "complex" else (),
         "forcefield": forcefield,
         "charges": f"{protocol.charge_method} {_sha(json.dumps(charges))[:16]}",
         "nnp": json.dumps(protocol.nnp.model_dump(mode="json"), sort_keys=True) if spec.nnp else "off",

@@ -41,6 +41,8 @@ class RunSpec(FrozenModel):
     protocol: Protocol = Field(description="The protocol every edge uses.")
     protein: str | None = Field(None, description="Protein PDB (binding mode).")
     protein_sha256: str | None = Field(None, description="SHA-256 of the protein file when the run started.")
+    cofactors: tuple[str, ...] = Field((), description="Cofactor SDF files of the complex leg (--cofactor).")
+    cofactors_sha256: tuple[str | None, ...] = Field((), description="SHA-256 of each cofactor file at the start.")
     nnp: bool = Field(False, description="Whether the ANI-2x endpoint correction is applied.")
     versions: dict[str, str] = Field(default_factory=dict, description="Package versions at creation.")
 
@@ -95,6 +97,12 @@ def spec_changes(old: RunSpec, new: RunSpec) -> list[tuple[str, str]]:
             changes.append(("protein", f"protein: {old.protein} -> {new.protein}"))
     elif old.protein_sha256 is not None and file_digest(old.protein) not in (None, old.protein_sha256):
         changes.append(("protein", f"protein: the content of {old.protein} changed since the run started"))
+    if old.cofactors != new.cofactors:
+        if [file_digest(c) for c in old.cofactors] != [file_digest(c) for c in new.cofactors]:
+            shown = ", ".join(old.cofactors) or "none"
+            changes.append(("cofactors", f"cofactors: {shown} -> {', '.join(new.cofactors) or 'none'}"))
+    elif old.cofactors_sha256 and tuple(file_digest(c) for c in old.cofactors) != old.cofactors_sha256:
+        changes.append(("cofactors", "cofactors: the content of a cofactor file changed since the run started"))
     a, b = flat(old.protocol.model_dump(mode="json")), flat(new.protocol.model_dump(mode="json"))
     for key in sorted(set(a) | set(b)):
         if a.get(key) != b.get(key):
@@ -123,7 +131,12 @@ def check_run_dir(
                    if field not in allow_changed]  # fmt: skip
         if changes:
             shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
-            hint = " (or --allow-changed protein)" if all(c.startswith("protein:") for c in changes) else ""
+            allowable = [c.split(":")[0] for c in changes]
+            hint = (
+                f" (or --allow-changed {' --allow-changed '.join(sorted(set(allowable)))})"
+                if set(allowable) <= {"protein", "cofactors"}
+                else ""
+            )
             raise InputError(
                 f"{run_dir} holds a run made with other settings ({shown}): resume it with the settings it was "
                 f"started with{hint}, or use a new -o folder"
@@ -190,6 +203,8 @@ def open_run_dir(
         update: dict[str, Any] = {}
         if "protein" in allow_changed and any(f == "protein" for f, _ in spec_changes(recorded, spec)):
             update.update(protein=spec.protein, protein_sha256=file_digest(spec.protein))
+        if "cofactors" in allow_changed and any(f == "cofactors" for f, _ in spec_changes(recorded, spec)):
+            update.update(cofactors=spec.cofactors, cofactors_sha256=tuple(file_digest(c) for c in spec.cofactors))
         if "versions" in allow_changed and recorded.versions != spec.versions:
             update.update(versions=spec.versions)
         if update:
@@ -221,6 +236,7 @@ def open_run_dir(
                 edges=(*old_net.edges, *(e for e in network.edges if e.key in new_edges)),
                 planner=old_net.planner,
                 protein=old_net.protein,
+                cofactors=old_net.cofactors,
             )
             network.to_json_file(run_dir / "network.json")
         _write_driver(run_dir)
@@ -228,6 +244,8 @@ def open_run_dir(
     run_dir.mkdir(parents=True, exist_ok=True)
     if spec.protein_sha256 is None and spec.protein is not None:  # a resume can then tell a file edited in place
         spec = spec.model_copy(update={"protein_sha256": file_digest(spec.protein)})
+    if spec.cofactors and not spec.cofactors_sha256:
+        spec = spec.model_copy(update={"cofactors_sha256": tuple(file_digest(c) for c in spec.cofactors)})
     network.to_json_file(run_dir / "network.json")
     spec.to_json_file(spec_path)
     _write_driver(run_dir)

@@ -100,17 +100,25 @@ def prepare_ligands(
 
 
 # ------------------------------------------------------------------------------------------------ legs
-def _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir: Path):
+def _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir: Path, cofactors: Sequence[str] = ()):
     """Build (or reload) the end states and hybrid of one leg."""
     import openmm
 
     from fep.alchemy.hybrid import HybridLeg, build_hybrid
+    from fep.systems.cofactors import prepare_cofactors
     from fep.systems.endstates import build_end_states
 
     hybrid_dir = leg_dir / "hybrid"
     if (hybrid_dir / "leg.json").exists():
         return HybridLeg.load(hybrid_dir)
-    end_states = build_end_states(prep_a, prep_b, mapping, leg, settings=protocol.system, protein_pdb=protein)
+    prepared = (
+        prepare_cofactors(cofactors, protocol.charge_method, protocol.system.small_molecule_forcefield)
+        if leg == "complex"
+        else []
+    )
+    end_states = build_end_states(
+        prep_a, prep_b, mapping, leg, settings=protocol.system, protein_pdb=protein, cofactors=prepared
+    )
     es_dir = leg_dir / "end_states"
     for tag in ("a", "b"):
         atomic_write_text(
@@ -171,6 +179,7 @@ def run_leg(
     leg_dir: str | os.PathLike[str],
     *,
     protein: str | None = None,
+    cofactors: Sequence[str] = (),
     repeat: int = 0,
     platform: str | None = None,
     extend_iterations: int = 0,
@@ -197,7 +206,7 @@ def run_leg(
             progress(LegProgress.from_json_file(leg_dir / "status.json"))
 
     report("building")
-    hybrid = _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir)
+    hybrid = _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir, cofactors)
     sampler = HREXSampler(
         hybrid.system,
         hybrid.topology,
@@ -314,6 +323,7 @@ def node_corrections(
     run_dir: str | os.PathLike[str],
     *,
     protein: str | None = None,
+    cofactors: Sequence[str] = (),
     platform: str | None = None,
 ) -> list:
     """ANI-2x node corrections (one per ligand and environment, :mod:`fep.nnp.nodes`), each labelled with its
@@ -336,7 +346,12 @@ def node_corrections(
             else:
                 try:
                     corr = node_correction(
-                        prep, env, protocol, protein_pdb=protein if env == "complex" else None, platform=platform
+                        prep,
+                        env,
+                        protocol,
+                        protein_pdb=protein if env == "complex" else None,
+                        cofactors=cofactors if env == "complex" else (),
+                        platform=platform,
                     )
                 except Exception as err:  # the MM result stands; not cached, so a later finish retries it
                     log.warning("node correction %s/%s failed: %s", prep.name, env, err)
@@ -384,6 +399,7 @@ def run_edge(
                 spec.protocol,
                 folder / f"repeat_{r}" / leg,
                 protein=spec.protein if leg == "complex" else None,
+                cofactors=spec.cofactors if leg == "complex" else (),
                 repeat=r,
                 platform=platform,
                 extend_iterations=extend_iterations,
@@ -413,7 +429,13 @@ def finish_edge(
     at_nodes = spec.nnp and protocol.nnp.placement == "node"
     nodes = (
         node_corrections(
-            (("A", prep_a), ("B", prep_b)), legs, protocol, run_dir, protein=spec.protein, platform=platform
+            (("A", prep_a), ("B", prep_b)),
+            legs,
+            protocol,
+            run_dir,
+            protein=spec.protein,
+            cofactors=spec.cofactors,
+            platform=platform,
         )
         if at_nodes
         else []

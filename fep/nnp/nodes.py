@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,6 +109,7 @@ def node_correction(
     protocol,
     *,
     protein_pdb: str | Path | None = None,
+    cofactors: Sequence[str] = (),
     platform: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> EndpointCorrection:
@@ -136,7 +137,16 @@ def node_correction(
     temperature = float(protocol.sampler.temperature.m_as("kelvin"))
     kt = GAS_CONSTANT_KJ_MOL_K * temperature
     seed = settings.seed if settings.seed is not None else int(np.random.default_rng().integers(1, 2**30))
-    system, topology, positions, box = build_ligand_system(prepared, env, protocol.system, protein_pdb)
+    from fep.systems.cofactors import prepare_cofactors
+
+    cofactor_preps = (
+        prepare_cofactors(cofactors, protocol.charge_method, protocol.system.small_molecule_forcefield)
+        if env == "complex"
+        else []
+    )
+    system, topology, positions, box = build_ligand_system(
+        prepared, env, protocol.system, protein_pdb, cofactors=cofactor_preps
+    )
     periodic = box is not None
     atoms = [a.index for a in topology.atoms() if a.residue.name == LIGAND_RESIDUE_NAME]
     if len(atoms) != prepared.ligand.n_atoms:

@@ -8,8 +8,11 @@ How the environment is made
 ---------------------------
 1. Ligand A keeps its pose. Ligand B is Kabsch-aligned onto A's mapped atoms, then every mapped B atom is put
    exactly on its A partner; B's unique atoms keep their aligned positions.
-2. Protein (complex leg): read with ``openmm.app.PDBFile``, crystal waters dropped unless asked, residue
-   templates checked *before* any expensive work (:mod:`fep.systems.protein`).
+2. Protein (complex leg): read with ``openmm.app.PDBFile``, residue templates checked *before* any expensive
+   work (:mod:`fep.systems.protein`: protonation variants, phosphorylated residues, metal ions). Crystal waters
+   are kept (``keep_crystal_waters``), but one whose oxygen is within :data:`CRYSTAL_WATER_CLEARANCE_NM` of an
+   atom of ligand A or B is removed (the ligand displaces it). Cofactors (:mod:`fep.systems.cofactors`) follow
+   the protein, as given, checked for overlaps; they are environment atoms in every state.
 3. Solvation happens once, with both ligands present as solute (``Modeller.addSolvent``, dodecahedron by
    default), so no water clashes with any atom of A or of B; waters that clash with each other across the
    cell faces are removed (:func:`fep.systems.solvation.water_clashes`). Ions are then placed
@@ -20,8 +23,9 @@ How the environment is made
    2.80 nm dodecahedron rather than 2.4 nm, whose height (1.70 nm) OpenMM would reject with a 0.9 nm cutoff.
 4. System A is that box without ligand B, system B the box without ligand A; the environment atoms keep their
    order, so the k-th environment atom of A is the k-th of B. Atom order in each system: protein (and kept
-   crystal waters), the ligand (residue ``LIG``, mol-block order), waters (``HOH``), ions (``NA``, ``CL``).
-5. Each system is checked to carry exactly the prepared partial charges of its ligand.
+   crystal waters and ions), cofactors (residue ``COF``), the ligand (residue ``LIG``, mol-block order), waters
+   (``HOH``), ions (``NA``, ``CL``).
+5. Each system is checked to carry exactly the prepared partial charges of its ligand and of each cofactor.
 
 Nonbonded treatment: PME with ``nonbonded_cutoff`` (0.9 nm), Lennard-Jones switched over ``lj_switch_width``
 (0.1 nm: 0.8 to 0.9 nm, Sage's switch; the hybrid copies it), the long-range dispersion correction ON (the
@@ -36,6 +40,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +89,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: A crystal water whose oxygen is closer than this to any atom of either ligand is removed.
+CRYSTAL_WATER_CLEARANCE_NM = 0.2
 
 
 @dataclass(eq=False)
@@ -155,6 +163,18 @@ class EndStates:
 
 
 # ---------------------------------------------------------------------------------------------- checks
+def _with_protein_templates(settings: SystemSettings, protein_pdb) -> SystemSettings:
+    """``settings`` with the protein force-field files the PDB needs (phosphorylated residues)."""
+    if protein_pdb is None:
+        return settings
+    from fep.systems.protein import protein_forcefield_files
+
+    files = protein_forcefield_files(settings.protein_forcefield, protein_pdb)
+    return (
+        settings if files == settings.protein_forcefield else settings.model_copy(update={"protein_forcefield": files})
+    )
+
+
 def _check_leg(leg: str, protein_pdb: str | os.PathLike[str] | None) -> None:
     if leg not in LEGS:
         raise InputError(f"unknown leg '{leg}': choose one of {', '.join(LEGS)}")
@@ -284,6 +304,47 @@ def _solvate(topology, positions, box_vectors, residues, net_charge, first_water
     return box, waters, np.delete(o_index, sorted(clashes)), clashes
 
 
+def _protein_part(protein_pdb, settings, forcefield, ligands, cofactors):
+    """The checked protein (crystal waters displaced by either ligand removed) and the placed cofactors: the
+    environment parts before the ligands, and their net charge."""
+    from scipy.spatial import cKDTree
+
+    from fep.systems.cofactors import COFACTOR_RESIDUE_NAME, check_cofactor_placement
+    from fep.systems.protein import WATER_NAMES, load_protein
+
+    if protein_pdb is None:
+        raise InputError("the complex leg needs a protein PDB (--protein)")
+    protein = load_protein(protein_pdb, settings, forcefield=forcefield)
+    topology, positions = protein.topology, protein.positions
+    ligand_xyz = np.vstack([pos for _, pos in ligands])
+    tree = cKDTree(ligand_xyz)
+    displaced = set()
+    for residue in topology.residues():
+        if residue.name in WATER_NAMES:
+            oxygen = next((a.index for a in residue.atoms() if a.element is not None and a.element.symbol == "O"), None)
+            if oxygen is not None and tree.query(positions[oxygen])[0] < CRYSTAL_WATER_CLEARANCE_NM:
+                displaced.add(residue.index)
+    if displaced:
+        log.info(
+            "protein %s: %d crystal water(s) within %.2f nm of %s removed (displaced by the ligand)",
+            protein_pdb, len(displaced), CRYSTAL_WATER_CLEARANCE_NM, " or ".join(p.name for p, _ in ligands),
+        )  # fmt: skip
+        topology, positions, _ = copy_topology(topology, positions, skip_residues=displaced)
+    parts = [(topology, positions)]
+    charge = protein.net_charge
+    if cofactors:
+        heavy = [a.index for a in topology.atoms() if a.element is not None and a.element.symbol != "H"]
+        check_cofactor_placement(
+            [(p.ligand, x) for p, x in cofactors],
+            [(p.ligand, x) for p, x in ligands],
+            (positions[heavy], Path(protein_pdb).name),
+        )
+        for prep, pos in cofactors:
+            parts.append((ligand_topology(prep, COFACTOR_RESIDUE_NAME), pos))
+            charge += prep.ligand.formal_charge
+    return parts, charge
+
+
 def _assemble(
     ligands: Sequence[tuple[PreparedLigand, np.ndarray]],
     leg: str,
@@ -291,18 +352,13 @@ def _assemble(
     forcefield,
     protein_pdb: str | os.PathLike[str] | None,
     progress=None,
+    cofactors: Sequence[PreparedLigand] = (),
 ) -> _Box:
-
     parts = []
     env_charge = 0
     if leg == "complex":
-        from fep.systems.protein import load_protein
-
-        if protein_pdb is None:
-            raise InputError("the complex leg needs a protein PDB (--protein)")
-        protein = load_protein(protein_pdb, settings, forcefield=forcefield)
-        parts.append((protein.topology, protein.positions))
-        env_charge = protein.net_charge
+        placed = [(prep, ligand_positions(prep)) for prep in cofactors]
+        parts, env_charge = _protein_part(protein_pdb, settings, forcefield, ligands, placed)
     n_env_residues = sum(t.getNumResidues() for t, _ in parts)
     n_env_parts = len(parts)
     parts += [(ligand_topology(prep), pos) for prep, pos in ligands]
@@ -382,6 +438,7 @@ def build_end_states(
     settings: SystemSettings | None = None,
     protein_pdb: str | os.PathLike[str] | None = None,
     progress=None,
+    cofactors: Sequence[PreparedLigand] = (),
 ) -> EndStates:
     """Build the two plain end states of one leg of the edge A~B in one shared environment.
 
@@ -397,6 +454,9 @@ def build_end_states(
         Required for the complex leg (prepared PDB with hydrogens).
     progress : callable, optional
         Called with a short message at each stage.
+    cofactors : sequence of PreparedLigand
+        Cofactors of the complex leg (:func:`fep.systems.cofactors.prepare_cofactors`), placed as given; ignored
+        by the other legs.
 
     Returns
     -------
@@ -412,22 +472,24 @@ def build_end_states(
     settings = settings or SystemSettings()
     _check_leg(leg, protein_pdb)
     check_edge(prep_a, prep_b, mapping)
+    cofactors = tuple(cofactors) if leg == "complex" else ()
     pos_a = ligand_positions(prep_a)
     pos_b = align_ligand_b(pos_a, ligand_positions(prep_b), mapping.mapping)
     if progress:
         progress("parametrizing")
-    forcefield = make_forcefield(settings, [prep_a, prep_b])
-    box = _assemble([(prep_a, pos_a), (prep_b, pos_b)], leg, settings, forcefield, protein_pdb, progress)
+    settings = _with_protein_templates(settings, protein_pdb if leg == "complex" else None)
+    forcefield = make_forcefield(settings, [prep_a, prep_b, *cofactors])
+    box = _assemble([(prep_a, pos_a), (prep_b, pos_b)], leg, settings, forcefield, protein_pdb, progress, cofactors)
     top_a, xyz_a, lig_a = _split(box, 0)
     top_b, xyz_b, lig_b = _split(box, 1)
     periodic = leg != "vacuum"
     if progress:
         progress("creating systems")
     system_a = create_ligand_system(
-        forcefield, top_a, settings, periodic, prep_a, lig_a, f"{leg} leg of ligand {prep_a.name}"
+        forcefield, top_a, settings, periodic, prep_a, lig_a, f"{leg} leg of ligand {prep_a.name}", cofactors
     )
     system_b = create_ligand_system(
-        forcefield, top_b, settings, periodic, prep_b, lig_b, f"{leg} leg of ligand {prep_b.name}"
+        forcefield, top_b, settings, periodic, prep_b, lig_b, f"{leg} leg of ligand {prep_b.name}", cofactors
     )
     set_a, set_b = set(lig_a), set(lig_b)
     env_a = [i for i in range(top_a.getNumAtoms()) if i not in set_a]
@@ -462,6 +524,7 @@ def build_ligand_system(
     leg: str,
     settings: SystemSettings | None = None,
     protein_pdb: str | os.PathLike[str] | None = None,
+    cofactors: Sequence[PreparedLigand] = (),
 ):
     """One plain end state alone (e.g. for MD speed benchmarks).
 
@@ -476,12 +539,14 @@ def build_ligand_system(
     """
     settings = settings or SystemSettings()
     _check_leg(leg, protein_pdb)
-    forcefield = make_forcefield(settings, [prep])
-    box = _assemble([(prep, ligand_positions(prep))], leg, settings, forcefield, protein_pdb)
+    cofactors = tuple(cofactors) if leg == "complex" else ()
+    settings = _with_protein_templates(settings, protein_pdb if leg == "complex" else None)
+    forcefield = make_forcefield(settings, [prep, *cofactors])
+    box = _assemble([(prep, ligand_positions(prep))], leg, settings, forcefield, protein_pdb, cofactors=cofactors)
     topology, positions, ligand_atoms = _split(box, 0)
     periodic = leg != "vacuum"
     system = create_ligand_system(
-        forcefield, topology, settings, periodic, prep, ligand_atoms, f"{leg} leg of ligand {prep.name}"
+        forcefield, topology, settings, periodic, prep, ligand_atoms, f"{leg} leg of ligand {prep.name}", cofactors
     )
     box_vectors = positions_nm(topology.getPeriodicBoxVectors()) if periodic else None
     return system, topology, positions, box_vectors

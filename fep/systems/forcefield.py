@@ -69,7 +69,11 @@ class SystemSettings(FrozenModel):
     extra_forcefield_files: tuple[str, ...] = Field(
         (), description="Extra OpenMM ffxml files, e.g. templates for non-standard residues (--extra-forcefield)."
     )
-    keep_crystal_waters: bool = Field(False, description="Keep the HOH residues of the protein PDB.")
+    keep_crystal_waters: bool = Field(
+        True,
+        description="Keep the HOH residues of the protein PDB (those displaced by a ligand are removed); metal sites "
+        "need their coordinating waters.",
+    )
     small_molecule_forcefield: str = Field(
         "openff-2.2.1", description="Ligand force field: an OpenFF offxml name or 'gaff-2.11' (charges as prepared)."
     )
@@ -114,13 +118,13 @@ def make_forcefield(settings: SystemSettings, prepared: Sequence[PreparedLigand]
     return forcefield
 
 
-def ligand_topology(prep: PreparedLigand):
-    """OpenMM topology of one ligand (residue ``LIG``, mol-block atom order)."""
+def ligand_topology(prep: PreparedLigand, residue_name: str = LIGAND_RESIDUE_NAME):
+    """OpenMM topology of one ligand (residue ``LIG``, or ``residue_name``; mol-block atom order)."""
     from ligand_prep.parameters import to_openff_molecule
 
     topology = to_openff_molecule(prep).to_topology().to_openmm()
     for residue in topology.residues():
-        residue.name = LIGAND_RESIDUE_NAME
+        residue.name = residue_name
     return topology
 
 
@@ -144,6 +148,9 @@ def _create_system(forcefield, topology, settings: SystemSettings, periodic: boo
         )
     else:
         kwargs["nonbondedMethod"] = app.NoCutoff
+    from fep.systems.protein import ion_templates
+
+    kwargs["residueTemplates"] = ion_templates(topology, forcefield)
     try:
         system = forcefield.createSystem(topology, **kwargs)
     except Exception as err:
@@ -169,8 +176,24 @@ def _ligand_charges_match(system, ligand_atoms: list[int], prep: PreparedLigand)
     return float(np.max(np.abs(np.asarray(charges) - np.asarray(prep.partial_charges))))
 
 
-def create_ligand_system(forcefield, topology, settings, periodic, prep: PreparedLigand, ligand_atoms, what: str):
-    """``_create_system`` and a check that the ligand carries exactly its prepared charges.
+def _cofactor_atoms(topology, n_cofactors: int) -> list[list[int]]:
+    from fep.systems.cofactors import COFACTOR_RESIDUE_NAME
+
+    found = [[a.index for a in r.atoms()] for r in topology.residues() if r.name == COFACTOR_RESIDUE_NAME]
+    return found[:n_cofactors]
+
+
+def create_ligand_system(
+    forcefield,
+    topology,
+    settings,
+    periodic,
+    prep: PreparedLigand,
+    ligand_atoms,
+    what: str,
+    cofactors: Sequence[PreparedLigand] = (),
+):
+    """``_create_system`` and a check that the ligand (and each cofactor) carries exactly its prepared charges.
 
     openmmforcefields matches residues to molecules by graph, so when A and B share a graph (stereoisomers) B
     would get A's template; that case is detected here and B is rebuilt with a force field of its own.
@@ -183,12 +206,18 @@ def create_ligand_system(forcefield, topology, settings, periodic, prep: Prepare
         log.info(
             "%s: charges differ from the prepared ones by %.2g e; rebuilding with its own template", what, deviation
         )
-        system = _create_system(make_forcefield(settings, [prep]), topology, settings, periodic, what)
+        system = _create_system(make_forcefield(settings, [prep, *cofactors]), topology, settings, periodic, what)
         deviation = _ligand_charges_match(system, ligand_atoms, prep)
         if deviation > 1e-5:
             raise ParametrizationError(
                 f"{what}: the force field did not apply the prepared partial charges (off by up to {deviation:.3g} e); "
                 "re-prepare the ligand (fep prep) and report this if it persists"
+            )
+    for cofactor, atoms in zip(cofactors, _cofactor_atoms(topology, len(cofactors)), strict=True):
+        if _ligand_charges_match(system, atoms, cofactor) > 1e-5:
+            raise ParametrizationError(
+                f"{what}: cofactor {cofactor.name} did not get its prepared partial charges (its graph may equal a "
+                "ligand's); report this"
             )
     apply_bespoke_torsions(system, prep, ligand_atoms)
     return system

@@ -3,10 +3,20 @@
 Checks are cheap and happen before ligand parametrization and solvation, so a bad protein fails in about a
 second with a message that names the chain, residue name and number and says what to do:
 
-- a residue no template matches (non-standard residue such as TPO, or a standard residue with missing or extra
-  atoms) -> :class:`~mlfep_core.ParametrizationError`;
+- a residue no template matches (a non-standard residue, a standard residue with missing or extra atoms, a
+  cofactor left in the PDB as HETATM) -> :class:`~mlfep_core.ParametrizationError`;
+- a residue named as an amber protonation variant (HID, HIE, HIP, CYM, CYX, ASH, GLH, LYN) whose hydrogens are
+  those of another variant -> :class:`~mlfep_core.ParametrizationError` (the name is the user's statement; the
+  hydrogens present decide when the residue carries the plain name, e.g. HIS);
 - a chain break (peptide C–N distance > 0.2 nm: missing residues; OpenMM would silently bond across it)
   -> :class:`~mlfep_core.ParametrizationError`.
+
+What is supported beyond the standard residues of amber14 (ff14SB): phosphorylated residues (TPO, SEP, PTR and
+their monoanionic forms T1P, S1P, Y1P; phosaa14SB, Raguette et al. JCTC 2024): a PDB holding one is
+parametrised with openmmforcefields' ff14SB + phosaa14SB instead of OpenMM's amber14-all, the same protein
+parameters (energies identical on the shared targets, tested); metal and other monatomic ions by residue name
+(ZN, MG, CA, MN, FE2, FE, NA, K, CL, ...: the Li/Merz 12-6 set of amber14/tip3p, a nonbonded model of the metal
+site); crystal waters (kept by default).
 
 :func:`fix_protein` repairs what can be repaired safely with pdbfixer (missing heavy atoms, short internal loops,
 missing hydrogens at pH 7).
@@ -27,7 +37,17 @@ from pydantic import Field
 
 from mlfep_core import FrozenModel, InputError, ParametrizationError, atomic_write_text
 
-__all__ = ["ProteinRepair", "ProteinStructure", "check_protein", "fix_protein", "load_protein", "read_pdb"]
+__all__ = [
+    "PHOSPHO_RESIDUES",
+    "ProteinRepair",
+    "ProteinStructure",
+    "check_protein",
+    "fix_protein",
+    "ion_templates",
+    "load_protein",
+    "protein_forcefield_files",
+    "read_pdb",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +55,21 @@ AMINO_ACIDS = frozenset(
     "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL "
     "HID HIE HIP HSD HSE HSP CYX CYM ASH GLH LYN".split()
 )
-STANDARD_RESIDUES = AMINO_ACIDS | frozenset("ACE NME NH2 HOH WAT NA CL K MG CA ZN".split())
+#: Protonation variants by their amber names; a residue carrying one of these names must match that template.
+NAMED_VARIANTS = frozenset("HID HIE HIP CYM CYX ASH GLH LYN".split())
+#: Phosphorylated residues of phosaa14SB (dianionic TPO/SEP/PTR, monoanionic T1P/S1P/Y1P, phospho-histidines).
+PHOSPHO_RESIDUES = frozenset("TPO SEP PTR T1P S1P Y1P H1D H2D H1E H2E".split())
+PHOSPHO_FORCEFIELD = ("amber/ff14SB.xml", "amber/phosaa14SB.xml")
+DEFAULT_PROTEIN_FORCEFIELD = ("amber14-all.xml",)
+ION_NAMES = frozenset("ZN MG CA MN FE FE2 CO NI CU CD NA K CL LI RB CS BR IOD F SR BA HG PB".split())
+STANDARD_RESIDUES = AMINO_ACIDS | PHOSPHO_RESIDUES | ION_NAMES | frozenset("ACE NME NH2 HOH WAT".split())
 WATER_NAMES = frozenset({"HOH", "WAT", "H2O", "TIP3", "SOL"})
 FIX_HINT = "repair with `--fix-protein` (pdbfixer: adds missing atoms/loops where safe)"
 TEMPLATE_HINT = "supply a template with `--extra-forcefield FILE.xml`"
+COFACTOR_HINT = (
+    "if it is a cofactor or another bound molecule, remove it from the PDB and give it as `--cofactor FILE.sdf` "
+    "(3D, all hydrogens, same frame); if it must stay part of the protein"
+)
 MAX_PEPTIDE_BOND_NM = 0.2
 
 
@@ -56,7 +87,7 @@ class ProteinStructure:
     path : Path
         The PDB it was read from.
     n_crystal_waters : int
-        Crystal waters kept (0 unless ``keep_crystal_waters``).
+        Crystal waters kept (all of them unless ``keep_crystal_waters`` is off).
     n_waters_dropped : int
         Crystal waters removed.
     """
@@ -102,10 +133,36 @@ def read_pdb(pdb_path: str | os.PathLike[str]):
             f"{path.stem}.pdb`, or pdbfixer), keeping the hydrogens"
         )
     _warn_alternate_locations(path)
+    if _residue_names(path) & PHOSPHO_RESIDUES:
+        _define_phospho_bonds()
     try:
         return app.PDBFile(str(path))
     except Exception as err:
         raise InputError(f"protein {path}: not a readable PDB file ({err})") from err
+
+
+def _define_phospho_bonds() -> None:
+    """Teach OpenMM's PDB reader the bonds of the phosaa14SB residues (taken from their templates), so a TPO is
+    bonded inside and to its neighbours like a standard residue (PDBFile bonds only the residues it knows)."""
+    import io
+    import xml.etree.ElementTree as ET
+
+    import openmm.app as app
+
+    if PHOSPHO_RESIDUES <= set(app.Topology._standardBonds):
+        return
+    from openmmforcefields.utils import get_ffxml_path
+
+    root = ET.parse(Path(get_ffxml_path()) / PHOSPHO_FORCEFIELD[1]).getroot()
+    out = ET.Element("Residues")
+    for residue in root.iter("Residue"):
+        if residue.get("name") not in PHOSPHO_RESIDUES:
+            continue
+        entry = ET.SubElement(out, "Residue", name=residue.get("name"))
+        ET.SubElement(entry, "Bond", {"from": "-C", "to": "N"})
+        for bond in residue.iter("Bond"):
+            ET.SubElement(entry, "Bond", {"from": bond.get("atomName1"), "to": bond.get("atomName2")})
+    app.Topology.loadBondDefinitions(io.BytesIO(ET.tostring(out)))
 
 
 def _warn_alternate_locations(path: Path) -> None:
@@ -135,9 +192,56 @@ def _template_heavy_atoms(forcefield, residue) -> set[str] | None:
     return None
 
 
+def _residue_names(path: Path) -> set[str]:
+    """Residue names of the ATOM/HETATM records (a text scan, no parsing)."""
+    names = set()
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            if line.startswith(("ATOM", "HETATM")) and len(line) > 20:
+                names.add(line[17:20].strip())
+    return names
+
+
+def protein_forcefield_files(files: tuple[str, ...], pdb_path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The protein force-field files for ``pdb_path``: phosaa14SB with openmmforcefields' ff14SB (the parameters
+    of amber14-all) when the PDB holds a phosphorylated residue and ``files`` are the default, else ``files``."""
+    if tuple(files) != DEFAULT_PROTEIN_FORCEFIELD or not Path(pdb_path).is_file():
+        return tuple(files)
+    found = _residue_names(Path(pdb_path)) & PHOSPHO_RESIDUES
+    if not found:
+        return tuple(files)
+    log.info("protein %s: %s present: ff14SB + phosaa14SB", pdb_path, ", ".join(sorted(found)))
+    return PHOSPHO_FORCEFIELD
+
+
+def ion_templates(topology, forcefield) -> dict:
+    """``residueTemplates`` for ``createSystem``: each monatomic residue whose name is a template of
+    ``forcefield`` gets that template (FE is Fe3+, FE2 Fe2+: matching by element alone is ambiguous)."""
+    templates = getattr(forcefield, "_templates", {})
+    return {
+        r: r.name
+        for r in topology.residues()
+        if len(r) == 1 and r.name in templates and len(templates[r.name].atoms) == 1
+    }
+
+
 def _describe_unmatched(forcefield, residue, source: str) -> str:
     label = _label(residue)
+    atoms = list(residue.atoms())
+    if len(atoms) == 1 and residue.name not in STANDARD_RESIDUES:
+        symbol = atoms[0].element.symbol if atoms[0].element is not None else "?"
+        return (
+            f"protein {source}: {label} ({symbol}) is an ion without parameters: name the residue as amber does (ZN, "
+            f"MG, CA, MN, FE2 for Fe2+, FE for Fe3+, NA, K, CL, ...) or {TEMPLATE_HINT}"
+        )
     if residue.name not in STANDARD_RESIDUES:
+        names = {a.name for a in atoms}
+        heavy = [a for a in atoms if a.element is not None and a.element.symbol != "H"]
+        if not {"N", "CA", "C"} <= names and len(heavy) >= 4:  # not an amino acid: a bound molecule
+            return (
+                f"protein {source}: {label} has no force-field template; it looks like a cofactor or bound "
+                f"molecule ({len(heavy)} heavy atoms, no backbone): {COFACTOR_HINT}, {TEMPLATE_HINT}"
+            )
         return (
             f"protein {source}: {label} has no force-field template (non-standard residue): {TEMPLATE_HINT}, "
             "or replace it by its standard residue"
@@ -156,6 +260,11 @@ def _describe_unmatched(forcefield, residue, source: str) -> str:
                 detail = "its hydrogens match no protonation state"
     except Exception:  # pragma: no cover - the detail is a courtesy only
         log.debug("could not compare %s with its template", label, exc_info=True)
+    if residue.name in PHOSPHO_RESIDUES:
+        return (
+            f"protein {source}: {label} does not match its phosaa14SB template ({detail}): complete the residue in "
+            "your structure-preparation tool (pdbfixer does not build phosphorylated residues)"
+        )
     return f"protein {source}: {label} does not match its force-field template ({detail}): {FIX_HINT}"
 
 
@@ -176,6 +285,39 @@ def _check_chain_breaks(topology, positions: np.ndarray, source: str) -> None:
                     f"{nxt.id} (C–N {distance:.2f} nm: missing residues): {FIX_HINT}, or cap both ends (ACE/NME) "
                     "and start a new chain"
                 )
+
+
+def _check_named_variants(topology, forcefield, named: dict[tuple[str, str, str], str], source: str) -> None:
+    """A residue named as a protonation variant must match that variant's template (not another one)."""
+    wanted = {
+        r: named[key]
+        for r in topology.residues()
+        if (key := (r.chain.id, r.id, r.insertionCode.strip())) in named and named[key] in NAMED_VARIANTS
+    }
+    if not wanted:
+        return
+    templates = forcefield.getMatchingTemplates(topology)
+    for residue, template in zip(topology.residues(), templates, strict=True):
+        name = wanted.get(residue)
+        if name is None or template is None:
+            continue
+        got = template.name[1:] if template.name[:1] in ("N", "C") and len(template.name) == 4 else template.name
+        if got != name:
+            raise ParametrizationError(
+                f"protein {source}: chain {residue.chain.id} residue {name} {residue.id} is named {name} but its "
+                f"hydrogens are those of {got}: rename it {got}, or remove its side-chain hydrogens and "
+                f"{FIX_HINT.replace('repair', 'add them')} (hydrogens follow the residue name)"
+            )
+
+
+def _named_residues(path: Path) -> dict[tuple[str, str, str], str]:
+    """(chain, number, insertion code) -> residue name as written in the file (PDBFile renames HID to HIS)."""
+    out = {}
+    with open(path, errors="replace") as handle:
+        for line in handle:
+            if line.startswith(("ATOM", "HETATM")) and len(line) > 26:
+                out.setdefault((line[21].strip(), line[22:26].strip(), line[26].strip()), line[17:20].strip())
+    return out
 
 
 def check_protein(topology, positions: np.ndarray, forcefield, source: str = "protein") -> int:
@@ -204,7 +346,13 @@ def check_protein(topology, positions: np.ndarray, forcefield, source: str = "pr
     import openmm.app as app
     import openmm.unit as u
 
-    unmatched = forcefield.getUnmatchedResidues(topology)
+    from fep.systems.solvation import copy_topology
+
+    # ions named like a template are matched by name at createSystem (FE/FE2 share the element); the template
+    # checks run on the rest
+    named_ions = ion_templates(topology, forcefield)
+    rest = copy_topology(topology, positions, skip_residues={r.index for r in named_ions})[0] if named_ions else topology
+    unmatched = forcefield.getUnmatchedResidues(rest)
     if unmatched:
         # a non-standard residue also unbonds its neighbours: report it first
         unmatched = sorted(unmatched, key=lambda r: (r.name in STANDARD_RESIDUES, r.index))
@@ -214,8 +362,16 @@ def check_protein(topology, positions: np.ndarray, forcefield, source: str = "pr
             message += f" ({len(unmatched) - 1} more unmatched: {others}{', ...' if len(unmatched) > 6 else ''})"
         raise ParametrizationError(message)
     _check_chain_breaks(topology, positions, source)
+    if Path(source).is_file():
+        _check_named_variants(rest, forcefield, _named_residues(Path(source)), source)
     try:
-        system = forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
+        system = forcefield.createSystem(
+            topology,
+            nonbondedMethod=app.NoCutoff,
+            constraints=None,
+            rigidWater=False,
+            residueTemplates=named_ions,
+        )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ParametrizationError(f"protein {source}: the force field cannot parametrize it ({first})") from err
@@ -230,7 +386,7 @@ def check_protein(topology, positions: np.ndarray, forcefield, source: str = "pr
 
 
 def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=None) -> ProteinStructure:
-    """Read a prepared protein PDB, drop crystal waters (unless asked), check it against the force field.
+    """Read a prepared protein PDB, drop crystal waters if asked, check it against the force field.
 
     Parameters
     ----------
@@ -239,7 +395,8 @@ def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=Non
     settings : SystemSettings, optional
         ``keep_crystal_waters``, ``protein_forcefield``, ``extra_forcefield_files``.
     forcefield : openmm.app.ForceField, optional
-        Default: :func:`fep.systems.endstates.make_forcefield` of ``settings`` without ligands.
+        Default: :func:`fep.systems.endstates.make_forcefield` of ``settings`` without ligands (with phosaa14SB
+        when the PDB holds a phosphorylated residue, :func:`protein_forcefield_files`).
     """
 
     from fep.systems.forcefield import SystemSettings, make_forcefield
@@ -248,7 +405,9 @@ def load_protein(pdb_path: str | os.PathLike[str], settings=None, forcefield=Non
     settings = settings or SystemSettings()
     path = Path(pdb_path)
     pdb = read_pdb(path)
-    forcefield = forcefield or make_forcefield(settings)
+    if forcefield is None:
+        files = protein_forcefield_files(settings.protein_forcefield, path)
+        forcefield = make_forcefield(settings.model_copy(update={"protein_forcefield": files}))
     topology, positions = pdb.topology, positions_nm(pdb.positions)
     waters = [r for r in topology.residues() if r.name in WATER_NAMES]
     dropped = 0
@@ -324,7 +483,16 @@ def fix_protein(
         f"{res.chain.id} {res.name} {res.id} {name}" for res, names in fixer.missingTerminals.items() for name in names
     ]
     fixer.addMissingAtoms()
-    fixer.addMissingHydrogens(ph)
+    # hydrogens: a residue named as a protonation variant (HID, CYM, ASH, ...) gets that variant's hydrogens (added
+    # or removed); the others keep theirs and get the missing ones at ``ph``
+    named = _named_residues(Path(pdb_in))
+    variants = [
+        name if (name := named.get((r.chain.id, r.id, r.insertionCode.strip()))) in NAMED_VARIANTS else None
+        for r in fixer.topology.residues()
+    ]
+    modeller = app.Modeller(fixer.topology, fixer.positions)
+    modeller.addHydrogens(pH=ph, variants=variants)
+    fixer.topology, fixer.positions = modeller.topology, modeller.positions
     n_h_after = sum(1 for a in fixer.topology.atoms() if a.element is not None and a.element.symbol == "H")
     buffer = io.StringIO()
     app.PDBFile.writeFile(fixer.topology, fixer.positions, buffer, keepIds=True)
