@@ -109,6 +109,7 @@ EDGE_HEADER = [
     "ddg_ml_err_kcal_mol",
     "exp_ddg_kcal_mol",
     "repeats",
+    "charge_change",
     "verdict",
     "verdicts",
     "ml_reason",
@@ -129,6 +130,7 @@ EDGE_LABELS = [
     "σ ML",
     "ΔΔG exp",
     "repeats",
+    "Δq (co-ion)",
     "verdict",
     "checks",
     "why no ML",
@@ -154,6 +156,7 @@ def _edge_rows(edges: Sequence[EdgeResult], exp: Mapping[str, float]) -> list[li
                 _fmt(e.ddg_ml_err_kcal_mol),
                 _fmt(exp_ddg),
                 e.repeats,
+                f"{e.charge_change:+d}" if e.charge_change else "",
                 worst_status(e.verdicts),
                 verdicts,
                 e.ml_reason,
@@ -272,7 +275,9 @@ def _html(
         parts.append(_table(["check", "status", "message"], [[v.name, v.status, v.message] for v in net.verdicts]))
     parts.append("<h2>Edge details</h2>")
     for e in edges:
-        summary = f"{e.key} — {e.status}"
+        summary = f"{e.key} — {e.status}" + (
+            f" (charge change {e.charge_change:+d}, co-ion)" if e.charge_change else ""
+        )
         if e.status == "done":
             best, err, which = e.ddg_best
             summary += f", ΔΔG = {best:.2f} ± {err:.2f} kcal/mol ({which.upper()})"

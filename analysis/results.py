@@ -138,6 +138,9 @@ class EdgeResult(FrozenModel):
     ligand_ff: str = Field(
         "", description="How the ligands were described, e.g. 'openff-2.2.1 + ANI-2x-refitted torsions'."
     )
+    charge_change: int = Field(
+        0, description="Net charge of B minus A: a charge-changing edge (run with an alchemical co-ion) when not 0."
+    )
 
     @property
     def key(self) -> str:

@@ -24,6 +24,12 @@ Masses: A's for every particle of A (core atoms included), B's for B's unique at
 configurational free energies. Constraints: A's, plus B's that involve a unique B atom; a core pair constrained
 in only one end state, or at different lengths, keeps one length at every λ and is listed in ``info.warnings``.
 
+Charge-changing edges (|Δq| = 1): in a periodic leg the end states carry an alchemical co-ion
+(:func:`fep.systems.endstates.build_end_states`): a water far from the solute that is a water in A and Na+ or Cl-
+in B. Its three particles are environment particles for every term but the nonbonded one, where their charges
+and the oxygen's Lennard-Jones parameters move with the ligand's λ parameters so that the box is neutral at every
+λ (:func:`fep.alchemy.nonbonded._add_coion_offsets`); PME then never sees a net charge. The vacuum leg needs none.
+
 See :mod:`fep.alchemy.nonbonded` for the nonbonded design and what OpenMM recomputes on ``setParameter``.
 """
 
@@ -87,6 +93,11 @@ class HybridLegInfo(FrozenModel):
         default_factory=dict, description="Long-range dispersion coefficients C (E = C/V, kJ/mol·nm³) of A, B, hybrid."
     )
     warnings: tuple[str, ...] = Field((), description="Anything a user should know (e.g. constraint changes).")
+    charge_change: int = Field(0, description="Net charge of B minus A (a charge-changing edge when not 0).")
+    coion_atoms: tuple[int, ...] = Field(
+        (), description="Hybrid indices (O, H, H) of the water that becomes the co-ion in B; empty without one."
+    )
+    coion: str | None = Field(None, description="'Na+' or 'Cl-': the co-ion in B of a charge-changing edge.")
 
 
 @dataclass(eq=False)
@@ -316,7 +327,8 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
     Raises
     ------
     HybridError
-        Charge-changing edge, inconsistent end states, unsupported forces or virtual sites.
+        A periodic charge-changing edge without its co-ion, inconsistent end states, unsupported forces or
+        virtual sites.
     fep.alchemy.nonbonded.HybridNonbondedError
         The end states differ in their nonbonded settings or net charge, or use LJPME.
 
@@ -331,9 +343,11 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
     if mapping is None:
         raise HybridError("build_hybrid needs an AtomMapping (none given and the end states carry none)")
     edge = mapping.key
-    if mapping.charge_change:
+    coion = tuple(int(i) for i in getattr(end_states, "coion_atoms", ()))
+    if mapping.charge_change and end_states.box_vectors is not None and len(coion) != 3:
         raise HybridError(
-            f"edge {edge}: the net charge changes by {mapping.charge_change}; charge-changing edges are not supported"
+            f"edge {edge}: the net charge changes by {mapping.charge_change:+d} and the end states have no co-ion; "
+            "build them with fep.systems.endstates.build_end_states"
         )
     for label, name in (("A", getattr(end_states, "ligand_a", "")), ("B", getattr(end_states, "ligand_b", ""))):
         expected = mapping.ligand_a if label == "A" else mapping.ligand_b
@@ -365,7 +379,9 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
     counts = add_valence_forces(
         hybrid, system_a, system_b, a_to_h, b_to_h, role, FORCE_GROUPS["valence"], FORCE_GROUPS["valence_lambda"]
     )
-    facts = add_nonbonded_forces(hybrid, system_a, system_b, a_to_h, b_to_h, h_to_a, h_to_b, role, FORCE_GROUPS)
+    facts = add_nonbonded_forces(
+        hybrid, system_a, system_b, a_to_h, b_to_h, h_to_a, h_to_b, role, FORCE_GROUPS, coion=coion
+    )
 
     positions = np.zeros((n, 3))
     positions[:n_a] = np.asarray(end_states.positions_a, dtype=float)
@@ -408,6 +424,9 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
             "hybrid_nonbonded": facts.dispersion_coefficient_nonbonded,
         },
         warnings=tuple(warnings) + tuple(mapping.warnings),
+        charge_change=int(mapping.charge_change),
+        coion_atoms=coion,
+        coion=getattr(end_states, "coion", None),
     )
     for message in warnings:
         log.warning(message)

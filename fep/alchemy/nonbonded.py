@@ -238,6 +238,7 @@ def add_nonbonded_forces(
     role: np.ndarray,
     groups: dict[str, int],
     softcore_alpha: float = SOFTCORE_ALPHA,
+    coion: tuple[int, ...] = (),
 ) -> NonbondedFacts:
     """Add the hybrid NonbondedForce, the softcore force and the dispersion-correction force.
 
@@ -257,6 +258,8 @@ def add_nonbonded_forces(
         Force groups: keys ``"nonbonded"``, ``"softcore"``, ``"dispersion"``.
     softcore_alpha : float
         Softcore α of the Beutler potential.
+    coion : tuple of int
+        Hybrid indices (O, H, H) of the alchemical co-ion of a charge-changing edge (:func:`_add_coion_offsets`).
 
     Returns
     -------
@@ -266,6 +269,8 @@ def add_nonbonded_forces(
     nb_a, nb_b, pa, pb = _end_state_nonbonded(system_a, system_b)
     nb = _empty_hybrid_nonbonded(nb_a)
     sc_params, hybrid_params, n_offsets = _add_particles(nb, role, pa, pb, h_to_a, h_to_b)
+    if coion:
+        n_offsets += _add_coion_offsets(nb, coion, role, pa, pb, h_to_a, h_to_b, sc_params)
     pairs = _add_exceptions(nb, role, pa, pb, h_to_a, h_to_b, _exceptions(nb_a, a_to_h), _exceptions(nb_b, b_to_h))
     nb.setForceGroup(groups["nonbonded"])
     nb.setReciprocalSpaceForceGroup(-1)
@@ -285,19 +290,58 @@ def add_nonbonded_forces(
 
 
 def _end_state_nonbonded(system_a, system_b):
-    """The two NonbondedForces (same settings, same net charge) and their particle parameters."""
+    """The two NonbondedForces (same settings; same net charge when periodic) and their particle parameters."""
+    import openmm
+
     nb_a = _only_nonbonded(system_a, "A")
     nb_b = _only_nonbonded(system_b, "B")
     _check_same_settings(nb_a, nb_b)
     pa = _particle_params(nb_a)
     pb = _particle_params(nb_b)
     charge_a, charge_b = float(pa[:, 0].sum()), float(pb[:, 0].sum())
-    if abs(charge_a - charge_b) > 1e-3:
+    periodic = nb_a.getNonbondedMethod() not in (
+        openmm.NonbondedForce.NoCutoff,
+        openmm.NonbondedForce.CutoffNonPeriodic,
+    )
+    if periodic and abs(charge_a - charge_b) > 1e-3:
         raise HybridNonbondedError(
-            f"the net charge changes from {charge_a:+.3f} e (A) to {charge_b:+.3f} e (B); charge-changing edges are "
-            "not supported by this hybrid topology"
+            f"the net charge of the periodic box changes from {charge_a:+.3f} e (A) to {charge_b:+.3f} e (B): a "
+            "charge-changing edge needs its co-ion (build the end states with fep.systems.endstates)"
         )
     return nb_a, nb_b, pa, pb
+
+
+def _add_coion_offsets(nb, coion, role, pa, pb, h_to_a, h_to_b, sc_params) -> int:
+    """Offsets that turn the co-ion water (O, H, H; environment particles with A's parameters as base) into B's
+    ion while keeping the box exactly neutral at every λ, whatever the schedule.
+
+    The ligand's net charge at λ is Q_A + λ_ec ΔQ_core − λ_ea Q_uA + λ_eb Q_uB (core charges move on
+    ``lambda_electrostatics_core``, unique-A charges vanish on ``_a``, unique-B ones appear on ``_b``). The
+    hydrogens' charges go to zero on ``lambda_electrostatics_core`` and the oxygen takes their charge back plus
+    the opposite of every ligand term on the same parameter: +Q_uA on ``_a``, −Q_uB on ``_b``, and on ``_core``
+    what makes it end at the ion's charge. Summed over the box, every λ term then cancels (tested per window).
+    The oxygen's σ and ε move to the ion's on ``lambda_sterics_core``. Returns the number of offsets added.
+    """
+    oxygen, *hydrogens = coion
+    q_ua = float(sum(pa[h_to_a[h], 0] for h in np.flatnonzero(role == ROLE_UNIQUE_A)))
+    q_ub = float(sum(pb[h_to_b[h], 0] for h in np.flatnonzero(role == ROLE_UNIQUE_B)))
+    qa_o, sa_o, ea_o = pa[h_to_a[oxygen]]
+    qb_o, sb_o, eb_o = pb[h_to_b[oxygen]]
+    count = 0
+    for h in hydrogens:
+        qa_h, qb_h = pa[h_to_a[h], 0], pb[h_to_b[h], 0]
+        if qb_h != 0.0:
+            raise HybridNonbondedError(f"co-ion hydrogen {h} keeps a charge of {qb_h:+.3f} e in B")
+        nb.addParticleParameterOffset("lambda_electrostatics_core", h, -qa_h, 0.0, 0.0)
+        count += 1
+    nb.addParticleParameterOffset("lambda_electrostatics_core", oxygen, qb_o - qa_o - q_ua + q_ub, 0.0, 0.0)
+    if q_ua:
+        nb.addParticleParameterOffset("lambda_electrostatics_a", oxygen, q_ua, 0.0, 0.0)
+    if q_ub:
+        nb.addParticleParameterOffset("lambda_electrostatics_b", oxygen, -q_ub, 0.0, 0.0)
+    nb.addParticleParameterOffset("lambda_sterics_core", oxygen, 0.0, sb_o - sa_o, eb_o - ea_o)
+    sc_params[oxygen] = (sa_o, ea_o, sb_o, eb_o, 0, 0)
+    return count + 2 + bool(q_ua) + bool(q_ub)
 
 
 def _empty_hybrid_nonbonded(nb_a):

@@ -23,6 +23,20 @@ def _find(ligands, name: str, path: Path):
     raise InputError(f"{path}: no ligand named '{name}' (found: {names}{', ...' if len(ligands) > 12 else ''})")
 
 
+def _environment_facts(end_states, cofactors) -> dict:
+    """What the leg's environment holds besides the solvent: cofactors, crystal waters, ions of the protein
+    PDB, the net charge before counter-ions, the co-ion of a charge-changing edge."""
+    first_ligand = list(end_states.topology_a.atoms())[end_states.ligand_atoms_a[0]].residue.index
+    before = [r for r in end_states.topology_a.residues() if r.index < first_ligand]
+    return {
+        "cofactors": [c.name for c in cofactors],
+        "crystal_waters": sum(r.name == "HOH" for r in before),
+        "ions_in_protein": sorted({r.name for r in before if len(r) == 1 and r.name != "HOH"}),
+        "net_charge_before_ions": end_states.net_charge,
+        "coion": end_states.coion,
+    }
+
+
 @app.command("check")
 def check(
     ligands: Path = typer.Option(..., "--ligands", help="Ligand series: SDF, CSV (name,smiles,...) or SMI."),
@@ -96,6 +110,7 @@ def check(
     hybrid = build_hybrid(end_states, mapping)
     result = end_state_energy_check(end_states, hybrid, platform=platform)
     result["n_atoms"] = hybrid.info.n_atoms
+    result.update(_environment_facts(end_states, cofactors))
     result["unique_a"] = len(hybrid.info.unique_a)
     result["unique_b"] = len(hybrid.info.unique_b)
     result["warnings"] = list(hybrid.info.warnings)
@@ -123,6 +138,16 @@ def check(
             f"{result['states']['B']['max_force_difference']:.2e}",
         )
         out.print(table)
+        facts = [f"net charge {result['net_charge_before_ions']:+d} before counter-ions"]
+        if result["cofactors"]:
+            facts.append(f"cofactors {', '.join(result['cofactors'])}")
+        if leg == "complex":
+            facts.append(f"{result['crystal_waters']} crystal waters")
+        if result["ions_in_protein"]:
+            facts.append(f"ions {', '.join(result['ions_in_protein'])}")
+        if result["coion"]:
+            facts.append(f"co-ion {result['coion']} (charge-changing edge)")
+        out.print("environment: " + "; ".join(facts))
         for message in result["warnings"]:
             out.print(f"[yellow]warning: {message}[/yellow]")
     tol = result["tolerance"]["A"]["energy_kj_mol"]

@@ -152,6 +152,8 @@ def _result_table(out, results, output, nnp: bool) -> None:
         ml_err = "" if res.ddg_ml_err_kcal_mol is None else f"{res.ddg_ml_err_kcal_mol:.2f}"
         verdict = {v.status for v in res.verdicts}
         status = "fail" if "fail" in verdict else "warn" if "warn" in verdict else "ok"
+        if res.charge_change:
+            status += f" (Δq {res.charge_change:+d}, co-ion)"
         table.add_row(res.key, f"{res.ddg_mm_kcal_mol:.2f}", f"{res.ddg_mm_err_kcal_mol:.2f}", ml, ml_err, status)
         if nnp and res.ddg_ml_kcal_mol is None and res.ml_reason:
             out.print(f"  {res.key}: no ML value ({res.ml_reason})")

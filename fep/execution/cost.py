@@ -241,18 +241,19 @@ def estimate_cost(network, protocol, mode: str, protein: str | None = None) -> R
     legs = LEGS_FOR_MODE[mode]
     settings = protocol.system
     protein_xyz = _protein_atoms(protein, settings.keep_crystal_waters) if protein and "complex" in legs else None
-    windows = len(protocol.windows())
-    ns = protocol.ns_per_window()
     by_name = {lig.name: lig for lig in network.ligands}
     edges = []
     for mapping in network.edges:
+        charged = bool(mapping.charge_change)
+        windows = len(protocol.windows(charge_change=charged))
+        ns = protocol.ns_per_window(charge_change=charged)
         elements_a, xyz_a = _molblock_atoms(by_name[mapping.ligand_a].molblock)
         elements_b, _ = _molblock_atoms(by_name[mapping.ligand_b].molblock)
         n_hybrid = len(elements_a) + len(elements_b) - len(mapping.mapping)
         leg_costs = []
         for leg in legs:
             n_atoms, n_waters = estimate_leg_atoms(leg, xyz_a, n_hybrid, settings, protein_xyz)
-            sampler = protocol.sampler_for(leg)
+            sampler = protocol.sampler_for(leg, charge_change=charged)
             replica_ns = windows * ns * protocol.repeats
             md_steps = windows * protocol.repeats * sampler.n_iterations * sampler.steps_per_iteration
             leg_costs.append(

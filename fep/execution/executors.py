@@ -132,7 +132,7 @@ def execute_leg(job: LegJob) -> dict[str, Any]:
             progress=progress,
         )
         if (
-            spec.nnp
+            spec.nnp and not mapping.charge_change
         ):  # the ANI-2x corrections for this leg, here on the worker (RUN_DIR/nodes/, or nnp_A/B.json per edge)
             store.set_progress(job.leg_id, phase="nnp correction", done=0, total=2)
             try:
@@ -375,11 +375,11 @@ class DaskExecutor:
 
 
 # ---------------------------------------------------------------------------------------------- parent
-def _finished(run_dir: Path, edge: str, leg: str, repeat: int, spec) -> bool:
+def _finished(run_dir: Path, edge: str, leg: str, repeat: int, spec, charged: bool = False) -> bool:
     from fep.execution.runner import leg_finished
 
     leg_dir = run_dir / "edges" / edge / f"repeat_{repeat}" / leg
-    return leg_finished(leg_dir, spec.protocol.sampler_for(leg, repeat=repeat).n_iterations)
+    return leg_finished(leg_dir, spec.protocol.sampler_for(leg, repeat=repeat, charge_change=charged).n_iterations)
 
 
 def execute_network(
@@ -461,7 +461,7 @@ def execute_network(
 
     for mapping in network.edges:
         for key in keys_of_edge[mapping.key]:
-            if extend_iterations == 0 and _finished(run_dir, *key, spec):
+            if extend_iterations == 0 and _finished(run_dir, *key, spec, bool(mapping.charge_change)):
                 state[key] = "done"
                 if rows[key]["state"] != "done":
                     store.set_job(rows[key]["leg_id"], "done")

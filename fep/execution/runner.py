@@ -133,6 +133,13 @@ def _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir: Path, c
     return hybrid
 
 
+#: Why the ANI-2x endpoint correction is not applied to a charge-changing edge.
+CHARGE_CHANGE_NNP = (
+    "charge-changing edge: the ANI-2x endpoint correction is not applied (with fixed MM charges and a co-ion the "
+    "ML/MM difference of two ligands of different net charge is not validated); the MM value stands"
+)
+
+
 def _write_status(leg_dir: Path, edge: str, leg: str, repeat: int, **fields: Any) -> None:
     status = LegProgress(
         edge=edge,
@@ -194,8 +201,9 @@ def run_leg(
     leg_dir = Path(leg_dir)
     result_path = leg_dir / "leg_result.json"
     sampler_dir = leg_dir / "sampler"
-    windows = protocol.windows()
-    settings = protocol.sampler_for(leg, repeat=repeat, platform=platform)
+    charged = bool(mapping.charge_change)
+    windows = protocol.windows(charge_change=charged)
+    settings = protocol.sampler_for(leg, repeat=repeat, platform=platform, charge_change=charged)
     if extend_iterations == 0 and leg_finished(leg_dir, settings.n_iterations):
         log.info("%s %s: finished earlier, skipped", mapping.key, leg)
         return LegResult.from_json_file(result_path)
@@ -420,14 +428,23 @@ def finish_edge(
 
     Returns the :class:`analysis.results.EdgeResult` (also written to ``edge_result.json``).
     """
-    from analysis.results import LegResult, combine_edge
+    from analysis.results import EndpointCorrection, LegResult, combine_edge
 
     folder = edge_dir(run_dir, mapping)
     prep_a, prep_b = prepared[mapping.ligand_a], prepared[mapping.ligand_b]
     protocol = spec.protocol
     legs = LEGS_FOR_MODE[spec.mode]
+    if spec.nnp and mapping.charge_change:  # the MM result stands, with the reason in the edge result
+        spec = spec.model_copy(update={"nnp": False})
+        skipped = [
+            EndpointCorrection(leg=leg, state=state, ligand=prep.name, status="skipped", reason=CHARGE_CHANGE_NNP)
+            for leg in legs
+            for state, prep in (("A", prep_a), ("B", prep_b))
+        ]
+    else:
+        skipped = []
     at_nodes = spec.nnp and protocol.nnp.placement == "node"
-    nodes = (
+    nodes = skipped + (
         node_corrections(
             (("A", prep_a), ("B", prep_b)),
             legs,
@@ -459,7 +476,12 @@ def finish_edge(
         )
     from fep.protocol import ligand_ff_label
 
-    result = result.model_copy(update={"ligand_ff": ligand_ff_label(protocol, spec.nnp)})
+    result = result.model_copy(
+        update={
+            "ligand_ff": ligand_ff_label(protocol, spec.nnp or bool(skipped)),
+            "charge_change": mapping.charge_change,
+        }
+    )
     result.to_json_file(folder / "edge_result.json")
     return result
 

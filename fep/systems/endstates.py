@@ -92,6 +92,10 @@ log = logging.getLogger(__name__)
 
 #: A crystal water whose oxygen is closer than this to any atom of either ligand is removed.
 CRYSTAL_WATER_CLEARANCE_NM = 0.2
+#: Largest net-charge change of an edge: one water becomes one monovalent co-ion.
+MAX_CHARGE_CHANGE = 1
+#: The co-ion of a charge change of the ligand by +1 (Cl-) or -1 (Na+): element, residue name, charge.
+COIONS = {+1: ("Cl", "CL", -1), -1: ("Na", "NA", +1)}
 
 
 @dataclass(eq=False)
@@ -127,6 +131,13 @@ class EndStates:
         Net charge of the leg before ions (protein + ligand A).
     n_waters, n_positive_ions, n_negative_ions : int
         Solvent content (identical in A and B).
+    coion_atoms : tuple of int
+        Charge-changing edge, periodic leg: the alchemical co-ion, a water far from the solute (O, H, H; the
+        same particle indices in A and B, environment atoms). It is a water in A; in B its oxygen carries the
+        ion's charge and Lennard-Jones parameters and its hydrogens are uncharged, so both end states are
+        neutral (:data:`COIONS`). Empty otherwise.
+    coion : str or None
+        ``"Na+"`` or ``"Cl-"`` (the co-ion in B).
     """
 
     leg: str
@@ -149,6 +160,8 @@ class EndStates:
     n_waters: int = 0
     n_positive_ions: int = 0
     n_negative_ions: int = 0
+    coion_atoms: tuple[int, ...] = ()
+    coion: str | None = None
 
     @property
     def n_environment(self) -> int:
@@ -204,12 +217,13 @@ def check_edge(prep_a: PreparedLigand, prep_b: PreparedLigand, mapping: AtomMapp
             f"edge {key}: mapped pair {bad[0]} is outside the ligands' atoms (A has {n_a}, B has {n_b}); "
             "re-create the mapping from these ligands"
         )
-    change = mapping.charge_change or (prep_b.ligand.formal_charge - prep_a.ligand.formal_charge)
-    if change != 0:
+    change = prep_b.ligand.formal_charge - prep_a.ligand.formal_charge
+    if abs(change) > MAX_CHARGE_CHANGE:
         raise UnsupportedEdgeError(
-            f"edge {key} changes the net charge by {change:+d}: charge-changing edges are not supported yet "
-            "(needs the alchemical co-ion protocol); plan the network without this edge or connect these ligands "
-            "through intermediates of the same charge"
+            f"edge {key} changes the net charge by {change:+d} ({prep_a.name} {prep_a.ligand.formal_charge:+d}, "
+            f"{prep_b.name} {prep_b.ligand.formal_charge:+d}): only changes of ±1 are supported (one alchemical "
+            "co-ion); connect these ligands through an intermediate of charge in between, or check their "
+            "protonation states"
         )
 
 
@@ -269,6 +283,7 @@ class _Box:
     n_waters: int = 0  # waters in the final box
     n_pos: int = 0
     n_neg: int = 0
+    coion_residue: int | None = None  # the water that becomes the co-ion in B (charge-changing edges)
 
 
 def _solvate(topology, positions, box_vectors, residues, net_charge, first_water, settings, forcefield, leg, ligands):
@@ -353,6 +368,7 @@ def _assemble(
     protein_pdb: str | os.PathLike[str] | None,
     progress=None,
     cofactors: Sequence[PreparedLigand] = (),
+    coion_charge: int = 0,
 ) -> _Box:
     parts = []
     env_charge = 0
@@ -403,31 +419,43 @@ def _assemble(
         )
     box.ions = [("Na" if k < n_pos else "Cl", box.positions[o_index[w]]) for k, w in enumerate(sites)]
     site_set = set(sites)
+    if coion_charge:
+        free = [k for k in range(len(waters)) if k not in site_set]
+        ions_xyz = np.array([xyz for _, xyz in box.ions]).reshape(-1, 3)
+        k = farthest_water(box.positions[o_index[free]], box.positions[~water_atoms], ions_xyz, box_vectors, cutoff)
+        box.coion_residue = waters[free[k]].index
     box.skip_residues = {r.index for k, r in enumerate(waters) if k in site_set}
     box.skip_residues |= {r.index for r in box.topology.residues() if r.index >= first_water} - {
         r.index for r in waters
     }
     box.n_waters, box.n_pos, box.n_neg = len(waters) - len(sites), n_pos, n_neg
     log.info(
-        "%s leg: %d waters (%d removed for clashes), %d Na+, %d Cl-",
+        "%s leg: %d waters (%d removed for clashes), %d Na+, %d Cl-%s",
         leg,
         box.n_waters,
         len(clashes),
         n_pos,
         n_neg,
+        f", one water becomes the co-ion {'Na+' if coion_charge > 0 else 'Cl-'} in B" if coion_charge else "",
     )
     return box
 
 
 def _split(box: _Box, keep: int):
-    """Topology, positions (nm, shape (N, 3)) and ligand atom indices of the box with ligand ``keep`` only."""
+    """Topology, positions (nm, shape (N, 3)), ligand atom indices and co-ion atom indices (O first; empty without
+    a co-ion) of the box with ligand ``keep`` only."""
     others = {r for k, r in enumerate(box.ligand_residues) if k != keep}
     topology, positions, old_index = copy_topology(
         box.topology, box.positions, skip_residues=box.skip_residues | others, ions=box.ions
     )
-    ligand = next(r for r in box.topology.residues() if r.index == box.ligand_residues[keep])
+    residues = {r.index: r for r in box.topology.residues()}
     new_of_old = {old: new for new, old in enumerate(old_index)}
-    return topology, positions, [new_of_old[a.index] for a in ligand.atoms()]
+    ligand = [new_of_old[a.index] for a in residues[box.ligand_residues[keep]].atoms()]
+    coion: list[int] = []
+    if box.coion_residue is not None:
+        atoms = sorted(residues[box.coion_residue].atoms(), key=lambda a: a.element.symbol != "O")
+        coion = [new_of_old[a.index] for a in atoms]
+    return topology, positions, ligand, coion
 
 
 def build_end_states(
@@ -479,10 +507,14 @@ def build_end_states(
         progress("parametrizing")
     settings = _with_protein_templates(settings, protein_pdb if leg == "complex" else None)
     forcefield = make_forcefield(settings, [prep_a, prep_b, *cofactors])
-    box = _assemble([(prep_a, pos_a), (prep_b, pos_b)], leg, settings, forcefield, protein_pdb, progress, cofactors)
-    top_a, xyz_a, lig_a = _split(box, 0)
-    top_b, xyz_b, lig_b = _split(box, 1)
+    change = prep_b.ligand.formal_charge - prep_a.ligand.formal_charge
     periodic = leg != "vacuum"
+    coion_charge = COIONS[change][2] if change and periodic else 0
+    box = _assemble(
+        [(prep_a, pos_a), (prep_b, pos_b)], leg, settings, forcefield, protein_pdb, progress, cofactors, coion_charge
+    )
+    top_a, xyz_a, lig_a, coion_a = _split(box, 0)
+    top_b, xyz_b, lig_b, coion_b = _split(box, 1)
     if progress:
         progress("creating systems")
     system_a = create_ligand_system(
@@ -494,6 +526,11 @@ def build_end_states(
     set_a, set_b = set(lig_a), set(lig_b)
     env_a = [i for i in range(top_a.getNumAtoms()) if i not in set_a]
     env_b = [i for i in range(top_b.getNumAtoms()) if i not in set_b]
+    coion = None
+    if coion_charge:
+        coion = make_coion(system_b, coion_b, forcefield, change)
+        log.info("%s leg of %s~%s: charge change %+d, water %s is the co-ion %s in B", leg, prep_a.name,
+                 prep_b.name, change, coion_a, coion)  # fmt: skip
     box_vectors = positions_nm(top_a.getPeriodicBoxVectors()) if periodic else None
     return EndStates(
         leg=leg,
@@ -516,7 +553,62 @@ def build_end_states(
         n_waters=box.n_waters,
         n_positive_ions=box.n_pos,
         n_negative_ions=box.n_neg,
+        coion_atoms=tuple(coion_a),
+        coion=coion,
     )
+
+
+def farthest_water(
+    oxygens: np.ndarray, solute: np.ndarray, ions: np.ndarray, box_vectors: np.ndarray, min_ion_distance: float
+) -> int:
+    """Index of the water oxygen farthest from the solute (periodic images included) that is at least
+    ``min_ion_distance`` nm from every ion: the co-ion of a charge-changing edge."""
+    from scipy.spatial import cKDTree
+
+    from fep.systems.solvation import periodic_images
+
+    distance = cKDTree(periodic_images(solute, box_vectors)).query(oxygens, k=1)[0]
+    if len(ions):
+        near_ion = cKDTree(periodic_images(ions, box_vectors)).query(oxygens, k=1)[0] < min_ion_distance
+        distance = np.where(near_ion, -np.inf, distance)
+    return int(np.argmax(distance))
+
+
+def _ion_parameters(forcefield, residue_name: str) -> tuple[float, float, float]:
+    """Charge (e), σ (nm), ε (kJ/mol) the force field gives a lone ion (amber14/tip3p: Joung-Cheatham)."""
+    import openmm
+    import openmm.app as app
+
+    topology = app.Topology()
+    chain = topology.addChain()
+    symbol = {"NA": "Na", "CL": "Cl"}[residue_name]
+    topology.addAtom(residue_name, app.Element.getBySymbol(symbol), topology.addResidue(residue_name, chain))
+    system = forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff)
+    force = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    q, sigma, epsilon = force.getParticleParameters(0)
+    return (float(q._value), float(sigma._value), float(epsilon._value))
+
+
+def make_coion(system_b, atoms: Sequence[int], forcefield, change: int) -> str:
+    """Turn the water ``atoms`` (O, H, H) of plain system B into the co-ion: the oxygen gets the ion's charge and
+    Lennard-Jones parameters, the hydrogens lose their charge (their LJ is zero in TIP3P; they stay as massive,
+    non-interacting particles held by the water's constraints, which add nothing to the configurational free
+    energy). Returns ``"Na+"`` or ``"Cl-"``."""
+    import openmm
+
+    _, residue_name, charge = COIONS[change]
+    q, sigma, epsilon = _ion_parameters(forcefield, residue_name)
+    if round(q) != charge:  # pragma: no cover - a force field with other ion charges
+        raise ParametrizationError(f"the force field gives {residue_name} a charge of {q:+.3f} e, not {charge:+d}")
+    force = next(f for f in system_b.getForces() if isinstance(f, openmm.NonbondedForce))
+    oxygen, *hydrogens = atoms
+    force.setParticleParameters(oxygen, q, sigma, epsilon)
+    for h in hydrogens:
+        _, h_sigma, h_epsilon = force.getParticleParameters(h)
+        if h_epsilon._value != 0.0:  # pragma: no cover - not TIP3P
+            raise ParametrizationError("the co-ion needs a water model whose hydrogens carry no Lennard-Jones term")
+        force.setParticleParameters(h, 0.0, h_sigma, 0.0)
+    return "Na+" if charge > 0 else "Cl-"
 
 
 def build_ligand_system(
@@ -543,7 +635,7 @@ def build_ligand_system(
     settings = _with_protein_templates(settings, protein_pdb if leg == "complex" else None)
     forcefield = make_forcefield(settings, [prep, *cofactors])
     box = _assemble([(prep, ligand_positions(prep))], leg, settings, forcefield, protein_pdb, cofactors=cofactors)
-    topology, positions, ligand_atoms = _split(box, 0)
+    topology, positions, ligand_atoms, _ = _split(box, 0)
     periodic = leg != "vacuum"
     system = create_ligand_system(
         forcefield, topology, settings, periodic, prep, ligand_atoms, f"{leg} leg of ligand {prep.name}", cofactors

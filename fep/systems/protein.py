@@ -351,7 +351,9 @@ def check_protein(topology, positions: np.ndarray, forcefield, source: str = "pr
     # ions named like a template are matched by name at createSystem (FE/FE2 share the element); the template
     # checks run on the rest
     named_ions = ion_templates(topology, forcefield)
-    rest = copy_topology(topology, positions, skip_residues={r.index for r in named_ions})[0] if named_ions else topology
+    rest = (
+        copy_topology(topology, positions, skip_residues={r.index for r in named_ions})[0] if named_ions else topology
+    )
     unmatched = forcefield.getUnmatchedResidues(rest)
     if unmatched:
         # a non-standard residue also unbonds its neighbours: report it first

@@ -47,7 +47,7 @@ def vec3_nm(xyz: np.ndarray):
     return [openmm.Vec3(float(x), float(y), float(z)) for x, y, z in np.asarray(xyz).reshape(-1, 3)] * u.nanometer
 
 
-def _periodic_images(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+def periodic_images(points: np.ndarray, box: np.ndarray) -> np.ndarray:
     """``points`` and their 26 neighbouring periodic images, shape (27 * n, 3)."""
     shifts = np.array([[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=float) @ box
     return (points[None, :, :] + shifts[:, None, :]).reshape(-1, 3)
@@ -93,7 +93,7 @@ def water_clashes(oxygens: np.ndarray, box: np.ndarray, min_distance: float) -> 
     removed: set[int] = set()
     if n < 2 or min_distance <= 0:
         return removed
-    tree = cKDTree(_periodic_images(oxygens, box))
+    tree = cKDTree(periodic_images(oxygens, box))
     for i, neighbours in enumerate(tree.query_ball_point(oxygens, r=min_distance)):
         if i in removed:
             continue
@@ -132,7 +132,7 @@ def ion_sites(
         return []
     far = np.ones(len(oxygens), dtype=bool)
     if len(solute):
-        tree = cKDTree(_periodic_images(solute, box))
+        tree = cKDTree(periodic_images(solute, box))
         far = np.isinf(tree.query(oxygens, k=1, distance_upper_bound=min_distance)[0])
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
@@ -141,7 +141,7 @@ def ion_sites(
         if len(chosen_images) and np.min(np.linalg.norm(chosen_images - oxygens[w], axis=1)) < min_distance:
             continue
         chosen.append(int(w))
-        chosen_images = np.vstack([chosen_images, _periodic_images(oxygens[w][None, :], box)])
+        chosen_images = np.vstack([chosen_images, periodic_images(oxygens[w][None, :], box)])
         if len(chosen) == n_ions:
             break
     return chosen

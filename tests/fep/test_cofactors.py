@@ -98,3 +98,33 @@ def test_run_spec_and_leg_key_follow_the_cofactor_content(bench, tmp_path):
     assert [field for field, _ in spec_changes(started, spec)] == ["cofactors"]
     assert leg_key(spec, prep_a, prep_b, mapping, "complex", 0, {}).cofactors != complex_key.cofactors
     assert leg_key(spec, prep_a, prep_b, mapping, "solvent", 0, {}).key == solvent_key.key
+
+
+def test_eg5_complex_with_adp_is_exact(bench, charge_cache, monkeypatch, capsys):
+    """fep check --leg complex on an eg5 edge with its ADP (-3) and crystal waters: the cofactor is in both end
+    states and the hybrid reproduces them (Reference platform, about 2 minutes on 2 cores)."""
+    from fep.cli import main
+
+    monkeypatch.setenv("MLFEP_CACHE_DIR", str(charge_cache))
+    args = ["check", "--ligands", str(bench / "eg5" / "ligands.sdf"), "--edge", "lig_CHEMBL1088740,lig_CHEMBL1089393"]
+    args += ["--protein", str(bench / "eg5" / "protein.pdb"), "--cofactor", str(bench / "eg5" / "cofactor.sdf")]
+    assert main([*args, "--leg", "complex", "--charge-method", "nagl", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["passed"] is True and result["cofactors"] == ["cofactor"]
+    assert result["net_charge_before_ions"] == -3  # protein 0, ligand 0, ADP -3
+    for label in ("A", "B"):
+        assert abs(result["states"][label]["difference"]["total"]) < 0.01
+
+
+@pytest.mark.slow
+def test_pde2_complex_with_metals_and_waters_is_exact(bench, charge_cache, monkeypatch, capsys):
+    """pde2 keeps its Zn2+, Mg2+ and their crystal waters in the complex leg; the end states are exact."""
+    from fep.cli import main
+
+    monkeypatch.setenv("MLFEP_CACHE_DIR", str(charge_cache))
+    args = ["check", "--ligands", str(bench / "pde2" / "ligands.sdf"), "--edge", "lig_49582390,lig_48271249"]
+    args += ["--protein", str(bench / "pde2" / "protein.pdb"), "--leg", "complex", "--charge-method", "nagl"]
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["passed"] is True and result["crystal_waters"] == 3
+    assert {"ZN", "MG"} <= set(result["ions_in_protein"])

@@ -143,11 +143,76 @@ def test_hybrid_layout(leg_of):
     assert {p for p in context.getParameters() if p.startswith("lambda_")} == set(LAMBDA_PARAMETERS)
 
 
-def test_charge_changing_edge_refused(leg_of):
-    end_states, _, mapping = leg_of("benzene", "toluene", "vacuum")
+def test_charge_change_without_coion_refused(leg_of):
+    end_states, _, mapping = leg_of("benzene", "toluene", "solvent")
     charged = mapping.model_copy(update={"charge_change": 1})
-    with pytest.raises(HybridError, match="charge"):
+    with pytest.raises(HybridError, match=r"changes by \+1 and the end states have no co-ion"):
         build_hybrid(end_states, charged)
+
+
+def _net_charge(nonbonded, values: dict[str, float]) -> float:
+    """Sum of the hybrid NonbondedForce's particle charges at the λ ``values`` (base plus offsets)."""
+    total = sum(nonbonded.getParticleParameters(i)[0]._value for i in range(nonbonded.getNumParticles()))
+    for k in range(nonbonded.getNumParticleParameterOffsets()):
+        name, _, dq, _, _ = nonbonded.getParticleParameterOffset(k)
+        total += dq * values[name]
+    return total
+
+
+@pytest.fixture(scope="module")
+def charge_changing(tmp_path_factory, charge_cache):
+    """Benzoic acid (0) -> benzoate (-1), posed freely and mapped on topology, solvent and vacuum legs."""
+    from fep.systems.endstates import SystemSettings, build_end_states
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MappingSettings, MCSMapper
+
+    csv = tmp_path_factory.mktemp("acid") / "acid.csv"
+    csv.write_text("name,smiles\nbenzoic_acid,OC(=O)c1ccccc1\nbenzoate,[O-]C(=O)c1ccccc1\n")
+    acid, base = (assign_charges(x, method="gasteiger", cache_dir=charge_cache) for x in read_ligands(csv, align=False))
+    mapping = MCSMapper(MappingSettings(use_poses=False)).map(acid.ligand, base.ligand)
+    settings = SystemSettings(nonbonded_cutoff="0.7 nm")
+    legs = {leg: build_end_states(acid, base, mapping, leg, settings=settings) for leg in ("solvent", "vacuum")}
+    return legs, mapping
+
+
+def test_charge_changing_edge_has_a_neutralising_coion(charge_changing):
+    """A -1 edge in solvent: one far water becomes Na+ in B, the end states are exact, and the box is neutral at
+    every λ window (not only at the ends)."""
+    from fep.protocol import tier
+
+    legs, mapping = charge_changing
+    assert mapping.charge_change == -1
+    solvent = legs["solvent"]
+    assert solvent.coion == "Na+" and len(solvent.coion_atoms) == 3
+    oxygen = solvent.coion_atoms[0]
+    atom = list(solvent.topology_a.atoms())[oxygen]
+    assert atom.residue.name == "HOH" and atom.element.symbol == "O"
+    # far from the ligand and from the other ions
+    lig = solvent.positions_a[solvent.ligand_atoms_a]
+    from fep.systems.solvation import periodic_images
+
+    images = periodic_images(lig, solvent.box_vectors)
+    assert np.min(np.linalg.norm(images - solvent.positions_a[oxygen], axis=1)) > 0.7
+    hybrid = build_hybrid(solvent, mapping)
+    assert hybrid.info.coion == "Na+" and hybrid.info.coion_atoms == solvent.coion_atoms
+    assert hybrid.info.charge_change == -1
+    _assert_check(end_state_energy_check(solvent, hybrid, platform="Reference"))
+    nonbonded = next(f for f in hybrid.system.getForces() if isinstance(f, openmm.NonbondedForce))
+    windows = tier("fast").windows()
+    for values in windows:
+        assert _net_charge(nonbonded, values) == pytest.approx(0.0, abs=1e-6), values
+    # the same holds on an arbitrary point off the schedule (each λ parameter on its own)
+    for name in hybrid.info.lambda_parameters:
+        values = dict.fromkeys(hybrid.info.lambda_parameters, 0.0) | {name: 0.37}
+        assert _net_charge(nonbonded, values) == pytest.approx(0.0, abs=1e-6), name
+
+
+def test_charge_changing_edge_in_vacuum_needs_no_coion(charge_changing):
+    legs, mapping = charge_changing
+    vacuum = legs["vacuum"]
+    assert vacuum.coion is None and vacuum.coion_atoms == ()
+    _assert_check(end_state_energy_check(vacuum, build_hybrid(vacuum, mapping), platform="Reference"))
 
 
 # ------------------------------------------------------------------------------------------------ λ path
@@ -272,12 +337,18 @@ def test_tyk2_solvent_end_states(tyk2_edge):
 
 
 @pytest.mark.slow
-def test_tyk2_complex_end_states(tyk2_edge, bench):
-    """The complex leg (35k atoms): 2-5 minutes (Reference + CPU checks) on 2 busy cores."""
+def test_tyk2_complex_end_states(tyk2_edge, bench, tmp_path):
+    """The complex leg (35k atoms) of tyk2 with a phosphothreonine (phosaa14SB) and its crystal waters: 2-5
+    minutes (Reference + CPU checks) on 2 busy cores."""
     from fep.systems.endstates import build_end_states
+    from tests.fep.structures import TPO_RESIDUE, phosphorylated_tyk2
 
     prep_a, prep_b, mapping = tyk2_edge
-    end_states = build_end_states(prep_a, prep_b, mapping, "complex", protein_pdb=bench / "tyk2" / "protein.pdb")
+    pdb = phosphorylated_tyk2(bench, tmp_path / "tyk2_tpo.pdb")
+    end_states = build_end_states(prep_a, prep_b, mapping, "complex", protein_pdb=pdb)
+    residues = list(end_states.topology_a.residues())
+    assert any(r.name == "TPO" and r.id == TPO_RESIDUE for r in residues)
+    assert end_states.net_charge == -4 and sum(r.name == "HOH" for r in residues) > end_states.n_waters
     hybrid = build_hybrid(end_states, mapping)
     _assert_check(end_state_energy_check(end_states, hybrid, platform="Reference"))
     # the CPU platform, in the real (triclinic) box, agrees within single-precision noise

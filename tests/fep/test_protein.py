@@ -275,6 +275,8 @@ def test_cofactor_left_in_the_pdb_is_recognised(bench, tmp_path):
     # one residue: same number on every ADP record
     one = [line[:22] + " 900" + line[26:] if line[17:20] == "ADP" else line for line in lines]
     (tmp_path / "eg5_adp.pdb").write_text("\n".join(one) + "\n")
-    with pytest.raises(ParametrizationError, match=r"residue ADP 900 has no force-field template; it looks like a cofactor") as info:
+    with pytest.raises(
+        ParametrizationError, match=r"residue ADP 900 has no force-field template; it looks like a cofactor"
+    ) as info:
         load_protein(tmp_path / "eg5_adp.pdb")
     assert "--cofactor FILE.sdf" in str(info.value)

@@ -306,14 +306,14 @@ def test_align_ligand_b_recovers_rigid_motion():
 
 
 # --------------------------------------------------------------------------------------------- errors
-def test_charge_changing_edge_is_refused(ligands, tmp_path):
+def test_charge_change_of_two_is_refused(ligands, tmp_path):
     benzene = ligands[0]
-    anion = _prepared("benzoate", "[O-]C(=O)c1ccccc1", 2, tmp_path, charge=-1)
-    mapping = AtomMapping(ligand_a="benzene", ligand_b="benzoate", mapping={0: 3}, score=0.5, charge_change=-1)
-    with pytest.raises(UnsupportedEdgeError, match=r"edge benzene~benzoate changes the net charge by -1") as info:
-        build_end_states(benzene, anion, mapping, "solvent")
+    dianion = _prepared("phthalate", "[O-]C(=O)c1ccccc1C(=O)[O-]", 2, tmp_path, charge=-2)
+    mapping = AtomMapping(ligand_a="benzene", ligand_b="phthalate", mapping={0: 3}, score=0.5, charge_change=-2)
+    with pytest.raises(UnsupportedEdgeError, match=r"edge benzene~phthalate changes the net charge by -2") as info:
+        build_end_states(benzene, dianion, mapping, "solvent")
     assert isinstance(info.value, MlfepError) and isinstance(info.value, NotImplementedError)
-    assert "not supported yet" in str(info.value)
+    assert "only changes of ±1 are supported" in str(info.value) and "intermediate" in str(info.value)
 
 
 def test_mapping_must_match_the_ligands(ligands):

@@ -10,7 +10,7 @@ from ligand_prep.models import Ligand, Network
 from ligand_prep.network import network_from_edges, plan_network
 from mlfep_core import InputError, MappingError
 
-TARGETS = ["tyk2", "p38", "thrombin", "mcl1", "ptp1b"]
+TARGETS = ["tyk2", "p38", "thrombin", "mcl1", "ptp1b", "eg5", "pde2"]
 
 
 def load_sdf(path) -> list[Ligand]:
