@@ -413,7 +413,11 @@ class MCSMapper:
         if charge_change:
             warnings.insert(
                 0,
-                f"charge-changing edge ({charge_change:+d} e): needs the charge-changing protocol (co-alchemical ion)",
+                f"charge-changing edge ({charge_change:+d} e): run with an alchemical co-ion and the protocol's extra "
+                "windows and time (charge_change)"
+                if abs(charge_change) == 1
+                else f"charge-changing edge ({charge_change:+d} e): only changes of ±1 can run; connect these ligands "
+                "through an intermediate",
             )
         if result.score < LOW_SCORE:
             warnings.append(

@@ -207,6 +207,6 @@ def series_warnings(ligands: Sequence[Ligand]) -> list[str]:
 
     parts = "; ".join(describe(c, groups[c]) for c in sorted(groups))
     return [
-        f"net formal charge differs within the series ({parts}); charge-changing edges need the "
-        "charge-changing protocol"
+        f"net formal charge differs within the series ({parts}); charge-changing edges run with the "
+        "charge-changing protocol (an alchemical co-ion, more windows and time; changes of ±1 only)"
     ]
