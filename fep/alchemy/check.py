@@ -1,5 +1,6 @@
 """End-state check of a hybrid system: at λ = A (B) its energy and forces must equal those of the plain system
-A (B) plus the constant valence terms of the other ligand's dummy atoms.
+A (B) plus the valence terms that keep the other ligand's dummy atoms attached (its mixed terms that are
+switched off at the dummy end, :mod:`fep.alchemy.junctions`, are not part of it).
 
 This is the central correctness test of the hybrid topology (``fep check`` on the command line). Energies are
 compared per term type (bonds, angles, torsions, nonbonded = NonbondedForce + softcore + dispersion forces,
@@ -93,9 +94,12 @@ def _evaluate(system, positions: np.ndarray, box, platform: str, parameters: dic
     return energies, np.asarray(forces)
 
 
-def _dummy_valence_system(system, to_h: np.ndarray, unique: set[int], n_hybrid: int):
-    """The valence terms of ``system`` that touch one of its unique atoms, in hybrid indices."""
+def _dummy_valence_system(system, to_h: np.ndarray, unique: set[int], n_hybrid: int, switched=frozenset()):
+    """The valence terms of ``system`` that touch one of its unique atoms, in hybrid indices, except those in
+    ``switched`` ((kind, canonical atoms): off at the dummy end, :mod:`fep.alchemy.junctions`)."""
     import openmm
+
+    from fep.alchemy.valence import canonical_atoms
 
     dummy = openmm.System()
     for _ in range(n_hybrid):
@@ -105,18 +109,22 @@ def _dummy_valence_system(system, to_h: np.ndarray, unique: set[int], n_hybrid: 
         if isinstance(force, openmm.HarmonicBondForce):
             for n in range(force.getNumBonds()):
                 i, j, r0, k = force.getBondParameters(n)
-                if {int(to_h[i]), int(to_h[j])} & unique:
+                if {int(to_h[i]), int(to_h[j])} & unique and (
+                    "bond",
+                    canonical_atoms((int(to_h[i]), int(to_h[j]))),
+                ) not in switched:
                     bonds.addBond(int(to_h[i]), int(to_h[j]), r0, k)
         elif isinstance(force, openmm.HarmonicAngleForce):
             for n in range(force.getNumAngles()):
                 i, j, m, t0, k = force.getAngleParameters(n)
-                if {int(to_h[i]), int(to_h[j]), int(to_h[m])} & unique:
+                triple = (int(to_h[i]), int(to_h[j]), int(to_h[m]))
+                if set(triple) & unique and ("angle", canonical_atoms(triple)) not in switched:
                     angles.addAngle(int(to_h[i]), int(to_h[j]), int(to_h[m]), t0, k)
         elif isinstance(force, openmm.PeriodicTorsionForce):
             for n in range(force.getNumTorsions()):
                 i, j, m, q, per, phase, k = force.getTorsionParameters(n)
                 atoms = [int(to_h[x]) for x in (i, j, m, q)]
-                if set(atoms) & unique:
+                if set(atoms) & unique and ("torsion", canonical_atoms(tuple(atoms))) not in switched:
                     torsions.addTorsion(*atoms, per, phase, k)
     for force in (bonds, angles, torsions):
         dummy.addForce(force)
@@ -155,14 +163,16 @@ def end_state_energy_check(end_states, hybrid, platform: str = "Reference") -> d
         if label == "A":
             plain_sys, plain_pos, to_h = end_states.system_a, end_states.positions_a, a_to_h
             other_sys, other_to_h, other_unique = end_states.system_b, b_to_h, set(info.unique_b)
+            switched = {(k, tuple(a)) for k, a in info.switched_dummy_terms.get("B", ())}
         else:
             plain_sys, plain_pos, to_h = end_states.system_b, end_states.positions_b, b_to_h
             other_sys, other_to_h, other_unique = end_states.system_a, a_to_h, set(info.unique_a)
+            switched = {(k, tuple(a)) for k, a in info.switched_dummy_terms.get("A", ())}
         box = end_states.box_vectors
         if box is not None and platform == "Reference":
             box = _orthorhombic_box(np.asarray(hybrid.positions), hybrid.system)
         plain_e, plain_f = _evaluate(plain_sys, plain_pos, box, platform)
-        dummy = _dummy_valence_system(other_sys, other_to_h, other_unique, n)
+        dummy = _dummy_valence_system(other_sys, other_to_h, other_unique, n, switched)
         dummy_e, dummy_f = _evaluate(dummy, hybrid.positions, box, "Reference")
         hyb_e, hyb_f = _evaluate(hybrid.system, hybrid.positions, box, platform, hybrid.lambda_values(label))
         expected_f = dummy_f.copy()

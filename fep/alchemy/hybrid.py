@@ -2,8 +2,9 @@
 
 Hybrid particles are all particles of system A in A's order, then B's unique atoms appended. Mapped (core)
 atoms interpolate their charges, Lennard-Jones and valence parameters; unique atoms are dummies at the other
-end: their valence terms are kept at full strength at both ends (they stay attached) and their nonbonded
-interactions vanish at their dummy end. Unique A and unique B atoms never interact with each other.
+end: the valence terms that place them (:mod:`fep.alchemy.junctions`, Fleck's rules) are kept at full strength at
+both ends, the mixed terms that would couple them to the physical geometry are switched off at their dummy end,
+and their nonbonded interactions vanish there. Unique A and unique B atoms never interact with each other.
 
 λ parameters (all 0 at state A, all 1 at state B; see :mod:`fep.alchemy.lambdas`)::
 
@@ -98,6 +99,13 @@ class HybridLegInfo(FrozenModel):
         (), description="Hybrid indices (O, H, H) of the water that becomes the co-ion in B; empty without one."
     )
     coion: str | None = Field(None, description="'Na+' or 'Cl-': the co-ion in B of a charge-changing edge.")
+    dummy_junctions: tuple[str, ...] = Field(
+        (), description="Each dummy group's junction: bridge atom, frame, second anchors (fep.alchemy.junctions)."
+    )
+    switched_dummy_terms: dict[str, list[tuple[str, tuple[int, ...]]]] = Field(
+        default_factory=dict,
+        description="'A'/'B' -> (kind, hybrid atoms) of the mixed dummy terms switched off at their dummy end.",
+    )
 
 
 @dataclass(eq=False)
@@ -309,6 +317,42 @@ def _other_forces(hybrid, system_a, group: int) -> None:
         )
 
 
+def _dummy_junctions(end_states, a_to_h: np.ndarray, b_to_h: np.ndarray, role: np.ndarray):
+    """The mixed dummy terms of A's and of B's unique atoms to switch off at their dummy end, and the junctions
+    (:mod:`fep.alchemy.junctions`)."""
+    from fep.alchemy.junctions import switched_dummy_terms
+    from fep.alchemy.valence import collect_terms
+
+    out = []
+    for label, system, topology, to_h, ligand, unique_role in (
+        ("A", end_states.system_a, end_states.topology_a, a_to_h, end_states.ligand_atoms_a, ROLE_UNIQUE_A),
+        ("B", end_states.system_b, end_states.topology_b, b_to_h, end_states.ligand_atoms_b, ROLE_UNIQUE_B),
+    ):
+        mine = set(int(i) for i in ligand)
+        bonds, orders = [], {}
+        for bond in topology.bonds():
+            i, j = bond[0].index, bond[1].index
+            if i in mine and j in mine:
+                hi, hj = int(to_h[i]), int(to_h[j])
+                bonds.append((hi, hj))
+                orders[(min(hi, hj), max(hi, hj))] = int(bond.order or 1)
+        heavy = np.zeros(len(role), dtype=bool)
+        atoms = list(topology.atoms())
+        for i in mine:
+            heavy[int(to_h[i])] = atoms[i].element is not None and atoms[i].element.symbol != "H"
+        unique = set(np.flatnonzero(role == unique_role).tolist())
+        terms = {
+            kind: [t for t in collect_terms(system, to_h, kind) if unique & set(t[0])]
+            for kind in ("bond", "angle", "torsion")
+        }
+        switched, junctions = switched_dummy_terms(
+            terms, unique, np.flatnonzero(role == ROLE_CORE).tolist(), bonds, heavy, orders
+        )
+        out.append((switched, [j.describe(label) for j in junctions]))
+    (switched_a, described_a), (switched_b, described_b) = out
+    return switched_a, switched_b, tuple(described_a + described_b)
+
+
 # ------------------------------------------------------------------------------------------------ build
 def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
     """Build the hybrid system of one leg from its two plain end states and the atom mapping.
@@ -376,8 +420,18 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
 
     warnings = _constraints(hybrid, system_a, system_b, b_to_h, role, edge)
     _other_forces(hybrid, system_a, FORCE_GROUPS["valence"])
+    switched_a, switched_b, junctions = _dummy_junctions(end_states, a_to_h, b_to_h, role)
     counts = add_valence_forces(
-        hybrid, system_a, system_b, a_to_h, b_to_h, role, FORCE_GROUPS["valence"], FORCE_GROUPS["valence_lambda"]
+        hybrid,
+        system_a,
+        system_b,
+        a_to_h,
+        b_to_h,
+        role,
+        FORCE_GROUPS["valence"],
+        FORCE_GROUPS["valence_lambda"],
+        switched_a=switched_a,
+        switched_b=switched_b,
     )
     facts = add_nonbonded_forces(
         hybrid, system_a, system_b, a_to_h, b_to_h, h_to_a, h_to_b, role, FORCE_GROUPS, coion=coion
@@ -427,6 +481,8 @@ def build_hybrid(end_states, mapping: AtomMapping | None = None) -> HybridLeg:
         charge_change=int(mapping.charge_change),
         coion_atoms=coion,
         coion=getattr(end_states, "coion", None),
+        dummy_junctions=junctions,
+        switched_dummy_terms={"A": sorted(switched_a), "B": sorted(switched_b)},
     )
     for message in warnings:
         log.warning(message)

@@ -3,10 +3,12 @@
 Every valence term of system A and of system B is translated into hybrid particle indices and sorted into
 
 * **static** terms, identical at every λ and put into native OpenMM forces (fast):
-  environment terms (taken once, from A), every term that touches a unique (dummy) atom of A or of B (kept at
-  full strength at both ends so that dummies stay attached) and core terms that are identical in A and B;
-* **λ-dependent** terms: core terms present in only one end state, or with different parameters. They go into
-  ``Custom{Bond,Angle,Torsion}Force`` objects scaled linearly in ``lambda_bonded``: an A term by
+  environment terms (taken once, from A), the terms that keep the unique (dummy) atoms of A or of B attached at
+  their dummy end (:mod:`fep.alchemy.junctions`: the Z-matrix-like placement terms of each dummy group, kept at
+  full strength at both ends) and core terms that are identical in A and B;
+* **λ-dependent** terms: core terms present in only one end state, or with different parameters, and the mixed
+  dummy terms that would couple a dummy group to the physical geometry (switched off at the dummy end). They go
+  into ``Custom{Bond,Angle,Torsion}Force`` objects scaled linearly in ``lambda_bonded``: an A term by
   ``1 - lambda_bonded``, a B term by ``lambda_bonded`` (energies, hence exact at both ends).
 
 Core terms are compared as multisets of (canonical atoms, parameters), so a torsion with several periodicities
@@ -17,11 +19,19 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
-__all__ = ["ROLE_CORE", "ROLE_ENV", "ROLE_UNIQUE_A", "ROLE_UNIQUE_B", "add_valence_forces"]
+__all__ = [
+    "ROLE_CORE",
+    "ROLE_ENV",
+    "ROLE_UNIQUE_A",
+    "ROLE_UNIQUE_B",
+    "add_valence_forces",
+    "canonical_atoms",
+    "collect_terms",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +42,13 @@ ANGLE_EXPRESSION = "(w0 + w1*lambda_bonded)*0.5*k*(theta - theta0)^2"
 TORSION_EXPRESSION = "(w0 + w1*lambda_bonded)*k*(1 + cos(periodicity*theta - phase))"
 
 
-def _canonical(atoms: tuple[int, ...]) -> tuple[int, ...]:
+def canonical_atoms(atoms: tuple[int, ...]) -> tuple[int, ...]:
     """Bonds, angles and torsions are unchanged when their atom order is reversed."""
     rev = tuple(reversed(atoms))
     return min(atoms, rev)
 
 
-def _collect(system, to_h: np.ndarray, kind: str) -> list[tuple[tuple[int, ...], tuple]]:
+def collect_terms(system, to_h: np.ndarray, kind: str) -> list[tuple[tuple[int, ...], tuple]]:
     """All terms of one kind in ``system`` as (hybrid atoms in canonical order, parameters)."""
     import openmm
     from openmm import _openmm  # unit-free SWIG getters: ~10x faster on 30k-particle systems
@@ -60,7 +70,7 @@ def _collect(system, to_h: np.ndarray, kind: str) -> list[tuple[tuple[int, ...],
             params = tuple(values[n_atoms:])
             if kind == "torsion":
                 params = (int(params[0]), float(params[1]), float(params[2]))
-            out.append((_canonical(atoms), params))
+            out.append((canonical_atoms(atoms), params))
     return out
 
 
@@ -68,21 +78,30 @@ def _split_terms(
     terms_a: Sequence[tuple[tuple[int, ...], tuple]],
     terms_b: Sequence[tuple[tuple[int, ...], tuple]],
     role: np.ndarray,
+    switched_a: Collection[tuple[int, ...]] = (),
+    switched_b: Collection[tuple[int, ...]] = (),
 ) -> tuple[list, list, list]:
-    """Sort terms into static, A-only (scaled by 1-λ) and B-only (scaled by λ)."""
+    """Sort terms into static, A-only (scaled by 1-λ) and B-only (scaled by λ); dummy terms in ``switched_a``
+    (``switched_b``) go with the A-only (B-only) terms."""
     static: list = []
     pool_a: Counter = Counter()
     pool_b: Counter = Counter()
+    switched_only_a: list = []
+    switched_only_b: list = []
     role = role.tolist()
     for atoms, params in terms_a:
         roles = [role[a] for a in atoms]
-        if ROLE_UNIQUE_A in roles or all(r == ROLE_ENV for r in roles):
+        if ROLE_UNIQUE_A in roles and atoms in switched_a:
+            switched_only_a.append((atoms, params))
+        elif ROLE_UNIQUE_A in roles or all(r == ROLE_ENV for r in roles):
             static.append((atoms, params))
         else:
             pool_a[(atoms, params)] += 1
     for atoms, params in terms_b:
         roles = [role[a] for a in atoms]
-        if ROLE_UNIQUE_B in roles:
+        if ROLE_UNIQUE_B in roles and atoms in switched_b:
+            switched_only_b.append((atoms, params))
+        elif ROLE_UNIQUE_B in roles:
             static.append((atoms, params))
         elif all(r == ROLE_ENV for r in roles):
             continue  # the environment is identical in A and B: taken once, from A
@@ -91,8 +110,8 @@ def _split_terms(
     common = pool_a & pool_b
     for key, count in common.items():
         static.extend([key] * count)
-    only_a = [key for key, count in (pool_a - common).items() for _ in range(count)]
-    only_b = [key for key, count in (pool_b - common).items() for _ in range(count)]
+    only_a = [key for key, count in (pool_a - common).items() for _ in range(count)] + switched_only_a
+    only_b = [key for key, count in (pool_b - common).items() for _ in range(count)] + switched_only_b
     return static, sorted(only_a), sorted(only_b)
 
 
@@ -105,6 +124,8 @@ def add_valence_forces(
     role: np.ndarray,
     static_group: int,
     lambda_group: int,
+    switched_a: Collection[tuple[str, tuple[int, ...]]] = (),
+    switched_b: Collection[tuple[str, tuple[int, ...]]] = (),
 ) -> dict[str, int]:
     """Add the hybrid's bond, angle and torsion forces to ``hybrid``.
 
@@ -122,6 +143,9 @@ def add_valence_forces(
         ``ROLE_ENV``, ``ROLE_CORE``, ``ROLE_UNIQUE_A`` or ``ROLE_UNIQUE_B`` per hybrid particle.
     static_group, lambda_group : int
         Force groups of the λ-independent and the λ-dependent valence forces.
+    switched_a, switched_b : collection of (kind, atoms)
+        Mixed dummy terms of A's (B's) unique atoms to switch off at their dummy end
+        (:func:`fep.alchemy.junctions.switched_dummy_terms`).
 
     Returns
     -------
@@ -132,7 +156,13 @@ def add_valence_forces(
 
     counts = {}
     # bonds
-    static, only_a, only_b = _split_terms(_collect(system_a, a_to_h, "bond"), _collect(system_b, b_to_h, "bond"), role)
+    static, only_a, only_b = _split_terms(
+        collect_terms(system_a, a_to_h, "bond"),
+        collect_terms(system_b, b_to_h, "bond"),
+        role,
+        {atoms for k, atoms in switched_a if k == "bond"},
+        {atoms for k, atoms in switched_b if k == "bond"},
+    )
     bonds = openmm.HarmonicBondForce()
     bonds.setName("hybrid_bonds")
     for (i, j), (r0, k) in static:
@@ -151,7 +181,11 @@ def add_valence_forces(
 
     # angles
     static, only_a, only_b = _split_terms(
-        _collect(system_a, a_to_h, "angle"), _collect(system_b, b_to_h, "angle"), role
+        collect_terms(system_a, a_to_h, "angle"),
+        collect_terms(system_b, b_to_h, "angle"),
+        role,
+        {atoms for k, atoms in switched_a if k == "angle"},
+        {atoms for k, atoms in switched_b if k == "angle"},
     )
     angles = openmm.HarmonicAngleForce()
     angles.setName("hybrid_angles")
@@ -171,7 +205,11 @@ def add_valence_forces(
 
     # torsions
     static, only_a, only_b = _split_terms(
-        _collect(system_a, a_to_h, "torsion"), _collect(system_b, b_to_h, "torsion"), role
+        collect_terms(system_a, a_to_h, "torsion"),
+        collect_terms(system_b, b_to_h, "torsion"),
+        role,
+        {atoms for k, atoms in switched_a if k == "torsion"},
+        {atoms for k, atoms in switched_b if k == "torsion"},
     )
     torsions = openmm.PeriodicTorsionForce()
     torsions.setName("hybrid_torsions")

@@ -444,6 +444,11 @@ def _print_plan(out, net, spec) -> None:
         f"{len(proto.windows())} windows x {proto.ns_per_window():g} ns; protocol '{proto.name}'; "
         f"ligand force field: {ligand_ff_label(proto, spec.nnp)}"
     )
+    if any(m.charge_change for m in net.edges):
+        out.print(
+            f"charge-changing edges: {len(proto.windows(charge_change=True))} windows x "
+            f"{proto.ns_per_window(charge_change=True):g} ns, with an alchemical co-ion, no ANI-2x correction"
+        )
     for mapping in net.edges:
         flag = f"  [yellow]{'; '.join(mapping.warnings)}[/yellow]" if mapping.warnings else ""
         out.print(f"  {mapping.key}  score {mapping.score:.2f}  {len(mapping.mapping)} mapped atoms{flag}")

@@ -392,8 +392,9 @@ def test_complex_tyk2(complex_states, bench):
         names = [a.residue.name for a in top.atoms()]
         protein = [n for n in names if n not in ("HOH", "NA", "CL", "LIG")]
         assert len(protein) == n_protein == 4652
-        # crystal waters dropped: every water is a box water
-        assert names.count("HOH") == 3 * es.n_waters
+        # tyk2's two crystal waters are kept (neither sits where a ligand is), before the ligand
+        assert names.count("HOH") == 3 * (es.n_waters + 2)
+        assert names.index("HOH") < names.index("LIG")
         assert abs(_charges(system).sum()) < 1e-3
     assert es.net_charge == -2  # tyk2 (−2) + a neutral ligand
     assert es.n_positive_ions - es.n_negative_ions == 2

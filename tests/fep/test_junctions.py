@@ -1,0 +1,138 @@
+"""Dummy-atom junctions (Fleck's rules, fep.alchemy.junctions): which terms stay, exact end states, and a
+vacuum edge whose forward and reverse free energies agree."""
+
+from __future__ import annotations
+
+import pytest
+
+openmm = pytest.importorskip("openmm")
+
+from fep.alchemy.check import end_state_energy_check  # noqa: E402
+from fep.alchemy.hybrid import build_hybrid  # noqa: E402
+from fep.alchemy.valence import ROLE_CORE, ROLE_UNIQUE_A, ROLE_UNIQUE_B  # noqa: E402
+
+SERIES = (
+    "name,smiles\nbenzene,c1ccccc1\nnaphthalene,c1ccc2ccccc2c1\ntoluene,Cc1ccccc1\nphenol,Oc1ccccc1\n"
+    "anisole,COc1ccccc1\n"
+)
+
+
+@pytest.fixture(scope="module")
+def edge(tmp_path_factory, charge_cache):
+    """Builder of (end states, hybrid, mapping) of a vacuum edge, hydration-style (each ligand posed for itself)."""
+    from fep.systems.endstates import build_end_states
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MappingSettings, MCSMapper
+
+    csv = tmp_path_factory.mktemp("junctions") / "series.csv"
+    csv.write_text(SERIES)
+    ligands = {lig.name: lig for lig in read_ligands(csv, align=False)}
+    prepared = {n: assign_charges(lig, method="gasteiger", cache_dir=charge_cache) for n, lig in ligands.items()}
+    mapper = MCSMapper(MappingSettings(use_poses=False))
+
+    def build(a, b):
+        mapping = mapper.map(ligands[a], ligands[b])
+        end_states = build_end_states(prepared[a], prepared[b], mapping, "vacuum")
+        return end_states, build_hybrid(end_states, mapping), mapping
+
+    build.prepared = prepared  # type: ignore[attr-defined]
+    build.mapper = mapper  # type: ignore[attr-defined]
+    build.ligands = ligands  # type: ignore[attr-defined]
+    return build
+
+
+def _roles(hybrid):
+    import numpy as np
+
+    role = np.zeros(hybrid.info.n_atoms, dtype=int)
+    role[list(hybrid.info.core)] = ROLE_CORE
+    role[list(hybrid.info.unique_a)] = ROLE_UNIQUE_A
+    role[list(hybrid.info.unique_b)] = ROLE_UNIQUE_B
+    return role
+
+
+def _static_terms(hybrid):
+    """(kind, atoms) of every term in the λ-independent valence forces."""
+    out = []
+    for force in hybrid.system.getForces():
+        if isinstance(force, openmm.HarmonicBondForce):
+            out += [("bond", tuple(force.getBondParameters(n)[:2])) for n in range(force.getNumBonds())]
+        elif isinstance(force, openmm.HarmonicAngleForce):
+            out += [("angle", tuple(force.getAngleParameters(n)[:3])) for n in range(force.getNumAngles())]
+        elif isinstance(force, openmm.PeriodicTorsionForce):
+            out += [("torsion", tuple(force.getTorsionParameters(n)[:4])) for n in range(force.getNumTorsions())]
+    return out
+
+
+def _assert_placement_terms_only(hybrid):
+    """Every dummy atom at a junction keeps at most one angle and one dihedral atom set that reach two or more
+    physical atoms: no over-determined placement that would couple it to the physical geometry."""
+    role = _roles(hybrid)
+    for unique_role in (ROLE_UNIQUE_A, ROLE_UNIQUE_B):
+        per_dummy: dict[tuple[int, str], set] = {}
+        for kind, atoms in _static_terms(hybrid):
+            dummies = [a for a in atoms if role[a] == unique_role]
+            physical = [a for a in atoms if role[a] == ROLE_CORE]
+            if kind == "bond" or not dummies or len(physical) < 2:
+                continue
+            # the dummy this term places: the chain's dummy end (an improper has one dummy)
+            placed = atoms[0] if role[atoms[0]] == unique_role else atoms[-1]
+            assert role[placed] == unique_role or len(dummies) == 1, (kind, atoms)
+            placed = placed if role[placed] == unique_role else dummies[0]
+            per_dummy.setdefault((placed, kind), set()).add(frozenset(atoms))
+        for (dummy, kind), sets in per_dummy.items():
+            assert len(sets) == 1, f"dummy {dummy}: {len(sets)} {kind} terms reach the physical part: {sets}"
+
+
+def test_dual_junction_keeps_one_anchor(edge):
+    """benzene -> naphthalene: B's four extra ring carbons hang on two benzene carbons; the second anchor bond
+    (and every term through it) is switched off at the dummy end, the first keeps the group attached."""
+    end_states, hybrid, _ = edge("benzene", "naphthalene")
+    groups = [j for j in hybrid.info.dummy_junctions if j.startswith("B dummies")]
+    assert len(groups) == 1 and "second anchors switched off" in groups[0]
+    second = groups[0].split("second anchors switched off: ")[1]
+    x, d = (int(v) for v in second.split("-"))
+    static = {(k, tuple(sorted(a))) for k, a in _static_terms(hybrid)}
+    assert ("bond", tuple(sorted((x, d)))) not in static
+    assert ("bond", tuple(sorted((x, d)))) in {(k, tuple(sorted(a))) for k, a in hybrid.info.switched_dummy_terms["B"]}
+    _assert_placement_terms_only(hybrid)
+    result = end_state_energy_check(end_states, hybrid, platform="Reference")
+    assert result["passed"], result["max_abs_energy_difference"]
+
+
+def test_junction_with_an_element_change(edge):
+    """toluene -> phenol maps the methyl C onto O: the dummy hydrogens on that junction atom (three in A, one in
+    B) keep only their placement terms, and the end states stay exact."""
+    end_states, hybrid, mapping = edge("toluene", "phenol")
+    assert any("element change" in w for w in hybrid.info.warnings)
+    assert hybrid.info.switched_dummy_terms["A"] and hybrid.info.dummy_junctions
+    _assert_placement_terms_only(hybrid)
+    result = end_state_energy_check(end_states, hybrid, platform="Reference")
+    assert result["passed"], result["max_abs_energy_difference"]
+    # at the end where they are real atoms, the switched terms are back at full strength: plain A exactly
+    assert abs(result["states"]["A"]["difference"]["total"]) < 1e-6
+
+
+@pytest.mark.slow
+def test_vacuum_edge_forward_equals_minus_reverse(edge, tmp_path):
+    """ΔG(A→B) = −ΔG(B→A) within error in vacuum (toluene ~ anisole: dummies at both ends, a rotatable
+    junction): the dummies add no direction-dependent bias."""
+    import math
+
+    from fep.execution.runner import run_leg
+    from fep.protocol import load_protocol
+
+    protocol = load_protocol("smoke")
+    protocol = protocol.model_copy(update={"sampler": protocol.sampler.model_copy(update={"n_iterations": 60})})
+    prepared, mapper, ligands = edge.prepared, edge.mapper, edge.ligands
+    forward = run_leg(
+        prepared["toluene"], prepared["anisole"], mapper.map(ligands["toluene"], ligands["anisole"]), "vacuum",
+        protocol, tmp_path / "fwd",
+    )  # fmt: skip
+    reverse = run_leg(
+        prepared["anisole"], prepared["toluene"], mapper.map(ligands["anisole"], ligands["toluene"]), "vacuum",
+        protocol, tmp_path / "rev",
+    )  # fmt: skip
+    sigma = math.hypot(forward.dg_err_kcal_mol, reverse.dg_err_kcal_mol)
+    assert abs(forward.dg_kcal_mol + reverse.dg_kcal_mol) < 4 * sigma + 0.05, (forward.dg_kcal_mol, reverse.dg_kcal_mol)
