@@ -32,7 +32,7 @@ __all__ = ["ALLOWABLE", "LegKey", "check_leg_keys", "key_changes", "leg_key"]
 #: Components whose change ``--allow-changed`` may accept: the run goes on, the legs sampled before keep their numbers.
 ALLOWABLE = ("versions", "protein", "cofactors")
 #: Versions that decide the numbers of every leg; torch and torchani only when an ML potential is used.
-_ALWAYS = ("mlfep", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar")
+_ALWAYS = ("mlfep", "mlfep-source", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar")
 _ML = ("torchani", "torch")
 #: Protocol fields that are components of their own (not repeated under ``protocol``).
 _OWN_COMPONENT = (

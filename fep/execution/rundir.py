@@ -47,8 +47,30 @@ class RunSpec(FrozenModel):
     versions: dict[str, str] = Field(default_factory=dict, description="Package versions at creation.")
 
 
+#: mlfep's own packages whose source decides the numbers (``mlfep-source`` in the versions).
+SOURCE_PACKAGES = ("mlfep_core", "ligand_prep", "fep", "analysis", "gpu_kernels")
+
+
+def source_digest() -> str:
+    """First 16 hex digits of the SHA-256 over mlfep's Python sources (path and content of every ``.py`` file of
+    :data:`SOURCE_PACKAGES`): a code change within one version number shows as a change of ``mlfep-source``."""
+    import hashlib
+    import importlib.util
+
+    digest = hashlib.sha256()
+    for package in SOURCE_PACKAGES:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations)))
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{package}/{path.relative_to(root).as_posix()}\n".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def package_versions() -> dict[str, str]:
-    """Versions of the packages that decide the numbers."""
+    """Versions of the packages that decide the numbers, and the digest of mlfep's own source."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
@@ -57,6 +79,7 @@ def package_versions() -> dict[str, str]:
             out[name] = version(name)
         except PackageNotFoundError:
             out[name] = "not installed"
+    out["mlfep-source"] = source_digest()
     return out
 
 

@@ -154,7 +154,12 @@ def test_every_leg_stores_its_content_key_and_resume_refuses_a_leg_run_with_othe
     assert keys["solvent"]["leg"] == "benzene~toluene repeat 0 solvent" and keys["solvent"]["protein"] is None
     assert keys["solvent"]["key"] != keys["vacuum"]["key"]  # the key names the leg
     assert keys["solvent"]["protocol"]["sampler.n_iterations"] == TINY["sampler"]["n_iterations"]
-    assert set(keys["solvent"]["versions"]) == {"mlfep", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar"}
+    assert set(keys["solvent"]["versions"]) == {
+        "mlfep", "mlfep-source", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar"
+    }  # fmt: skip
+    from fep.execution.rundir import source_digest
+
+    assert keys["solvent"]["versions"]["mlfep-source"] == source_digest()  # a code change shows within a version
     assert keys["solvent"]["charges"].startswith("am1bcc ") and keys["solvent"]["nnp"] == "off"
 
     # the vacuum leg was run with another OpenMM: resume and extend refuse it, naming the leg and the change

@@ -356,12 +356,13 @@ def test_tyk2_complex_end_states(tyk2_edge, bench, tmp_path):
 
 
 def test_inconsistent_inputs_refused(leg_of):
-    """A net-charge change hidden in the systems, or a force the hybrid does not know, is a clear MlfepError."""
+    """A net-charge change of a periodic box hidden in the systems (no co-ion), or a force the hybrid does not
+    know, is a clear MlfepError."""
     import dataclasses
 
     from mlfep_core import MlfepError
 
-    end_states, _, mapping = leg_of("benzene", "toluene", "vacuum")
+    end_states, _, mapping = leg_of("benzene", "toluene", "solvent")
     system_b = openmm.XmlSerializer.clone(end_states.system_b)
     nb = next(f for f in system_b.getForces() if isinstance(f, openmm.NonbondedForce))
     q, s, e = nb.getParticleParameters(end_states.ligand_atoms_b[0])
