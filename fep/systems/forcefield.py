@@ -20,6 +20,7 @@ __all__ = [
     "LIGAND_RESIDUE_NAME",
     "SystemSettings",
     "create_ligand_system",
+    "ion_templates",
     "ligand_topology",
     "make_forcefield",
 ]
@@ -128,6 +129,17 @@ def ligand_topology(prep: PreparedLigand, residue_name: str = LIGAND_RESIDUE_NAM
     return topology
 
 
+def ion_templates(topology, forcefield) -> dict:
+    """``residueTemplates`` for ``createSystem``: each monatomic residue whose name is a template of
+    ``forcefield`` gets that template (FE is Fe3+, FE2 Fe2+: matching by element alone is ambiguous)."""
+    templates = getattr(forcefield, "_templates", {})
+    return {
+        r: r.name
+        for r in topology.residues()
+        if len(r) == 1 and r.name in templates and len(templates[r.name].atoms) == 1
+    }
+
+
 def _create_system(forcefield, topology, settings: SystemSettings, periodic: bool, what: str):
     import openmm
     import openmm.app as app
@@ -148,8 +160,6 @@ def _create_system(forcefield, topology, settings: SystemSettings, periodic: boo
         )
     else:
         kwargs["nonbondedMethod"] = app.NoCutoff
-    from fep.systems.protein import ion_templates
-
     kwargs["residueTemplates"] = ion_templates(topology, forcefield)
     try:
         system = forcefield.createSystem(topology, **kwargs)

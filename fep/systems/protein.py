@@ -43,7 +43,6 @@ __all__ = [
     "ProteinStructure",
     "check_protein",
     "fix_protein",
-    "ion_templates",
     "load_protein",
     "protein_forcefield_files",
     "read_pdb",
@@ -156,12 +155,13 @@ def _define_phospho_bonds() -> None:
     root = ET.parse(Path(get_ffxml_path()) / PHOSPHO_FORCEFIELD[1]).getroot()
     out = ET.Element("Residues")
     for residue in root.iter("Residue"):
-        if residue.get("name") not in PHOSPHO_RESIDUES:
+        name = residue.get("name", "")
+        if name not in PHOSPHO_RESIDUES:
             continue
-        entry = ET.SubElement(out, "Residue", name=residue.get("name"))
+        entry = ET.SubElement(out, "Residue", name=name)
         ET.SubElement(entry, "Bond", {"from": "-C", "to": "N"})
         for bond in residue.iter("Bond"):
-            ET.SubElement(entry, "Bond", {"from": bond.get("atomName1"), "to": bond.get("atomName2")})
+            ET.SubElement(entry, "Bond", {"from": bond.get("atomName1", ""), "to": bond.get("atomName2", "")})
     app.Topology.loadBondDefinitions(io.BytesIO(ET.tostring(out)))
 
 
@@ -212,17 +212,6 @@ def protein_forcefield_files(files: tuple[str, ...], pdb_path: str | os.PathLike
         return tuple(files)
     log.info("protein %s: %s present: ff14SB + phosaa14SB", pdb_path, ", ".join(sorted(found)))
     return PHOSPHO_FORCEFIELD
-
-
-def ion_templates(topology, forcefield) -> dict:
-    """``residueTemplates`` for ``createSystem``: each monatomic residue whose name is a template of
-    ``forcefield`` gets that template (FE is Fe3+, FE2 Fe2+: matching by element alone is ambiguous)."""
-    templates = getattr(forcefield, "_templates", {})
-    return {
-        r: r.name
-        for r in topology.residues()
-        if len(r) == 1 and r.name in templates and len(templates[r.name].atoms) == 1
-    }
 
 
 def _describe_unmatched(forcefield, residue, source: str) -> str:
@@ -312,7 +301,7 @@ def _check_named_variants(topology, forcefield, named: dict[tuple[str, str, str]
 
 def _named_residues(path: Path) -> dict[tuple[str, str, str], str]:
     """(chain, number, insertion code) -> residue name as written in the file (PDBFile renames HID to HIS)."""
-    out = {}
+    out: dict[tuple[str, str, str], str] = {}
     with open(path, errors="replace") as handle:
         for line in handle:
             if line.startswith(("ATOM", "HETATM")) and len(line) > 26:
@@ -346,6 +335,7 @@ def check_protein(topology, positions: np.ndarray, forcefield, source: str = "pr
     import openmm.app as app
     import openmm.unit as u
 
+    from fep.systems.forcefield import ion_templates
     from fep.systems.solvation import copy_topology
 
     # ions named like a template are matched by name at createSystem (FE/FE2 share the element); the template
