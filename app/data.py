@@ -37,6 +37,7 @@ from mlfep_core import FrozenModel, InputError
 __all__ = [
     "LAUNCH_FILE",
     "LOG_FILE",
+    "PHASES",
     "RUNS_ENV",
     "STORE_ENV",
     "FolderRunSource",
@@ -47,6 +48,7 @@ __all__ = [
     "age_text",
     "created_text",
     "edge_table",
+    "leg_fraction",
     "ligand_table",
     "load_results",
     "mol_image_uri",
@@ -246,14 +248,83 @@ def _last_error_line(text: str) -> str:
     return ""
 
 
+#: Phases a leg goes through, in order (``fep.execution.runner``, ``fep.sampling``), and the words the page uses.
+PHASES: dict[str, str] = {
+    "pending": "waiting",
+    "queued": "waiting for a worker",
+    "starting": "starting",
+    "building": "building the system",
+    "equilibration_nvt": "equilibrating (constant volume)",
+    "equilibration_npt": "equilibrating (constant pressure)",
+    "production": "sampling",
+    "analysing": "analysing",
+    "nnp correction": "ML correction",
+    "done": "done",
+}
+_ORDER = {name: i for i, name in enumerate(PHASES)}
+
+
+def _phase_work(protocol, leg: str, nnp: bool) -> dict[str, float]:
+    """Relative work of each phase of one leg: MD steps summed over the windows; building, analysis and the ML
+    correction as fixed shares of the MD work."""
+    sampler = protocol.sampler_for(leg)
+    windows = len(protocol.windows())
+    md = {
+        "equilibration_nvt": windows * (sampler.equilibration_nvt_steps + sampler.minimization_max_iterations),
+        "equilibration_npt": windows * (sampler.equilibration_npt_steps if leg != "vacuum" else 0),
+        "production": windows * sampler.n_iterations * sampler.steps_per_iteration,
+    }
+    total_md = float(sum(md.values())) or 1.0
+    return {
+        "building": 0.05 * total_md,
+        **{k: float(v) for k, v in md.items()},
+        "analysing": 0.02 * total_md,
+        "nnp correction": 0.10 * total_md if nnp else 0.0,
+    }
+
+
+def _checkpoint_iteration(leg_dir: Path) -> int:
+    """The production iteration of a leg's last checkpoint (0 without one)."""
+    data = _read_json(leg_dir / "sampler" / "checkpoint.json")
+    try:
+        return int(data.get("iteration", 0)) if data else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def leg_fraction(entry: dict[str, Any], work: dict[str, float], leg_dir: Path | None = None) -> float:
+    """Fraction of one leg's work done, from its phase and the ``done``/``total`` count within that phase.
+
+    The phases are weighted by their MD steps (:func:`_phase_work`), so the fraction only grows as a leg moves
+    from one phase to the next (the count restarts in each phase). A leg that was resumed starts again at
+    "building": its last checkpoint's iteration keeps it at the fraction it had reached.
+    """
+    state, phase = entry.get("state"), entry.get("phase") or "pending"
+    if state == "done" or phase == "done":
+        return 1.0
+    total_work = sum(work.values()) or 1.0
+    names = list(work)
+    reached = _ORDER.get(phase, 0)
+    done_work = sum(w for name, w in work.items() if _ORDER[name] < reached)
+    if phase in work and entry.get("total"):
+        done_work += work[phase] * min(1.0, max(0.0, (entry.get("done") or 0) / entry["total"]))
+    iteration = _checkpoint_iteration(leg_dir) if leg_dir is not None and entry.get("total_iterations") else 0
+    if iteration > 0:
+        before = sum(work[n] for n in names[: names.index("production")])
+        done_work = max(done_work, before + work["production"] * min(1.0, iteration / entry["total_iterations"]))
+    return min(1.0, done_work / total_work)
+
+
 def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Edges and legs of a run with their state, plus the launcher's process and log.
 
     Returns the dict of :func:`fep.execution.status.collect_status` (keys ``mode``, ``protocol``, ``counts``,
     ``edges``; each edge has ``state``, ``error`` and ``legs`` with ``phase``, ``done``, ``total``, ``eta_s``)
     and, from the run's results store when it has one, ``attempts``, ``worker`` and ``error`` per leg) and
-    ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). A run that was
-    launched but has not written ``run.json`` yet has empty ``edges``.
+    ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). Each leg also gets
+    ``fraction`` (:func:`leg_fraction`); ``progress`` is the run's fraction done (the mean over its legs) and
+    ``eta_s`` one estimate of the wall seconds left for the whole run (:func:`_run_eta`; None while unknown). A run
+    that was launched but has not written ``run.json`` yet has empty ``edges``.
     """
     from fep.execution.status import collect_status, pid_alive
 
@@ -261,7 +332,17 @@ def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     launch = _read_json(run_dir / LAUNCH_FILE)
     alive = pid_alive(launch.get("pid")) if launch else False
     if (run_dir / "run.json").is_file() and (run_dir / "network.json").is_file():
+        from fep.execution.rundir import RunSpec
+
         info = collect_status(run_dir)
+        spec = RunSpec.from_json_file(run_dir / "run.json")
+        works = {leg: _phase_work(spec.protocol, leg, spec.nnp) for leg in {"complex", "solvent", "vacuum"}}
+        for edge in info["edges"]:
+            for leg in edge["legs"]:
+                leg["total_iterations"] = spec.protocol.sampler_for(leg["leg"]).n_iterations
+                leg_dir = run_dir / "edges" / edge["edge"] / f"repeat_{leg.get('repeat', 0)}" / leg["leg"]
+                finished = edge["state"] in ("done", "failed")
+                leg["fraction"] = 1.0 if finished else leg_fraction(leg, works[leg["leg"]], leg_dir)
     else:
         info = {"run_dir": str(run_dir), "mode": "", "protocol": "", "counts": {}, "edges": []}
         if launch:
@@ -269,19 +350,43 @@ def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     info["launch"] = launch
     info["process_alive"] = alive
     info["log_tail"] = _log_tail(run_dir)
+    info["progress"] = _progress_fraction(info["edges"])
+    info["eta_s"] = _run_eta(run_dir, info)
     return info
 
 
 def _progress_fraction(edges: list[dict[str, Any]]) -> float:
-    total, done = 0.0, 0.0
-    for edge in edges:
-        for leg in edge["legs"]:
-            total += 1.0
-            if leg["state"] == "done" or edge["state"] in ("done", "failed"):
-                done += 1.0
-            elif leg.get("total"):
-                done += min(1.0, leg.get("done", 0) / leg["total"])
-    return done / total if total else 0.0
+    fractions = [leg.get("fraction", 0.0) for edge in edges for leg in edge["legs"]]
+    return sum(fractions) / len(fractions) if fractions else 0.0
+
+
+def _run_eta(run_dir: Path, info: dict[str, Any]) -> float | None:
+    """Wall seconds left for the whole run, from the progress this run's process has made since it started.
+
+    ``(1 - f) × elapsed / (f - f₀)``: ``elapsed`` since the driving process started (``driver.json``), ``f₀`` the
+    fraction of legs already finished before it started (a resumed run). None while it has done too little to
+    tell (under 1 % of the run), when nothing runs, or when the run is over.
+    """
+    if not info["edges"] or not any(e["state"] in ("running", "pending") for e in info["edges"]):
+        return None
+    driver = _read_json(run_dir / "driver.json")
+    started = driver.get("started") if driver else None
+    if not isinstance(started, int | float):
+        return None
+    before = 0.0
+    legs = [(edge, leg) for edge in info["edges"] for leg in edge["legs"]]
+    for edge, leg in legs:
+        result = run_dir / "edges" / edge["edge"] / f"repeat_{leg.get('repeat', 0)}" / leg["leg"] / "leg_result.json"
+        try:
+            if result.stat().st_mtime < started:
+                before += 1.0
+        except OSError:
+            continue
+    f0, f = before / max(len(legs), 1), info["progress"]
+    gained = f - f0
+    if gained < 0.01:
+        return None
+    return max(0.0, (1.0 - f) * (time.time() - started) / gained)
 
 
 def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
@@ -327,7 +432,7 @@ def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
         protocol=info["protocol"],
         n_edges=len(edges),
         counts=counts,
-        progress=round(_progress_fraction(edges), 4),
+        progress=round(info["progress"], 4),
         message=message,
     )
 

@@ -9,8 +9,9 @@ from app import data, figures, ui
 
 st.title("Results")
 source = ui.source()
-runs = [r for r in source.list_runs() if r.counts.get("done") or r.counts.get("failed")]
-run = ui.pick_run(runs, "Run with results")
+every_run = source.list_runs()
+runs = [r for r in every_run if r.counts.get("done") or r.counts.get("failed")]
+run = ui.pick_run(runs, "Run with results", others=every_run, missing="has no results yet: no edge has finished")
 if run is None:
     st.stop()
 run_dir = source.run_dir(run.name)

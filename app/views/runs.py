@@ -50,3 +50,4 @@ if chosen is not None:
         ui.link("progress", f"Progress of {chosen.name}", chosen.name)
     with cols[1]:
         ui.link("results", f"Results of {chosen.name}", chosen.name)
+    ui.run_controls(chosen, ui.source().run_dir(chosen.name), key="runs_ctl")

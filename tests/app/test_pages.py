@@ -62,9 +62,15 @@ def test_progress_page_shows_legs_eta_and_failures(app_env):
     legs = at.dataframe[0].value
     assert len(legs) == 8  # 4 edges x (complex, solvent)
     running = legs[legs["leg state"] == "running"]
-    assert len(running) == 2 and set(running["iterations"]) == {"5/20"} and set(running["ETA"]) == {"2 min"}
+    assert len(running) == 2 and set(running["step"]) == {"sampling: iteration 5 of 20"}
+    assert "ETA" not in legs  # one overall ETA, on the progress bar
     assert (legs[legs["edge state"] == "done"]["leg state"] == "done").all()
-    assert at.progress[0].value == pytest.approx(56)  # (4 + 2 x 0.25) / 8 legs
+    from app.data import _phase_work
+    from fep.protocol import tier
+
+    work = _phase_work(tier("smoke"), "complex", nnp=False)  # the running legs: 5 of 20 production iterations
+    running_leg = (sum(work.values()) - work["production"] * 0.75 - work["analysing"]) / sum(work.values())
+    assert at.progress[0].value == pytest.approx(100 * (4 + 2 * running_leg) / 8, abs=1)  # 4 legs done, 2 running
 
     at = _page("progress", "tyk2-done")
     _no_exception(at)
@@ -150,7 +156,6 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     at.form_submit_button[0].click().run()
     assert "upload a ligand file" in at.error[0].value  # nothing uploaded yet
 
-    at.text_input(key="run_name").input("benz")
     at.radio(key="mode").set_value("hydration")
     at.selectbox(key="tier").set_value("smoke")
     at.file_uploader(key="ligand_file").set_value(("series.csv", BENZENES, "text/csv"))
@@ -185,10 +190,19 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     remaining = list(at.selectbox(key="edge_pick_plan").options)
     assert remaining == [keys[1], f"{a}~{b}"]
 
+    # validating again with the same inputs keeps the edits; name and protocol are read at Launch
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    assert list(at.selectbox(key="edge_pick_plan").options) == remaining
+    assert any("edits are kept" in i.value for i in at.info)
+    at.text_input(key="run_name").input("benz")
+    other = json.dumps({"base": "smoke", "name": "other", "n_windows": 3}).encode()
+    at.file_uploader(key="protocol_file").set_value(("other.json", other, "application/json")).run()
+    assert any("**other (from other.json)**" in c.value for c in at.caption)
     at.button(key="launch_button").click().run()
     _no_exception(at)
     assert launched["run_dir"] == root / "benz"
-    assert launched["protocol"] == str(root / "benz" / "inputs" / "protocol.json")  # a copy kept with the run
+    assert launched["protocol"] == str(root / "benz" / "inputs" / "other.json")  # a copy kept with the run
     assert [e.key for e in launched["network"].edges] == remaining
     assert launched["network"].mode == "hydration" and launched["ligand_ff"] == "sage"  # the default
     assert "run **benz** started" in at.success[-1].value
