@@ -136,7 +136,7 @@ def stop_run(run_dir: str | os.PathLike[str], timeout_s: float = 120.0) -> str:
             time.sleep(0.2)
         if _group_alive(pgid):
             os.killpg(pgid, signal.SIGKILL)
-    while pid_alive(pid) and time.monotonic() < deadline + 10.0:
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline + 10.0:  # ended and reaped
         time.sleep(0.1)
     log.info("stopped %s (pid %d%s)", run_dir, pid, ", killed" if forced else "")
     if forced:

@@ -35,6 +35,7 @@ from analysis.report import LIGAND_HEADER
 from mlfep_core import FrozenModel, InputError
 
 __all__ = [
+    "EXPERIMENTAL_FILE",
     "LAUNCH_FILE",
     "LOG_FILE",
     "PHASES",
@@ -46,6 +47,7 @@ __all__ = [
     "RunSummary",
     "StoreRunSource",
     "age_text",
+    "blank_missing",
     "created_text",
     "edge_table",
     "leg_fraction",
@@ -58,6 +60,7 @@ __all__ = [
     "results_csv",
     "run_signature",
     "run_status",
+    "save_experimental",
     "summarize_run",
 ]
 
@@ -69,6 +72,8 @@ STORE_ENV = "MLFEP_STORE"
 #: Written by the dashboard when it launches a run (pid, command, time), and the run's combined output.
 LAUNCH_FILE = "app_launch.json"
 LOG_FILE = "fep_run.log"
+#: Experimental values uploaded on the Results page after a run (they override those of the network's ligands).
+EXPERIMENTAL_FILE = "inputs/experimental.csv"
 
 RunState = Literal["starting", "running", "done", "failed", "partial", "interrupted", "pending"]
 
@@ -441,7 +446,8 @@ def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
 def run_signature(run_dir: str | os.PathLike[str]) -> tuple:
     """(path, mtime_ns) of every result file of a run: changes when a result is added or rewritten."""
     run_dir = Path(run_dir)
-    files = [run_dir / "network.json", *sorted((run_dir / "edges").glob("*/edge_result.json"))]
+    files = [run_dir / "network.json", run_dir / EXPERIMENTAL_FILE]
+    files += sorted((run_dir / "edges").glob("*/edge_result.json"))
     return tuple((str(p), p.stat().st_mtime_ns) for p in files if p.is_file())
 
 
@@ -478,6 +484,11 @@ def load_results(run_dir: str | os.PathLike[str], *, n_bootstrap: int = 200, see
     run_dir = Path(run_dir)
     edges, network = load_run_dir(run_dir)
     values = experimental_from_network(network)
+    uploaded = run_dir / EXPERIMENTAL_FILE
+    if uploaded.is_file():
+        from ligand_prep.experimental import read_experimental
+
+        values = {**values, **read_experimental(uploaded)}
     exp = experimental_dg(values)
     names = [lig.name for lig in network.ligands] if network is not None else []
     for e in edges:
@@ -488,6 +499,59 @@ def load_results(run_dir: str | os.PathLike[str], *, n_bootstrap: int = 200, see
     return RunResults(
         run_dir=run_dir, edges=edges, network=network, net=net, experimental=exp, experimental_values=values
     )
+
+
+def save_experimental(run_dir: str | os.PathLike[str], filename: str, content: bytes) -> dict[str, Any]:
+    """Check an experimental-data CSV uploaded after a run and keep it as ``RUN_DIR/inputs/experimental.csv``.
+
+    Returns the values read (name -> ExperimentalValue).
+
+    Raises
+    ------
+    InputError
+        Not a CSV, too large, unreadable, no ligand/name column, or no row names a ligand of the run; the
+        message names the user's file.
+    """
+    from ligand_prep.experimental import read_experimental
+    from mlfep_core import atomic_write_bytes
+
+    run_dir = Path(run_dir)
+    if not filename.lower().endswith(".csv"):
+        raise InputError(f"{filename}: experimental data must be a CSV file (columns name, dg_kcal_mol or ki_nm ...)")
+    if len(content) > 5_000_000:
+        raise InputError(f"{filename}: {len(content) / 1e6:.1f} MB is more than the 5 MB allowed for experimental data")
+    with tempfile.TemporaryDirectory(prefix="mlfep-exp-") as tmp:
+        path = Path(tmp) / "experimental.csv"
+        path.write_bytes(content)
+        try:
+            values = read_experimental(path)
+        except InputError as err:
+            raise InputError(str(err).replace(str(path), filename)) from None
+    network = run_dir / "network.json"
+    names = set()
+    if network.is_file():
+        names = {lig.get("name") for lig in json.loads(network.read_text()).get("ligands", [])}
+    matched = {k: v for k, v in values.items() if not names or k in names}
+    if not matched:
+        raise InputError(f"{filename}: no row names a ligand of this run ({', '.join(sorted(names)[:5])} ...)")
+    atomic_write_bytes(run_dir / EXPERIMENTAL_FILE, content)
+    return matched
+
+
+def blank_missing(rows: list[dict[str, Any]], integers: tuple[str, ...] = ("rank",)):
+    """The rows as a pandas Styler whose missing numbers show as empty cells (not "None"); numbers keep their
+    type, so the columns still sort as numbers. Floats show 2 decimals, the ``integers`` columns none."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    formats: dict[str, str] = {}
+    for column in frame.columns:
+        values = frame[column]
+        numeric = values.dropna().map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all()
+        if numeric and len(values.dropna()):
+            frame[column] = pd.to_numeric(values, errors="coerce").astype(float)
+            formats[column] = "{:.0f}" if column in integers else "{:.2f}"
+    return frame.style.format(formats, na_rep="")
 
 
 def _num(value: float | None, digits: int = 2) -> float | None:

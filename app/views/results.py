@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import data, figures, ui
+from mlfep_core import MlfepError
 
 st.title("Results")
 source = ui.source()
@@ -37,9 +38,53 @@ if results.net is not None:
         + "; ML-corrected where available, else MM; ± one standard error of the network estimate."
     )
 
+with st.expander("Experimental data" + ("" if results.experimental else " (none yet: add them here)")):
+    st.caption(
+        "A CSV with a `name` (or `ligand`) column and one of `dg_kcal_mol`, `ki_nm`, `kd_nm`, `ic50_nm`, `pic50` "
+        "(optional error column, e.g. `dg_err_kcal_mol`). The values replace those the ligands came with."
+    )
+    exp_upload = st.file_uploader("Experimental values (CSV)", type=["csv"], key="exp_upload", max_upload_size=200)
+    if exp_upload is not None and st.button("Use these values", key="exp_use"):
+        try:
+            found = data.save_experimental(run_dir, exp_upload.name, exp_upload.getvalue())
+            st.session_state["exp_message"] = f"{len(found)} experimental value(s) from {exp_upload.name} are used."
+            st.rerun()
+        except MlfepError as err:
+            st.error(str(err))
+    if "exp_message" in st.session_state:
+        st.success(st.session_state.pop("exp_message"))
+
+has_ml = any(e.ddg_ml_kcal_mol is not None for e in results.edges)
+choice = st.radio(
+    "Predictions shown in the table and plots",
+    ["best", "MM", "ML"] if has_ml else ["best", "MM"],
+    key="estimate_choice",
+    horizontal=True,
+    format_func=lambda c: {"best": "best (ML where available, else MM)", "MM": "MM only", "ML": "ML only"}[c],
+    help="MM: the force field alone. ML: with the machine-learning correction (where the run computed one).",
+)
+value_key, error_key = figures.ESTIMATES[choice]
+
 # ------------------------------------------------------------------------------------- ranked table
 st.header("Ranked ligands")
-rows = ui.cached_ligand_table(str(run_dir), signature)
+all_rows = ui.cached_ligand_table(str(run_dir), signature)
+if choice == "best":
+    rows = all_rows
+else:  # ranked by the chosen estimate; ligands without it last
+    rows = sorted(all_rows, key=lambda r: (r[value_key] is None, r[value_key] if r[value_key] is not None else 0.0))
+    rows = [
+        {
+            **r,
+            "rank": i + 1 if r[value_key] is not None else None,
+            "dg_kcal_mol": r[value_key],
+            "dg_err_kcal_mol": r[error_key],
+            "estimate": choice if r[value_key] is not None else "",
+            "abs_error_kcal_mol": None
+            if r[value_key] is None or r["exp_dg_kcal_mol"] is None
+            else round(abs(r[value_key] - r["exp_dg_kcal_mol"]), 2),
+        }
+        for i, r in enumerate(rows)
+    ]
 filters = st.columns([2, 2, 1])
 with filters[0]:
     text = st.text_input("Filter by name", key="name_filter").strip().lower()
@@ -63,7 +108,7 @@ shown = [
 ]
 number = st.column_config.NumberColumn
 st.dataframe(
-    shown,
+    data.blank_missing(shown),
     hide_index=True,
     key="ligand_table",
     row_height=70,
@@ -123,22 +168,35 @@ with downloads[2]:
 tabs = st.tabs(["Predicted vs experimental", "Network", "Edges", "Edge diagnostics"])
 with tabs[0]:
     if results.experimental:
-        st.altair_chart(figures.correlation_chart(rows, quantity), key="correlation_chart")
-        for stat in results.net.statistics if results.net is not None else ():
-            metrics = ", ".join(
-                f"{name} {m.value:.2f} [{m.ci_low:.2f}, {m.ci_high:.2f}]" for name, m in stat.metrics.items()
-            )
-            st.write(f"{stat.kind} ({stat.estimate.upper()}, n={stat.n}): {metrics}")
+        st.altair_chart(figures.correlation_chart(rows, quantity, choice), key="correlation_chart")
+        st.caption(
+            "Equal axes: the black line is predicted = experimental, the grey band ±1 kcal/mol. Bars: ± one "
+            "standard error of the prediction (vertical) and the experimental uncertainty (horizontal)."
+        )
+        statistics = results.net.statistics if results.net is not None else ()
+        stat_rows = figures.statistics_rows(statistics, choice)
+        if stat_rows:
+            st.subheader("Statistics vs experiment")
+            st.dataframe(stat_rows, hide_index=True, key="stats_table")
+            st.caption("Value [bootstrap 95 % confidence interval]; MUE and RMSE in kcal/mol.")
+            few = sorted({r["n"] for r in stat_rows if r["n"] < figures.FEW_POINTS})
+            if few:
+                st.warning(
+                    f"Only {', '.join(map(str, few))} data point(s): with fewer than {figures.FEW_POINTS} the "
+                    "statistics say little (their confidence intervals are wide); do not rank methods by them."
+                )
     else:
-        st.info("No experimental values in this run's network, so there is nothing to compare with.")
+        st.info("No experimental values for this run yet: add them under **Experimental data** above.")
 with tabs[1]:
     st.altair_chart(figures.error_network_chart(results), key="error_network")
     if results.net is not None:
         for verdict in results.net.verdicts:
             (st.warning if verdict.status != "pass" else st.write)(f"{verdict.name}: {verdict.message}")
 with tabs[2]:
+    edge_rows = data.edge_table(results)
+    st.altair_chart(figures.ddg_chart(edge_rows, quantity, choice), key="ddg_chart")
     st.dataframe(
-        data.edge_table(results),
+        data.blank_missing(edge_rows),
         hide_index=True,
         key="edge_table",
         column_config={

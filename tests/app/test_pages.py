@@ -89,8 +89,12 @@ def test_results_page_table_filters_and_downloads(app_env):
     assert labels[:2] == ["results CSV", "SDF with predictions"]
     assert any(b.label == "Build report.html" for b in at.button)
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 2  # predicted vs experimental, network coloured by error
-    edges = at.dataframe[1].value
+    assert len(charts) == 3  # predicted vs experimental, network coloured by error, ΔΔG per edge
+    stats = at.dataframe[1].value  # statistics vs experiment, with human names and CIs
+    assert {"MUE", "RMSE", "Pearson r", "Kendall τ"} <= set(stats.columns)
+    assert stats["MUE"].str.match(r"^\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]$").all()
+    assert not any("data point" in w.value for w in at.warning)  # 17 edges, 13 ligands: no small-n warning
+    edges = at.dataframe[2].value
     assert len(edges) == 18 and (edges["status"] == "failed").sum() == 1
 
     at.text_input(key="name_filter").input("jmc").run()
@@ -104,7 +108,7 @@ def test_results_page_table_filters_and_downloads(app_env):
 
 def test_results_page_edge_drill_down(app_env):
     at = _page("results", "tyk2-done")
-    edges = at.dataframe[1].value
+    edges = at.dataframe[2].value
     done_key = edges[edges["status"] == "done"]["edge"].iloc[0]
     failed_key = edges[edges["status"] == "failed"]["edge"].iloc[0]
     at.selectbox(key="edge_pick").set_value(done_key).run()
@@ -260,3 +264,48 @@ def test_pages_never_import_openmm_or_torch(app_env, bench):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def _flatten(block: str) -> str:
+    """An SDF record with every z coordinate set to 0 (a 2D drawing)."""
+    lines = block.splitlines()
+    n_atoms = int(lines[3][:3])
+    for i in range(4, 4 + n_atoms):
+        lines[i] = lines[i][:20] + f"{0.0:10.4f}" + lines[i][30:]
+    return "\n".join(lines) + "\n"
+
+
+def test_new_run_page_speaks_the_users_terms(tmp_path, monkeypatch, bench):
+    """Item 4: a 2D-only SDF says that nothing was planned (no 'the others are planned below', no progress bar
+    left), names the user's file and no upload folder or command-line option; a file over the limit says so."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(root))
+    blocks = (bench / "tyk2" / "ligands.sdf").read_text().split("$$$$\n")[:3]
+    flat = "".join(_flatten(b) + "$$$$\n" for b in blocks)
+    at = AppTest.from_file(str(APP / "views" / "new_run.py"), default_timeout=TIMEOUT).run()
+    at.radio(key="mode").set_value("hydration")
+    at.file_uploader(key="ligand_file").set_value(("my_drawings.sdf", flat.encode(), "chemical/x-mdl-sdfile"))
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    messages = [e.value for e in at.error] + [w.value for w in at.warning]
+    assert any("nothing was planned" in m for m in messages), messages
+    assert not any("planned below" in m for m in messages), messages
+    assert sum("2D coordinates only" in m for m in messages) == 3
+    assert all("my_drawings.sdf" in m for m in messages if "2D coordinates" in m)
+    assert not any(".upload-" in m or "--reference" in m or "_validated" in m for m in messages), messages
+    assert "Reference pose SDF" in next(m for m in messages if "2D coordinates" in m)
+    assert not at.get("progress")  # no bar left behind
+    assert len(at.get("vega_lite_chart")) == 0
+
+    big = b"x" * (launch_limits()["ligands"] + 1)
+    at.file_uploader(key="ligand_file").set_value(("huge.sdf", big, "chemical/x-mdl-sdfile"))
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    assert any("huge.sdf" in e.value and "MB allowed" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("upload a ligand file" in e.value for e in at.error)
+
+
+def launch_limits() -> dict[str, int]:
+    from app import launch
+
+    return launch.UPLOAD_LIMITS
