@@ -78,11 +78,16 @@ def pick_run(
         else:
             st.error(f"There is no run called **{wanted}** in {runs_root()}. Choose one below.")
         index = None
+    import zlib
+
+    labels = "\n".join(_label(r) for r in runs)
     name = st.selectbox(
         label,
         names,
         index=index,
-        key=key,
+        # the browser keeps a selectbox's shown text while its key stays: a key that follows the labels makes a run
+        # that has finished since read "done" (the choice itself lives in ?run=)
+        key=f"{key}-{zlib.crc32(labels.encode()):08x}",
         format_func=lambda n: _label(runs[names.index(n)]),
         placeholder="choose a run",
     )

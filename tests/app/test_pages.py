@@ -42,7 +42,7 @@ def test_runs_page_lists_runs_with_state_and_progress(app_env):
     assert rows.loc["tyk2-done", "state"] == "partial" and rows.loc["tyk2-done", "failed"] == 1
     assert rows.loc["tyk2-live", "state"] == "running" and 0 < rows.loc["tyk2-live", "progress"] < 1
     assert (rows["protocol"] == "smoke").all() and (rows["created"] != "").all()
-    at.selectbox(key="run_picker").set_value("tyk2-live").run()
+    at.selectbox[0].set_value("tyk2-live").run()
     assert at.query_params["run"] == ["tyk2-live"] or at.query_params["run"] == "tyk2-live"
 
 
