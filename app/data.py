@@ -50,6 +50,7 @@ __all__ = [
     "blank_missing",
     "created_text",
     "edge_table",
+    "leg_dirs",
     "leg_fraction",
     "ligand_table",
     "load_results",
@@ -58,6 +59,7 @@ __all__ = [
     "predictions_sdf",
     "report_html",
     "results_csv",
+    "run_protein",
     "run_signature",
     "run_status",
     "save_experimental",
@@ -536,6 +538,28 @@ def save_experimental(run_dir: str | os.PathLike[str], filename: str, content: b
         raise InputError(f"{filename}: no row names a ligand of this run ({', '.join(sorted(names)[:5])} ...)")
     atomic_write_bytes(run_dir / EXPERIMENTAL_FILE, content)
     return matched
+
+
+def run_protein(run_dir: str | os.PathLike[str], network=None) -> str | None:
+    """The protein PDB of a run (``run.json``, else the network's), when the file is still there."""
+    spec = _read_json(Path(run_dir) / "run.json") or {}
+    for candidate in (spec.get("protein"), getattr(network, "protein", None)):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    return None
+
+
+def leg_dirs(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """'EDGE leg (repeat N)' -> folder, for every leg that has saved configurations."""
+    out = {}
+    for folder in sorted(Path(run_dir).glob("edges/*/repeat_*/*")):
+        if (folder / "sampler" / "snapshots").is_dir() and (folder / "hybrid" / "topology.pdb").is_file():
+            repeat = folder.parent.name.removeprefix("repeat_")
+            label = f"{folder.parent.parent.name} {folder.name}" + (
+                f" (repeat {int(repeat) + 1})" if repeat != "0" else ""
+            )
+            out[label] = folder
+    return out
 
 
 def blank_missing(rows: list[dict[str, Any]], integers: tuple[str, ...] = ("rank",)):

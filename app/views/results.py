@@ -3,10 +3,12 @@ predicted vs experimental, the network coloured by error, per-edge diagnostics a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from app import data, figures, ui
-from mlfep_core import MlfepError
+from mlfep_core import InputError, MlfepError
 
 st.title("Results")
 source = ui.source()
@@ -165,7 +167,7 @@ with downloads[2]:
         st.rerun()
 
 # ------------------------------------------------------------------------------------------- plots
-tabs = st.tabs(["Predicted vs experimental", "Network", "Edges", "Edge diagnostics"])
+tabs = st.tabs(["Predicted vs experimental", "Network", "Edges", "Edge diagnostics", "3D"])
 with tabs[0]:
     if results.experimental:
         st.altair_chart(figures.correlation_chart(rows, quantity, choice), key="correlation_chart")
@@ -229,3 +231,52 @@ with tabs[3]:
                 ui.cached_leg_png(str(run_dir), signature, edge.key, name),
                 caption=f"{edge.key} {name}: overlap, convergence, mixing",
             )
+with tabs[4]:
+    from app import viewer3d
+
+    view = st.radio(
+        "View",
+        ["ligand in the pocket", "edge overlay (mapped / unique atoms)", "last snapshot of a leg"],
+        key="view3d",
+        horizontal=True,
+    )
+    try:
+        if results.network is None:
+            raise InputError("this run has no network.json, so no poses to show")
+        if view.startswith("ligand"):
+            names = [lig.name for lig in results.network.ligands]
+            chosen = st.selectbox("Ligand", names, key="view3d_ligand")
+            protein_path = data.run_protein(run_dir, results.network)
+            protein_text = Path(protein_path).read_text(errors="replace") if protein_path else None
+            scene, files = viewer3d.pocket_scene(protein_text, results.network.ligand(chosen).molblock)
+            st.caption(
+                f"{chosen} in green"
+                + (", in the pocket of the protein (cartoon), residues within 5 Å as sticks" if protein_text else "")
+            )
+        elif view.startswith("edge"):
+            edge_key = st.selectbox("Edge", [e.key for e in results.network.edges], key="view3d_edge")
+            mapping = next(e for e in results.network.edges if e.key == edge_key)
+            scene, files = viewer3d.overlay_scene(
+                mapping,
+                results.network.ligand(mapping.ligand_a).molblock,
+                results.network.ligand(mapping.ligand_b).molblock,
+            )
+            st.caption(
+                f"{mapping.ligand_a} and {mapping.ligand_b} in their poses: mapped atoms grey, atoms only in "
+                f"{mapping.ligand_a} orange, only in {mapping.ligand_b} purple ({len(mapping.mapping)} mapped)."
+            )
+        else:
+            legs = data.leg_dirs(run_dir)
+            if not legs:
+                raise InputError("no leg has saved a configuration yet")
+            leg_name = st.selectbox("Leg", list(legs), key="view3d_leg")
+            end = st.radio("End state", ["first", "last"], key="view3d_end", horizontal=True,
+                           format_func=lambda e: "A (λ = 0)" if e == "first" else "B (λ = 1)")  # fmt: skip
+            pdb_text, step = viewer3d.last_snapshot_pdb(legs[leg_name], end)
+            scene, files = viewer3d.snapshot_scene(pdb_text)
+            st.caption(f"{leg_name}: the last saved configuration of end state {'A' if end == 'first' else 'B'}.")
+        import streamlit.components.v1 as components
+
+        components.html(viewer3d.viewer_html(scene, files, height=480), height=490)
+    except MlfepError as err:
+        st.info(str(err))

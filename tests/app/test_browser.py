@@ -31,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--enable-unsafe-swiftshader",  # software WebGL for the 3D viewer (no GPU in the test machine)
 ]
 TINY = TINY_PROTOCOL
 LIGANDS = "name,smiles,dg_kcal_mol\nbenzene,c1ccccc1,-0.90\ntoluene,Cc1ccccc1,-0.90\n"
@@ -399,3 +400,85 @@ def test_missing_or_unfinished_runs_are_said_so_and_runs_has_a_url(server, page,
     page.get_by_role("heading", name="Runs").first.wait_for()
     assert page.get_by_text("Page not found").count() == 0
     shutil.rmtree(empty)
+
+
+def _painted_pixels(png: bytes) -> int:
+    """Pixels of a screenshot that differ from its most common colour (the background)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+    colours, counts = np.unique(image, axis=0, return_counts=True)
+    background = colours[np.argmax(counts)]
+    return int(np.sum(np.abs(image.astype(int) - background).sum(axis=1) > 60))
+
+
+def _open_3d(page, server: str, view: str):
+    page.goto(f"{server}/results?run=tiny")
+    page.get_by_role("heading", name="Ranked ligands").wait_for()
+    page.get_by_role("tab", name="3D").click()
+    page.get_by_text(view).first.click()
+    frame = page.frame_locator('iframe[title="st.iframe"], iframe').last
+    canvas = frame.locator("canvas").first
+    canvas.wait_for(timeout=120_000)
+    return canvas
+
+
+def test_3d_viewer_renders_with_the_network_blocked(server, browser, tmp_path):
+    """The 3D viewer's JavaScript comes from an installed package: with every request to a host other than this
+    machine aborted, the edge overlay and a leg's last snapshot are drawn (a canvas with molecules on it)."""
+    from urllib.parse import urlparse
+
+    context = browser.new_context(viewport={"width": 1400, "height": 1800})
+    blocked: list[str] = []
+
+    def only_loopback(route):
+        url = route.request.url
+        host = urlparse(url).hostname
+        if url.startswith(("blob:", "data:", "about:")) or host in ("localhost", "127.0.0.1", "::1"):
+            return route.continue_()
+        blocked.append(url)
+        return route.abort()
+
+    context.route("**/*", only_loopback)
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        for view, name in (("edge overlay", "viewer_overlay.png"), ("last snapshot", "viewer_snapshot.png")):
+            canvas = _open_3d(page, server, view)
+            _wait(lambda canvas=canvas: _painted_pixels(canvas.screenshot()) > 2000, f"the {view} to be drawn", 180)
+            _shot(page, tmp_path, name)
+        assert not [u for u in blocked if "jsdelivr" in u or "unpkg" in u or u.endswith(".js")], blocked
+    finally:
+        context.close()
+
+
+def test_screenshots_of_every_page(server, page, inputs, tmp_path):
+    """A full-page screenshot of each page (kept in $MLFEP_SCREENSHOT_DIR when set: docs/screenshots/)."""
+    page.goto(f"{server}/")
+    page.get_by_role("heading", name="Runs").first.wait_for()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    assert _shot(page, tmp_path, "runs.png").stat().st_size > 10_000
+    page.goto(f"{server}/new")
+    page.get_by_role("heading", name="New run").wait_for()
+    page.get_by_text("hydration", exact=True).click()
+    uploaders = page.locator('[data-testid="stFileUploader"]')
+    uploaders.filter(has_text="Ligands").locator('input[type="file"]').set_input_files(str(inputs["ligands"]))
+    page.get_by_text("benzenes.csv").first.wait_for()
+    page.get_by_role("button", name="Validate and plan").click()
+    page.get_by_role("heading", name="Planned network").wait_for(timeout=180_000)
+    page.get_by_text("CPU core-hours").first.wait_for()
+    assert _shot(page, tmp_path, "new_run.png").stat().st_size > 10_000
+    page.goto(f"{server}/progress?run=tiny")
+    page.get_by_role("heading", name="Progress").wait_for()
+    page.locator('[data-testid="stDataFrame"]').first.wait_for()
+    assert _shot(page, tmp_path, "progress_done.png").stat().st_size > 10_000
+    page.goto(f"{server}/results?run=tiny")
+    page.locator('[data-testid="stVegaLiteChart"]').first.wait_for()
+    page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg').first.wait_for()
+    assert _shot(page, tmp_path, "results.png").stat().st_size > 20_000
+    page.get_by_role("tab", name="Edges").click()
+    page.locator('[data-testid="stVegaLiteChart"]').nth(1).wait_for()
+    assert _shot(page, tmp_path, "results_edges.png").stat().st_size > 20_000
