@@ -309,3 +309,53 @@ def launch_limits() -> dict[str, int]:
     from app import launch
 
     return launch.UPLOAD_LIMITS
+
+
+def test_runs_page_deletes_a_run_only_after_confirmation(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(app_env / "tyk2-done", root / "old-run")
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(root))
+    at = _page("runs", "old-run")
+    _no_exception(at)
+    stop, resume = at.button(key="runs_ctl_stop"), at.button(key="runs_ctl_resume")
+    assert stop.disabled  # nothing runs it
+    assert not resume.disabled  # partial (one failed edge): Resume retries what is left
+    at.button(key="runs_ctl_delete").click().run()
+    _no_exception(at)
+    assert any("cannot be undone" in w.value for w in at.warning)
+    assert (root / "old-run").is_dir()  # not yet
+    at.button(key="runs_ctl_delete_no").click().run()
+    assert (root / "old-run").is_dir() and not any("cannot be undone" in w.value for w in at.warning)
+    at.button(key="runs_ctl_delete").click().run()
+    at.button(key="runs_ctl_delete_yes").click().run()
+    _no_exception(at)
+    assert not (root / "old-run").exists()
+    assert any("old-run deleted" in s.value for s in at.success)
+
+
+def test_resume_command_repeats_the_launch_or_reads_run_json(app_env, tmp_path):
+    """Resume continues with the settings the run was started with: the dashboard's launch command, or for a run
+    started from the command line its run.json (protocol, mode, protein)."""
+    import shutil
+
+    from app import control
+    from fep.execution.rundir import RunSpec
+    from fep.protocol import load_protocol
+
+    run_dir = tmp_path / "cli-run"
+    shutil.copytree(app_env / "tyk2-done", run_dir)
+    command = control.resume_command(run_dir)
+    assert command[-1] == "--resume" and command[command.index("-o") + 1] == str(run_dir)
+    assert command[command.index("--mode") + 1] == "binding"
+    spec = RunSpec.from_json_file(run_dir / "run.json")
+    assert command[command.index("--protein") + 1] == spec.protein
+    assert load_protocol(command[command.index("--protocol") + 1]) == spec.protocol  # the same protocol, field by field
+    launch = {"pid": 1, "command": ["python", "-m", "fep", "run", "n.json", "-o", str(run_dir), "--protocol", "smoke"]}
+    (run_dir / "app_launch.json").write_text(json.dumps(launch))
+    assert control.resume_command(run_dir) == [*launch["command"], "--resume"]
+    empty = tmp_path / "never-started"
+    empty.mkdir()
+    with pytest.raises(Exception, match="nothing to resume"):
+        control.resume_command(empty)
