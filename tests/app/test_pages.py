@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -359,3 +360,27 @@ def test_resume_command_repeats_the_launch_or_reads_run_json(app_env, tmp_path):
     empty.mkdir()
     with pytest.raises(Exception, match="nothing to resume"):
         control.resume_command(empty)
+
+
+def test_new_run_page_without_gpu_warns_and_confirms_a_long_launch(tmp_path, monkeypatch):
+    """Item 6: no GPU here, so smoke is preselected; choosing default warns, the cost reads in human units
+    (no '2.44e+04') with the wall time on this machine, and Launch waits for a confirmation."""
+    from app import launch
+
+    if launch.has_gpu():
+        pytest.skip("this machine has a GPU: default is preselected there")
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(APP / "views" / "new_run.py"), default_timeout=TIMEOUT).run()
+    assert at.selectbox(key="tier").value == "smoke"
+    assert any("No GPU on this machine" in i.value for i in at.info)
+    at.radio(key="mode").set_value("hydration")
+    at.file_uploader(key="ligand_file").set_value(("series.csv", BENZENES, "text/csv"))
+    at.form_submit_button[0].click().run()
+    at.selectbox(key="tier").set_value("default").run()
+    _no_exception(at)
+    assert any("meant for a GPU" in w.value for w in at.warning)
+    cost = next(m.value for m in at.markdown if "CPU core-hours" in m.value)
+    assert "e+" not in cost and re.search(r"about \*\*[\d.]+ (h|days|years)\*\* on this machine's \d+ CPU cores", cost)
+    assert at.button(key="launch_button").disabled
+    at.checkbox(key="confirm_big").check().run()
+    assert not at.button(key="launch_button").disabled
