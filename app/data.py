@@ -562,6 +562,10 @@ def leg_dirs(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
     return out
 
 
+#: Columns of the page tables that hold text even when they are empty.
+_TEXT_COLUMNS = frozenset({"structure", "ligand", "edge", "status", "estimate", "verdict", "details", "smiles"})
+
+
 def blank_missing(rows: list[dict[str, Any]], integers: tuple[str, ...] = ("rank",)):
     """The rows as a pandas Styler whose missing numbers show as empty cells (not "None"); numbers keep their
     type, so the columns still sort as numbers. Floats show 2 decimals, the ``integers`` columns none."""
@@ -571,8 +575,9 @@ def blank_missing(rows: list[dict[str, Any]], integers: tuple[str, ...] = ("rank
     formats: dict[str, str] = {}
     for column in frame.columns:
         values = frame[column]
-        numeric = values.dropna().map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all()
-        if numeric and len(values.dropna()):
+        present = values.dropna()
+        numeric = present.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all()
+        if numeric and (len(present) or column not in _TEXT_COLUMNS):  # an all-empty column counts as numeric
             frame[column] = pd.to_numeric(values, errors="coerce").astype(float)
             formats[column] = "{:.0f}" if column in integers else "{:.2f}"
     return frame.style.format(formats, na_rep="")

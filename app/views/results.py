@@ -170,7 +170,7 @@ with downloads[2]:
 tabs = st.tabs(["Predicted vs experimental", "Network", "Edges", "Edge diagnostics", "3D"])
 with tabs[0]:
     if results.experimental:
-        st.altair_chart(figures.correlation_chart(rows, quantity, choice), key="correlation_chart")
+        st.altair_chart(figures.correlation_chart(rows, quantity, choice), key="correlation_chart", width="content")
         st.caption(
             "Equal axes: the black line is predicted = experimental, the grey band ±1 kcal/mol. Bars: ± one "
             "standard error of the prediction (vertical) and the experimental uncertainty (horizontal)."

@@ -455,8 +455,11 @@ def test_3d_viewer_renders_with_the_network_blocked(server, browser, tmp_path):
         context.close()
 
 
-def test_screenshots_of_every_page(server, page, inputs, tmp_path):
+def test_screenshots_of_every_page(server, browser, inputs, tmp_path):
     """A full-page screenshot of each page (kept in $MLFEP_SCREENSHOT_DIR when set: docs/screenshots/)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 3000})  # the pages scroll inside the app
+    page = context.new_page()
+    page.set_default_timeout(90_000)
     page.goto(f"{server}/")
     page.get_by_role("heading", name="Runs").first.wait_for()
     page.locator('[data-testid="stDataFrame"]').first.wait_for()
@@ -480,5 +483,9 @@ def test_screenshots_of_every_page(server, page, inputs, tmp_path):
     page.locator('[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg').first.wait_for()
     assert _shot(page, tmp_path, "results.png").stat().st_size > 20_000
     page.get_by_role("tab", name="Edges").click()
-    page.locator('[data-testid="stVegaLiteChart"]').nth(1).wait_for()
+    page.locator('[data-testid="stVegaLiteChart"]:visible').first.wait_for()
     assert _shot(page, tmp_path, "results_edges.png").stat().st_size > 20_000
+    page.get_by_role("tab", name="Network").click()
+    page.locator('[data-testid="stVegaLiteChart"]:visible').first.wait_for()
+    assert _shot(page, tmp_path, "results_network.png").stat().st_size > 20_000
+    context.close()
