@@ -192,3 +192,22 @@ def test_store_source_lists_stored_and_folder_runs(runs_root, tmp_path):
 def test_store_source_refuses_a_missing_store(runs_root, tmp_path):
     with pytest.raises(InputError, match="no results store"):
         data.open_source(runs=runs_root, store=str(tmp_path / "none.sqlite"))
+
+
+def test_experimental_values_uploaded_after_a_run_replace_the_networks(runs_root, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs_root / "tyk2-done", run_dir)
+    before = data.load_results(run_dir, n_bootstrap=20)
+    name = sorted(before.experimental)[0]
+    text = f"name,dg_kcal_mol,dg_err_kcal_mol\n{name},-12.34,0.4\nnot_in_this_run,-5.0,0.1\n"
+    found = data.save_experimental(run_dir, "assay.csv", text.encode())
+    assert set(found) == {name}
+    after = data.load_results(run_dir, n_bootstrap=20)
+    assert after.experimental[name] == pytest.approx(-12.34)
+    assert data.run_signature(run_dir) != data.run_signature(runs_root / "tyk2-done")  # the page's cache sees it
+    with pytest.raises(InputError, match=r"assay2\.csv: needs a 'ligand' or 'name' column"):
+        data.save_experimental(run_dir, "assay2.csv", b"compound,dg\nx,1\n")
+    with pytest.raises(InputError, match="no row names a ligand of this run"):
+        data.save_experimental(run_dir, "other.csv", b"name,dg_kcal_mol\nzzz,-1\n")
