@@ -566,21 +566,19 @@ def leg_dirs(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
 _TEXT_COLUMNS = frozenset({"structure", "ligand", "edge", "status", "estimate", "verdict", "details", "smiles"})
 
 
-def blank_missing(rows: list[dict[str, Any]], integers: tuple[str, ...] = ("rank",)):
-    """The rows as a pandas Styler whose missing numbers show as empty cells (not "None"); numbers keep their
-    type, so the columns still sort as numbers. Floats show 2 decimals, the ``integers`` columns none."""
+def blank_missing(rows: list[dict[str, Any]]):
+    """The rows as a DataFrame whose number columns are floats (missing values NaN), also when a column is all
+    empty, so that the page shows them as numbers and, with ``placeholder=""``, missing ones as empty cells."""
     import pandas as pd
 
     frame = pd.DataFrame(rows)
-    formats: dict[str, str] = {}
     for column in frame.columns:
         values = frame[column]
         present = values.dropna()
         numeric = present.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all()
         if numeric and (len(present) or column not in _TEXT_COLUMNS):  # an all-empty column counts as numeric
             frame[column] = pd.to_numeric(values, errors="coerce").astype(float)
-            formats[column] = "{:.0f}" if column in integers else "{:.2f}"
-    return frame.style.format(formats, na_rep="")
+    return frame
 
 
 def _num(value: float | None, digits: int = 2) -> float | None:

@@ -243,6 +243,7 @@ if validation:
                 for c in validation
             ],
             hide_index=True,
+            placeholder="",  # missing values as empty cells, not "None"
             key="checks_table",
             row_height=60,
             column_config={
@@ -346,6 +347,7 @@ if estimate is not None:
                 for leg in e.legs
             ],
             hide_index=True,
+            placeholder="",  # missing values as empty cells, not "None"
             key="cost_table",
         )
         st.caption(estimate.model)

@@ -104,6 +104,7 @@ def show() -> None:
         st.dataframe(
             rows,
             hide_index=True,
+            placeholder="",  # missing values as empty cells, not "None"
             key="progress_table",
             column_config={
                 "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")

@@ -112,6 +112,7 @@ number = st.column_config.NumberColumn
 st.dataframe(
     data.blank_missing(shown),
     hide_index=True,
+    placeholder="",  # missing values as empty cells, not "None"
     key="ligand_table",
     row_height=70,
     height=min(max(len(shown), 1), 10) * 70 + 40,
@@ -128,6 +129,7 @@ st.dataframe(
         "abs_error_kcal_mol",
     ],
     column_config={
+        "rank": number("rank", format="%d"),
         "structure": st.column_config.ImageColumn("structure", width="medium"),
         "dg_kcal_mol": number(f"{quantity}", format="%.2f"),
         "dg_err_kcal_mol": number("σ", format="%.2f"),
@@ -179,7 +181,7 @@ with tabs[0]:
         stat_rows = figures.statistics_rows(statistics, choice)
         if stat_rows:
             st.subheader("Statistics vs experiment")
-            st.dataframe(stat_rows, hide_index=True, key="stats_table")
+            st.dataframe(stat_rows, hide_index=True, placeholder="", key="stats_table")
             st.caption("Value [bootstrap 95 % confidence interval]; MUE and RMSE in kcal/mol.")
             few = sorted({r["n"] for r in stat_rows if r["n"] < figures.FEW_POINTS})
             if few:
@@ -200,6 +202,7 @@ with tabs[2]:
     st.dataframe(
         data.blank_missing(edge_rows),
         hide_index=True,
+        placeholder="",  # missing values as empty cells, not "None"
         key="edge_table",
         column_config={
             "ddg_mm_kcal_mol": number(f"Δ{quantity} MM", format="%.2f"),

@@ -38,6 +38,7 @@ rows = [
 st.dataframe(
     rows,
     hide_index=True,
+    placeholder="",  # missing values as empty cells, not "None"
     key="runs_table",
     column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
