@@ -92,7 +92,7 @@ def _graph_chart(
     if "edge_label" in edge_df:
         layers.append(
             alt.Chart(edge_df)
-            .mark_text(fontSize=10, dy=-8, color="#222222")
+            .mark_text(fontSize=12, dy=-10, color="#222222", fontWeight="bold")
             .encode(x="mx:Q", y="my:Q", text="edge_label:N")
         )
     return alt.layer(*layers).properties(title=title, height=420)
@@ -171,7 +171,7 @@ def error_network_chart(results) -> Any:
         nodes.append(node)
     scale = alt.Scale(domain=[0.0, 2.0 if have_exp else 1.0], scheme="redyellowgreen", reverse=True)
     title = "network coloured by |predicted − experimental| (kcal/mol)" if have_exp else "network coloured by edge σ"
-    legend = "|predicted − experimental| ΔΔG (kcal/mol)" if have_exp else "σ of ΔΔG (kcal/mol)"
+    legend = "|error| (kcal/mol)" if have_exp else "σ (kcal/mol)"
     return _graph_chart(nodes, edges, field, title + "; edge labels: predicted ΔΔG", scale, legend)
 
 
