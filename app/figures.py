@@ -277,7 +277,7 @@ def ddg_chart(edge_rows: Sequence[dict[str, Any]], quantity: str = "ΔG", estima
     color = alt.Color(
         "kind:N",
         scale=alt.Scale(domain=["predicted", "experimental"], range=["#4c72b0", "#dd8452"]),
-        legend=alt.Legend(title=None, orient="bottom"),
+        legend=alt.Legend(title=None, orient="top"),
     )
     bars = alt.Chart(df).mark_rule(strokeWidth=2).encode(x="low:Q", x2="high:Q", y=y, color=color)
     points = (
@@ -294,7 +294,7 @@ def ddg_chart(edge_rows: Sequence[dict[str, Any]], quantity: str = "ΔG", estima
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#999999").encode(x="x:Q")
     n_edges = max(df["edge"].nunique(), 1)
     return alt.layer(zero, bars, points).properties(
-        title=f"Δ{quantity} per edge ({estimate}, ± σ)", height=max(120, 26 * n_edges), width=520
+        title=f"Δ{quantity} per edge ({estimate}, ± σ)", height=max(160, 26 * n_edges), width=520
     )
 
 
