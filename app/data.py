@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ __all__ = [
     "run_signature",
     "run_status",
     "save_experimental",
+    "split_log",
     "summarize_run",
 ]
 
@@ -246,6 +248,24 @@ def _log_tail(run_dir: Path, n_lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(lines[-n_lines:])
+
+
+def split_log(text: str) -> tuple[str, str]:
+    """A run log split into what a person reads and the Python warnings of the libraries (``file.py:12:
+    SomeWarning: ...`` and the indented source line under it), which the page shows apart."""
+    plain: list[str] = []
+    technical: list[str] = []
+    in_warning = False
+    for line in text.splitlines():
+        if in_warning and line.startswith((" ", "\t")):
+            technical.append(line)
+            continue
+        in_warning = bool(_WARNING_LINE.search(line))
+        (technical if in_warning else plain).append(line)
+    return "\n".join(plain), "\n".join(technical)
+
+
+_WARNING_LINE = re.compile(r"\.py:\d+: \w*Warning: ")
 
 
 def _last_error_line(text: str) -> str:

@@ -60,21 +60,6 @@ def _table(info: dict) -> list[dict]:
     return rows
 
 
-def _log_lines(text: str) -> tuple[str, str]:
-    """The run log split into what a person reads and the Python warnings of third-party code."""
-    plain: list[str] = []
-    technical: list[str] = []
-    lines = text.splitlines()
-    skip_next = False
-    for line in lines:
-        if skip_next and line.startswith(" "):  # the source line under a "file:line: SomeWarning: ..." line
-            technical.append(line)
-            continue
-        skip_next = "Warning:" in line and ".py:" in line
-        (technical if skip_next else plain).append(line)
-    return "\n".join(plain), "\n".join(technical)
-
-
 def show() -> None:
     info = data.run_status(run_dir)
     summary = data.summarize_run(run_dir)
@@ -120,7 +105,7 @@ def show() -> None:
                 with st.expander(f"traceback of {edge['edge']}"):
                     st.code(trace.read_text(errors="replace")[-6000:], language="text")
     if info["log_tail"]:
-        plain, technical = _log_lines(info["log_tail"])
+        plain, technical = data.split_log(info["log_tail"])
         with st.expander("run log (last lines)", expanded=summary.state in ("failed", "starting")):
             st.code(plain or "(nothing yet)", language="text")
             if technical:

@@ -211,3 +211,20 @@ def test_experimental_values_uploaded_after_a_run_replace_the_networks(runs_root
         data.save_experimental(run_dir, "assay2.csv", b"compound,dg\nx,1\n")
     with pytest.raises(InputError, match="no row names a ligand of this run"):
         data.save_experimental(run_dir, "other.csv", b"name,dg_kcal_mol\nzzz,-1\n")
+
+
+def test_split_log_keeps_library_warnings_apart():
+    log = (
+        "charges for benzene\n"
+        "/venv/lib/python3.11/site-packages/openff/x.py:88: UserWarning: something internal\n"
+        "  warnings.warn(message)\n"
+        "all legs 3/12\n"
+        "error: benzene~toluene failed: NaN (a message for the user)\n"
+    )
+    plain, technical = data.split_log(log)
+    assert plain.splitlines() == [
+        "charges for benzene",
+        "all legs 3/12",
+        "error: benzene~toluene failed: NaN (a message for the user)",
+    ]
+    assert "UserWarning" in technical and "warnings.warn" in technical
