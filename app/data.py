@@ -358,6 +358,10 @@ def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     run_dir = Path(run_dir)
     launch = _read_json(run_dir / LAUNCH_FILE)
     alive = pid_alive(launch.get("pid")) if launch else False
+    if alive and launch and launch.get("start_ticks") is not None:  # the same process, not a reused pid
+        from mlfep_core.runtime import process_start
+
+        alive = process_start(int(launch["pid"])) in (None, launch["start_ticks"])
     if (run_dir / "run.json").is_file() and (run_dir / "network.json").is_file():
         from fep.execution.rundir import RunSpec
 
