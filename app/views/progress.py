@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from app import data, ui
+from app import control, data, ui
 
 st.title("Progress")
 source = ui.source()
@@ -64,12 +64,13 @@ def show() -> None:
     info = data.run_status(run_dir)
     summary = data.summarize_run(run_dir)
     overall = _forward((RUN, "overall"), info["progress"])
-    active = summary.state in ACTIVE
+    # a finished run's process may still be writing its report: keep refreshing until it has ended too
+    active = summary.state in ACTIVE or control.run_process(run_dir) is not None
     st.caption(
         f"`{run_dir}` · {info['mode'] or '?'} · protocol {info['protocol'] or '?'} · state **{summary.state}** · "
         f"read {time.strftime('%H:%M:%S')}"
     )
-    if active:
+    if summary.state in ACTIVE:
         eta = info["eta_s"]
         left = f"about {data.age_text(eta)} left" if eta is not None else "estimating the time left ..."
     else:
@@ -120,7 +121,7 @@ def show() -> None:
 
 
 ui.run_controls(run, run_dir)
-if auto and run.state in ACTIVE:
+if auto and (run.state in ACTIVE or control.run_process(run_dir) is not None):
     st.session_state["progress_active"] = True
     st.fragment(run_every=5)(show)()
 else:

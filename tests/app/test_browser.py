@@ -352,6 +352,8 @@ def test_launch_uses_what_is_on_screen_and_stop_and_resume_the_run(
     # the page that was open when the run ended says so in its picker (it refreshed itself)
     picked = watcher.locator('[data-testid="stSelectbox"] input').first  # the picker shows its choice in an input
     _wait(lambda: re.match(r"on-screen\s+\(done", picked.input_value()), "the open page's picker to say done", 60)
+    stop = watcher.get_by_role("button", name="Stop")
+    _wait(lambda: stop.is_disabled(), "the open page's Stop button to be disabled once the process has ended", 60)
     _shot(watcher, tmp_path, "progress.png")
 
 
