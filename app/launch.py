@@ -496,7 +496,13 @@ _ON_THE_PAGE = (
     (re.compile(r"use --mode hydration"), "choose the hydration mode"),
     (re.compile(r"--mode (binding|hydration)"), r"the \1 mode"),
     (re.compile(r"--protocol \S+"), "another protocol"),
-)
+    # the protein checks' hints (fep.systems.protein): options this page does not offer yet
+    (re.compile(r"supply a template with `?--extra-forcefield [^`\s,;]+`?"),
+     "supply a force-field template for it (the command-line run takes one; this page does not yet)"),
+    (re.compile(r"give it as `?--cofactor [^`\s]+`?"),
+     "give it as a cofactor SDF (the command-line run takes one; this page does not yet)"),
+    (re.compile(r"repair with `?--fix-protein`? \(pdbfixer: ([^)]*)\)"), r"repair the PDB first (pdbfixer \1)"),
+)  # fmt: skip
 
 
 def user_message(text: str, names: dict[str, str] | None = None, folders: Sequence[str | os.PathLike[str]] = ()) -> str:
