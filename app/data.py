@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ from analysis.report import LIGAND_HEADER
 from mlfep_core import FrozenModel, InputError
 
 __all__ = [
+    "EXPERIMENTAL_FILE",
     "LAUNCH_FILE",
     "LOG_FILE",
+    "PHASES",
     "RUNS_ENV",
     "STORE_ENV",
     "FolderRunSource",
@@ -45,8 +48,11 @@ __all__ = [
     "RunSummary",
     "StoreRunSource",
     "age_text",
+    "blank_missing",
     "created_text",
     "edge_table",
+    "leg_dirs",
+    "leg_fraction",
     "ligand_table",
     "load_results",
     "mol_image_uri",
@@ -54,8 +60,11 @@ __all__ = [
     "predictions_sdf",
     "report_html",
     "results_csv",
+    "run_protein",
     "run_signature",
     "run_status",
+    "save_experimental",
+    "split_log",
     "summarize_run",
 ]
 
@@ -67,6 +76,8 @@ STORE_ENV = "MLFEP_STORE"
 #: Written by the dashboard when it launches a run (pid, command, time), and the run's combined output.
 LAUNCH_FILE = "app_launch.json"
 LOG_FILE = "fep_run.log"
+#: Experimental values uploaded on the Results page after a run (they override those of the network's ligands).
+EXPERIMENTAL_FILE = "inputs/experimental.csv"
 
 RunState = Literal["starting", "running", "done", "failed", "partial", "interrupted", "pending"]
 
@@ -239,11 +250,96 @@ def _log_tail(run_dir: Path, n_lines: int = 20) -> str:
     return "\n".join(lines[-n_lines:])
 
 
+def split_log(text: str) -> tuple[str, str]:
+    """A run log split into what a person reads and the Python warnings of the libraries (``file.py:12:
+    SomeWarning: ...`` and the indented source line under it), which the page shows apart."""
+    plain: list[str] = []
+    technical: list[str] = []
+    in_warning = False
+    for line in text.splitlines():
+        if in_warning and line.startswith((" ", "\t")):
+            technical.append(line)
+            continue
+        in_warning = bool(_WARNING_LINE.search(line))
+        (technical if in_warning else plain).append(line)
+    return "\n".join(plain), "\n".join(technical)
+
+
+_WARNING_LINE = re.compile(r"\.py:\d+: \w*Warning: ")
+
+
 def _last_error_line(text: str) -> str:
     for line in reversed(text.splitlines()):
         if line.startswith("error:") or "Error" in line:
             return line.strip()
     return ""
+
+
+#: Phases a leg goes through, in order (``fep.execution.runner``, ``fep.sampling``), and the words the page uses.
+PHASES: dict[str, str] = {
+    "pending": "waiting",
+    "queued": "waiting for a worker",
+    "starting": "starting",
+    "building": "building the system",
+    "equilibration_nvt": "equilibrating (constant volume)",
+    "equilibration_npt": "equilibrating (constant pressure)",
+    "production": "sampling",
+    "analysing": "analysing",
+    "nnp correction": "ML correction",
+    "done": "done",
+}
+_ORDER = {name: i for i, name in enumerate(PHASES)}
+
+
+def _phase_work(protocol, leg: str, nnp: bool) -> dict[str, float]:
+    """Relative work of each phase of one leg: MD steps summed over the windows; building, analysis and the ML
+    correction as fixed shares of the MD work."""
+    sampler = protocol.sampler_for(leg)
+    windows = len(protocol.windows())
+    md = {
+        "equilibration_nvt": windows * (sampler.equilibration_nvt_steps + sampler.minimization_max_iterations),
+        "equilibration_npt": windows * (sampler.equilibration_npt_steps if leg != "vacuum" else 0),
+        "production": windows * sampler.n_iterations * sampler.steps_per_iteration,
+    }
+    total_md = float(sum(md.values())) or 1.0
+    return {
+        "building": 0.05 * total_md,
+        **{k: float(v) for k, v in md.items()},
+        "analysing": 0.02 * total_md,
+        "nnp correction": 0.10 * total_md if nnp else 0.0,
+    }
+
+
+def _checkpoint_iteration(leg_dir: Path) -> int:
+    """The production iteration of a leg's last checkpoint (0 without one)."""
+    data = _read_json(leg_dir / "sampler" / "checkpoint.json")
+    try:
+        return int(data.get("iteration", 0)) if data else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def leg_fraction(entry: dict[str, Any], work: dict[str, float], leg_dir: Path | None = None) -> float:
+    """Fraction of one leg's work done, from its phase and the ``done``/``total`` count within that phase.
+
+    The phases are weighted by their MD steps (:func:`_phase_work`), so the fraction only grows as a leg moves
+    from one phase to the next (the count restarts in each phase). A leg that was resumed starts again at
+    "building": its last checkpoint's iteration keeps it at the fraction it had reached.
+    """
+    state, phase = entry.get("state"), entry.get("phase") or "pending"
+    if state == "done" or phase == "done":
+        return 1.0
+    total_work = sum(work.values()) or 1.0
+    names = list(work)
+    reached = _ORDER.get(phase, 0)
+    done_work = sum(w for name, w in work.items() if _ORDER[name] < reached)
+    if phase in work and entry.get("total"):
+        done_work += work[phase] * min(1.0, max(0.0, (entry.get("done") or 0) / entry["total"]))
+    iteration = _checkpoint_iteration(leg_dir) if leg_dir is not None and entry.get("total_iterations") else 0
+    if iteration > 0:
+        before = sum(work[n] for n in names[: names.index("production")])
+        done_work = max(done_work, before + work["production"] * min(1.0, iteration / entry["total_iterations"]))
+    return min(1.0, done_work / total_work)
 
 
 def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -252,16 +348,32 @@ def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     Returns the dict of :func:`fep.execution.status.collect_status` (keys ``mode``, ``protocol``, ``counts``,
     ``edges``; each edge has ``state``, ``error`` and ``legs`` with ``phase``, ``done``, ``total``, ``eta_s``)
     and, from the run's results store when it has one, ``attempts``, ``worker`` and ``error`` per leg) and
-    ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). A run that was
-    launched but has not written ``run.json`` yet has empty ``edges``.
+    ``launch`` (``app_launch.json`` or None), ``process_alive`` (bool) and ``log_tail`` (str). Each leg also gets
+    ``fraction`` (:func:`leg_fraction`); ``progress`` is the run's fraction done (the mean over its legs) and
+    ``eta_s`` one estimate of the wall seconds left for the whole run (:func:`_run_eta`; None while unknown). A run
+    that was launched but has not written ``run.json`` yet has empty ``edges``.
     """
     from fep.execution.status import collect_status, pid_alive
 
     run_dir = Path(run_dir)
     launch = _read_json(run_dir / LAUNCH_FILE)
     alive = pid_alive(launch.get("pid")) if launch else False
+    if alive and launch and launch.get("start_ticks") is not None:  # the same process, not a reused pid
+        from mlfep_core.runtime import process_start
+
+        alive = process_start(int(launch["pid"])) in (None, launch["start_ticks"])
     if (run_dir / "run.json").is_file() and (run_dir / "network.json").is_file():
+        from fep.execution.rundir import RunSpec
+
         info = collect_status(run_dir)
+        spec = RunSpec.from_json_file(run_dir / "run.json")
+        works = {leg: _phase_work(spec.protocol, leg, spec.nnp) for leg in {"complex", "solvent", "vacuum"}}
+        for edge in info["edges"]:
+            for leg in edge["legs"]:
+                leg["total_iterations"] = spec.protocol.sampler_for(leg["leg"]).n_iterations
+                leg_dir = run_dir / "edges" / edge["edge"] / f"repeat_{leg.get('repeat', 0)}" / leg["leg"]
+                finished = edge["state"] in ("done", "failed")
+                leg["fraction"] = 1.0 if finished else leg_fraction(leg, works[leg["leg"]], leg_dir)
     else:
         info = {"run_dir": str(run_dir), "mode": "", "protocol": "", "counts": {}, "edges": []}
         if launch:
@@ -269,19 +381,43 @@ def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     info["launch"] = launch
     info["process_alive"] = alive
     info["log_tail"] = _log_tail(run_dir)
+    info["progress"] = _progress_fraction(info["edges"])
+    info["eta_s"] = _run_eta(run_dir, info)
     return info
 
 
 def _progress_fraction(edges: list[dict[str, Any]]) -> float:
-    total, done = 0.0, 0.0
-    for edge in edges:
-        for leg in edge["legs"]:
-            total += 1.0
-            if leg["state"] == "done" or edge["state"] in ("done", "failed"):
-                done += 1.0
-            elif leg.get("total"):
-                done += min(1.0, leg.get("done", 0) / leg["total"])
-    return done / total if total else 0.0
+    fractions = [leg.get("fraction", 0.0) for edge in edges for leg in edge["legs"]]
+    return sum(fractions) / len(fractions) if fractions else 0.0
+
+
+def _run_eta(run_dir: Path, info: dict[str, Any]) -> float | None:
+    """Wall seconds left for the whole run, from the progress this run's process has made since it started.
+
+    ``(1 - f) × elapsed / (f - f₀)``: ``elapsed`` since the driving process started (``driver.json``), ``f₀`` the
+    fraction of legs already finished before it started (a resumed run). None while it has done too little to
+    tell (under 1 % of the run), when nothing runs, or when the run is over.
+    """
+    if not info["edges"] or not any(e["state"] in ("running", "pending") for e in info["edges"]):
+        return None
+    driver = _read_json(run_dir / "driver.json")
+    started = driver.get("started") if driver else None
+    if not isinstance(started, int | float):
+        return None
+    before = 0.0
+    legs = [(edge, leg) for edge in info["edges"] for leg in edge["legs"]]
+    for edge, leg in legs:
+        result = run_dir / "edges" / edge["edge"] / f"repeat_{leg.get('repeat', 0)}" / leg["leg"] / "leg_result.json"
+        try:
+            if result.stat().st_mtime < started:
+                before += 1.0
+        except OSError:
+            continue
+    f0, f = before / max(len(legs), 1), info["progress"]
+    gained = f - f0
+    if gained < 0.01:
+        return None
+    return max(0.0, (1.0 - f) * (time.time() - started) / gained)
 
 
 def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
@@ -327,7 +463,7 @@ def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
         protocol=info["protocol"],
         n_edges=len(edges),
         counts=counts,
-        progress=round(_progress_fraction(edges), 4),
+        progress=round(info["progress"], 4),
         message=message,
     )
 
@@ -336,7 +472,8 @@ def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
 def run_signature(run_dir: str | os.PathLike[str]) -> tuple:
     """(path, mtime_ns) of every result file of a run: changes when a result is added or rewritten."""
     run_dir = Path(run_dir)
-    files = [run_dir / "network.json", *sorted((run_dir / "edges").glob("*/edge_result.json"))]
+    files = [run_dir / "network.json", run_dir / EXPERIMENTAL_FILE]
+    files += sorted((run_dir / "edges").glob("*/edge_result.json"))
     return tuple((str(p), p.stat().st_mtime_ns) for p in files if p.is_file())
 
 
@@ -373,6 +510,11 @@ def load_results(run_dir: str | os.PathLike[str], *, n_bootstrap: int = 200, see
     run_dir = Path(run_dir)
     edges, network = load_run_dir(run_dir)
     values = experimental_from_network(network)
+    uploaded = run_dir / EXPERIMENTAL_FILE
+    if uploaded.is_file():
+        from ligand_prep.experimental import read_experimental
+
+        values = {**values, **read_experimental(uploaded)}
     exp = experimental_dg(values)
     names = [lig.name for lig in network.ligands] if network is not None else []
     for e in edges:
@@ -383,6 +525,84 @@ def load_results(run_dir: str | os.PathLike[str], *, n_bootstrap: int = 200, see
     return RunResults(
         run_dir=run_dir, edges=edges, network=network, net=net, experimental=exp, experimental_values=values
     )
+
+
+def save_experimental(run_dir: str | os.PathLike[str], filename: str, content: bytes) -> dict[str, Any]:
+    """Check an experimental-data CSV uploaded after a run and keep it as ``RUN_DIR/inputs/experimental.csv``.
+
+    Returns the values read (name -> ExperimentalValue).
+
+    Raises
+    ------
+    InputError
+        Not a CSV, too large, unreadable, no ligand/name column, or no row names a ligand of the run; the
+        message names the user's file.
+    """
+    from ligand_prep.experimental import read_experimental
+    from mlfep_core import atomic_write_bytes
+
+    run_dir = Path(run_dir)
+    if not filename.lower().endswith(".csv"):
+        raise InputError(f"{filename}: experimental data must be a CSV file (columns name, dg_kcal_mol or ki_nm ...)")
+    if len(content) > 5_000_000:
+        raise InputError(f"{filename}: {len(content) / 1e6:.1f} MB is more than the 5 MB allowed for experimental data")
+    with tempfile.TemporaryDirectory(prefix="mlfep-exp-") as tmp:
+        path = Path(tmp) / "experimental.csv"
+        path.write_bytes(content)
+        try:
+            values = read_experimental(path)
+        except InputError as err:
+            raise InputError(str(err).replace(str(path), filename)) from None
+    network = run_dir / "network.json"
+    names = set()
+    if network.is_file():
+        names = {lig.get("name") for lig in json.loads(network.read_text()).get("ligands", [])}
+    matched = {k: v for k, v in values.items() if not names or k in names}
+    if not matched:
+        raise InputError(f"{filename}: no row names a ligand of this run ({', '.join(sorted(names)[:5])} ...)")
+    atomic_write_bytes(run_dir / EXPERIMENTAL_FILE, content)
+    return matched
+
+
+def run_protein(run_dir: str | os.PathLike[str], network=None) -> str | None:
+    """The protein PDB of a run (``run.json``, else the network's), when the file is still there."""
+    spec = _read_json(Path(run_dir) / "run.json") or {}
+    for candidate in (spec.get("protein"), getattr(network, "protein", None)):
+        if candidate and Path(candidate).is_file():
+            return str(candidate)
+    return None
+
+
+def leg_dirs(run_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """'EDGE leg (repeat N)' -> folder, for every leg that has saved configurations."""
+    out = {}
+    for folder in sorted(Path(run_dir).glob("edges/*/repeat_*/*")):
+        if (folder / "sampler" / "snapshots").is_dir() and (folder / "hybrid" / "topology.pdb").is_file():
+            repeat = folder.parent.name.removeprefix("repeat_")
+            label = f"{folder.parent.parent.name} {folder.name}" + (
+                f" (repeat {int(repeat) + 1})" if repeat != "0" else ""
+            )
+            out[label] = folder
+    return out
+
+
+#: Columns of the page tables that hold text even when they are empty.
+_TEXT_COLUMNS = frozenset({"structure", "ligand", "edge", "status", "estimate", "verdict", "details", "smiles"})
+
+
+def blank_missing(rows: list[dict[str, Any]]):
+    """The rows as a DataFrame whose number columns are floats (missing values NaN), also when a column is all
+    empty, so that the page shows them as numbers and, with ``placeholder=""``, missing ones as empty cells."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        values = frame[column]
+        present = values.dropna()
+        numeric = present.map(lambda v: isinstance(v, int | float) and not isinstance(v, bool)).all()
+        if numeric and (len(present) or column not in _TEXT_COLUMNS):  # an all-empty column counts as numeric
+            frame[column] = pd.to_numeric(values, errors="coerce").astype(float)
+    return frame
 
 
 def _num(value: float | None, digits: int = 2) -> float | None:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 from mlfep_core import InputError, MlfepError, atomic_write_bytes, atomic_write_text
 from mlfep_core.names import name_problem
+from mlfep_core.runtime import process_start
 
 __all__ = [
     "UPLOAD_LIMITS",
@@ -31,13 +31,21 @@ __all__ = [
     "check_protocol",
     "clean_staging",
     "cost_estimate",
+    "cpu_cores",
     "disconnected",
+    "has_gpu",
+    "inputs_fingerprint",
     "launch_run",
     "new_run_dir",
     "plan",
     "read_series",
+    "readable_duration",
+    "readable_number",
     "remove_edges",
+    "safe_file_name",
     "save_upload",
+    "user_message",
+    "wall_hours",
 ]
 
 log = logging.getLogger(__name__)
@@ -425,7 +433,9 @@ def launch_run(
         The launch record also written to ``RUN_DIR/app_launch.json``: ``pid``, ``command``, ``created``,
         ``mode``, ``protocol``, ``log``.
     """
+    from app.control import start_detached
     from app.data import LAUNCH_FILE, LOG_FILE
+    from fep.protocol import load_protocol
 
     run_dir = Path(run_dir).resolve()
     inputs = run_dir / "inputs"
@@ -438,30 +448,123 @@ def launch_run(
     if protein:
         command += ["--protein", str(protein)]
     command += list(extra_args)
-    env = dict(os.environ)
-    bin_dir = str(Path(python).parent)  # AmberTools (sqm) lives beside the interpreter in the venv
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    proc = start_detached(command, run_dir)
     log_path = run_dir / LOG_FILE
-    with open(log_path, "ab") as handle:
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            cwd=str(run_dir),
-            env=env,
-            start_new_session=True,  # not killed with the dashboard or the browser session
-            close_fds=True,
-        )
     record = {
         "pid": proc.pid,
+        "start_ticks": process_start(proc.pid),
         "command": command,
         "created": time.time(),
         "mode": network.mode,
-        "protocol": Path(protocol).stem if Path(protocol).suffix else str(protocol),
+        "protocol": load_protocol(protocol).name,
         "ligand_ff": ligand_ff,
         "log": str(log_path),
     }
     atomic_write_text(run_dir / LAUNCH_FILE, json.dumps(record, indent=2) + "\n")
     log.info("launched %s (pid %d)", " ".join(command), proc.pid)
     return record
+
+
+# ----------------------------------------------------------------------------------- the user's terms
+def inputs_fingerprint(*parts: object) -> str:
+    """SHA-256 of the inputs that decide the plan (mode, planner, the uploaded files' names and bytes): the page
+    validates and plans again only when it changes, so that the edits made to a network are kept."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part if isinstance(part, bytes) else repr(part).encode()
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+()\-]")
+
+
+def safe_file_name(filename: str, default: str) -> str:
+    """The user's file name (no folders; characters outside letters, digits and ``._-+()`` become ``_``), or
+    ``default`` when nothing is left of it."""
+    name = _UNSAFE.sub("_", Path(filename.replace("\\", "/")).name).lstrip(".")
+    return name or default
+
+
+#: CLI hints in library messages and what they mean on the New run page.
+_ON_THE_PAGE = (
+    (re.compile(r"add --reference \S+"), "upload a reference pose in the 'Reference pose SDF' box"),
+    (re.compile(r"with --reference \S+"), "with a reference pose in the 'Reference pose SDF' box"),
+    (re.compile(r"add --protein \S+"), "upload a protein in the 'Protein PDB' box"),
+    (re.compile(r"use --mode hydration"), "choose the hydration mode"),
+    (re.compile(r"--mode (binding|hydration)"), r"the \1 mode"),
+    (re.compile(r"--protocol \S+"), "another protocol"),
+    # the protein checks' hints (fep.systems.protein): options this page does not offer yet
+    (re.compile(r"supply a template with `?--extra-forcefield [^`\s,;]+`?"),
+     "supply a force-field template for it (the command-line run takes one; this page does not yet)"),
+    (re.compile(r"give it as `?--cofactor [^`\s]+`?"),
+     "give it as a cofactor SDF (the command-line run takes one; this page does not yet)"),
+    (re.compile(r"repair with `?--fix-protein`? \(pdbfixer: ([^)]*)\)"), r"repair the PDB first (pdbfixer \1)"),
+)  # fmt: skip
+
+
+def user_message(text: str, names: dict[str, str] | None = None, folders: Sequence[str | os.PathLike[str]] = ()) -> str:
+    """A library message in the terms of the page: the upload folder's paths replaced by the user's file names
+    (``names``: path -> name shown), other paths inside ``folders`` by their file names, and command-line options
+    by what to do on the page."""
+    for path, shown in sorted((names or {}).items(), key=lambda item: -len(item[0])):
+        text = text.replace(str(path), shown)
+    for folder in folders:
+        text = re.sub(re.escape(str(folder).rstrip("/")) + r"/(?:[^/\s:'\"]+/)*", "", text)
+    for pattern, words in _ON_THE_PAGE:
+        text = pattern.sub(words, text)
+    return text
+
+
+# ------------------------------------------------------------------------------------------ the machine
+def has_gpu() -> bool:
+    """Whether this machine has a GPU OpenMM can use (an NVIDIA driver, or a ROCm device), without importing
+    OpenMM."""
+    import shutil
+
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    if nvidia.is_dir() and any(nvidia.iterdir()):
+        return True
+    return Path("/dev/kfd").exists() or (shutil.which("nvidia-smi") is not None and Path("/dev/nvidia0").exists())
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def readable_number(value: float) -> str:
+    """``2.4 × 10⁴`` for large or small numbers, ``12.3`` / ``0.52`` otherwise (3 significant figures)."""
+    import math
+
+    if value == 0 or 0.01 <= abs(value) < 10_000:
+        return f"{value:.3g}"
+    exponent = math.floor(math.log10(abs(value)))
+    return f"{value / 10**exponent:.2g} × 10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
+def readable_duration(hours: float) -> str:
+    """A duration in the unit that reads best: '40 s', '12 min', '3.5 h', '30 h', '4.2 days', '2.8 years'."""
+    seconds = hours * 3600.0
+    for unit, size, least in (("years", 365.25 * 86400, 1.0), ("days", 86400, 1.5), ("h", 3600, 1.0), ("min", 60, 1.0)):
+        if seconds >= least * size:
+            value = seconds / size
+            text = readable_number(value) if value >= 10_000 else f"{value:.2g}" if value < 10 else f"{value:.0f}"
+            return f"{text} {unit}"
+    return f"{max(seconds, 1.0):.0f} s"
+
+
+def wall_hours(estimate, gpu: bool, cores: int | None = None) -> float:
+    """Wall-clock hours of a :class:`~fep.execution.cost.RunCost` on this machine: its GPU-hours on a GPU, else its
+    CPU core-hours spread over this machine's cores."""
+    if gpu:
+        return float(estimate.gpu_hours)
+    return float(estimate.cpu_core_hours) / max(cores or cpu_cores(), 1)

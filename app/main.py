@@ -15,9 +15,18 @@ configure_process()
 
 st.set_page_config(page_title="mlfep", page_icon="⚗️", layout="wide")
 
+runs_page = st.Page(PAGES["runs"], title="Runs", url_path="runs-list", default=True)
+
+
+def runs_alias() -> None:
+    """``/runs``: the default page is served at ``/``; this hidden page sends ``/runs`` there."""
+    st.switch_page(runs_page)
+
+
 navigation = st.navigation(
     [
-        st.Page(PAGES["runs"], title="Runs", url_path="runs", default=True),
+        runs_page,
+        st.Page(runs_alias, title="Runs", url_path="runs", visibility="hidden"),
         st.Page(PAGES["new"], title="New run", url_path="new"),
         st.Page(PAGES["progress"], title="Progress", url_path="progress"),
         st.Page(PAGES["results"], title="Results", url_path="results"),

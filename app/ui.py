@@ -18,6 +18,7 @@ __all__ = [
     "cached_results",
     "link",
     "pick_run",
+    "run_controls",
     "runs_root",
     "source",
 ]
@@ -46,17 +47,52 @@ def runs_root() -> Path:
     return Path(os.environ.get(data.RUNS_ENV) or "runs").expanduser().resolve()
 
 
-def pick_run(runs: list[data.RunSummary], label: str = "Run", key: str = "run_picker") -> data.RunSummary | None:
-    """A run selector that starts at ``?run=NAME`` and writes the choice back to the URL."""
+def pick_run(
+    runs: list[data.RunSummary],
+    label: str = "Run",
+    key: str = "run_picker",
+    *,
+    others: list[data.RunSummary] = (),  # type: ignore[assignment]
+    missing: str = "",
+) -> data.RunSummary | None:
+    """A run selector that starts at ``?run=NAME`` and writes the choice back to the URL.
+
+    When ``?run=`` names a run that is not among ``runs``, the page says so (``missing``: why such a run is not
+    offered, for the runs in ``others``) and nothing is selected: another run is never shown in its place.
+    """
     if not runs:
         st.info(
             f"No runs yet in {runs_root()}. Start one on the **New run** page or with `fep run -o {runs_root()}/NAME`."
+            if not others
+            else f"No run has results yet in {runs_root()}; follow the running ones on the **Progress** page."
         )
         return None
     names = [r.name for r in runs]
     wanted = st.query_params.get("run")
-    index = names.index(wanted) if wanted in names else 0
-    name = st.selectbox(label, names, index=index, key=key, format_func=lambda n: _label(runs[names.index(n)]))
+    index: int | None = names.index(wanted) if wanted in names else 0
+    if wanted and wanted not in names:
+        other = next((r for r in others if r.name == wanted), None)
+        if other is not None:
+            st.warning(f"Run **{wanted}** ({other.state}) {missing or 'is not offered here'}.")
+            link("progress", f"Progress of {wanted}", wanted)
+        else:
+            st.error(f"There is no run called **{wanted}** in {runs_root()}. Choose one below.")
+        index = None
+    import zlib
+
+    labels = "\n".join(_label(r) for r in runs)
+    name = st.selectbox(
+        label,
+        names,
+        index=index,
+        # the browser keeps a selectbox's shown text while its key stays: a key that follows the labels makes a run
+        # that has finished since read "done" (the choice itself lives in ?run=)
+        key=f"{key}-{zlib.crc32(labels.encode()):08x}",
+        format_func=lambda n: _label(runs[names.index(n)]),
+        placeholder="choose a run",
+    )
+    if name is None:
+        return None
     if st.query_params.get("run") != name:
         st.query_params["run"] = name
     return runs[names.index(name)]
@@ -64,6 +100,49 @@ def pick_run(runs: list[data.RunSummary], label: str = "Run", key: str = "run_pi
 
 def _label(run: data.RunSummary) -> str:
     return f"{run.name}  ({run.state}, {run.mode or '?'}, {run.protocol or '?'})"
+
+
+def run_controls(run: data.RunSummary, run_dir: Path, key: str = "ctl") -> None:
+    """Stop, Resume and Delete buttons for one run (Delete asks for confirmation)."""
+    from app import control
+    from mlfep_core import MlfepError
+
+    state = st.session_state
+    process = control.run_process(run_dir)
+    resumable = process is None and (run_dir / "run.json").is_file() and run.state not in ("done",)
+    cols = st.columns([1, 1, 1, 4])
+    try:
+        if cols[0].button(
+            "Stop", key=f"{key}_stop", disabled=process is None, help="End the run; legs keep their checkpoints."
+        ):
+            with st.spinner(f"stopping {run.name} (the legs write their checkpoints) ..."):
+                state[f"{key}_message"] = control.stop_run(run_dir)
+            st.rerun()
+        if cols[1].button(
+            "Resume", key=f"{key}_resume", disabled=not resumable, help="Continue from the last checkpoints."
+        ):
+            record = control.resume_run(run_dir)
+            state[f"{key}_message"] = f"{run.name} resumed (process {record['pid']})"
+            st.rerun()
+        if cols[2].button("Delete", key=f"{key}_delete", disabled=process is not None, help="Remove the run folder."):
+            state[f"{key}_confirm"] = run.name
+        if state.get(f"{key}_confirm") == run.name:
+            st.warning(f"Delete **{run.name}** and every file in `{run_dir}`? This cannot be undone.")
+            yes, no = st.columns([1, 6])
+            if yes.button(f"Yes, delete {run.name}", key=f"{key}_delete_yes", type="primary"):
+                control.delete_run(runs_root(), run.name)
+                state.pop(f"{key}_confirm", None)
+                state[f"{key}_message"] = f"{run.name} deleted"
+                st.query_params.pop("run", None)
+                st.rerun()
+            if no.button("Cancel", key=f"{key}_delete_no"):
+                state.pop(f"{key}_confirm", None)
+                st.rerun()
+    except MlfepError as err:
+        st.error(str(err))
+    message = state.pop(f"{key}_message", None)
+    if message:
+        st.success(message)
 
 
 def link(page: str, label: str, run: str | None = None) -> None:

@@ -13,6 +13,9 @@ runs = ui.source().list_runs()
 st.caption(f"Runs folder: `{ui.runs_root()}` · {len(runs)} run(s) · read {time.strftime('%H:%M:%S')}")
 if st.button("Refresh", key="refresh_runs"):
     st.rerun()
+done = st.session_state.pop("runs_ctl_message", None)  # e.g. "... deleted": said even when no run is left
+if done:
+    st.success(done)
 if not runs:
     st.info(f"No runs yet in {ui.runs_root()}. Start one on the **New run** page or with `fep run ... -o RUNS/NAME`.")
     st.stop()
@@ -35,6 +38,7 @@ rows = [
 st.dataframe(
     rows,
     hide_index=True,
+    placeholder="",  # missing values as empty cells, not "None"
     key="runs_table",
     column_config={
         "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
@@ -50,3 +54,4 @@ if chosen is not None:
         ui.link("progress", f"Progress of {chosen.name}", chosen.name)
     with cols[1]:
         ui.link("results", f"Results of {chosen.name}", chosen.name)
+    ui.run_controls(chosen, ui.source().run_dir(chosen.name), key="runs_ctl")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import sys
 import pytest
 
 from app import data
+from fep.protocol import tier
 from mlfep_core import InputError
 
 
@@ -23,7 +25,45 @@ def test_list_runs_states_and_progress(runs_root):
     assert done.mode == "binding" and done.protocol == "smoke" and done.n_edges == 18
     # 2 of 4 edges done (2 legs each), 2 running: one leg 5/20 each, one leg pending each
     assert live.state == "running" and live.counts == {"done": 2, "running": 2}
-    assert live.progress == pytest.approx((4 + 2 * 0.25) / 8)
+    work = data._phase_work(tier("smoke"), "complex", nnp=False)
+    leg = data.leg_fraction({"state": "running", "phase": "production", "done": 5, "total": 20}, work)
+    assert live.progress == pytest.approx((4 + 2 * leg) / 8, abs=1e-4)
+
+
+@pytest.mark.parametrize("leg", ["complex", "vacuum"])
+def test_leg_progress_only_moves_forward_through_the_phases(leg):
+    """Each phase restarts its own count (windows while equilibrating, iterations while sampling); the leg's
+    fraction must still grow at every report, from 0 to 1."""
+    protocol = tier("smoke")
+    work = data._phase_work(protocol, leg, nnp=True)
+    sampler = protocol.sampler_for(leg)
+    k = len(protocol.windows())
+    reports = [("pending", 0, 0), ("starting", 0, 0), ("building", 0, 0)]
+    reports += [("equilibration_nvt", i, k) for i in range(1, k + 1)]
+    if leg != "vacuum":
+        reports += [("equilibration_npt", i, k) for i in range(1, k + 1)]
+    reports += [("production", i, sampler.n_iterations) for i in range(sampler.n_iterations + 1)]
+    reports += [("analysing", 0, 0), ("nnp correction", 0, 2), ("nnp correction", 1, 2), ("done", 20, 20)]
+    values = [
+        data.leg_fraction({"state": "running", "phase": phase, "done": done, "total": total}, work)
+        for phase, done, total in reports
+    ]
+    assert values[0] == 0.0 and values[-1] == 1.0
+    assert all(b >= a for a, b in itertools.pairwise(values)), values
+    # equilibration is a small share of a smoke leg: sampling starts well below half way
+    start = reports.index(("production", 0, sampler.n_iterations))
+    assert 0.05 < values[start] < 0.3
+
+
+def test_a_resumed_leg_keeps_its_checkpointed_progress(tmp_path):
+    """A resumed leg reports "building" again: its last checkpoint's iteration keeps its fraction."""
+    work = data._phase_work(tier("smoke"), "solvent", nnp=False)
+    (tmp_path / "sampler").mkdir()
+    (tmp_path / "sampler" / "checkpoint.json").write_text(json.dumps({"iteration": 15}))
+    entry = {"state": "running", "phase": "production", "done": 15, "total": 20, "total_iterations": 20}
+    before = data.leg_fraction(entry, work, tmp_path)
+    resumed = {"state": "running", "phase": "building", "done": 0, "total": 0, "total_iterations": 20}
+    assert data.leg_fraction(resumed, work, tmp_path) == pytest.approx(before)
 
 
 def test_run_dir_refuses_names_outside_the_root(runs_root):
@@ -152,3 +192,39 @@ def test_store_source_lists_stored_and_folder_runs(runs_root, tmp_path):
 def test_store_source_refuses_a_missing_store(runs_root, tmp_path):
     with pytest.raises(InputError, match="no results store"):
         data.open_source(runs=runs_root, store=str(tmp_path / "none.sqlite"))
+
+
+def test_experimental_values_uploaded_after_a_run_replace_the_networks(runs_root, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(runs_root / "tyk2-done", run_dir)
+    before = data.load_results(run_dir, n_bootstrap=20)
+    name = sorted(before.experimental)[0]
+    text = f"name,dg_kcal_mol,dg_err_kcal_mol\n{name},-12.34,0.4\nnot_in_this_run,-5.0,0.1\n"
+    found = data.save_experimental(run_dir, "assay.csv", text.encode())
+    assert set(found) == {name}
+    after = data.load_results(run_dir, n_bootstrap=20)
+    assert after.experimental[name] == pytest.approx(-12.34)
+    assert data.run_signature(run_dir) != data.run_signature(runs_root / "tyk2-done")  # the page's cache sees it
+    with pytest.raises(InputError, match=r"assay2\.csv: needs a 'ligand' or 'name' column"):
+        data.save_experimental(run_dir, "assay2.csv", b"compound,dg\nx,1\n")
+    with pytest.raises(InputError, match="no row names a ligand of this run"):
+        data.save_experimental(run_dir, "other.csv", b"name,dg_kcal_mol\nzzz,-1\n")
+
+
+def test_split_log_keeps_library_warnings_apart():
+    log = (
+        "charges for benzene\n"
+        "/venv/lib/python3.11/site-packages/openff/x.py:88: UserWarning: something internal\n"
+        "  warnings.warn(message)\n"
+        "all legs 3/12\n"
+        "error: benzene~toluene failed: NaN (a message for the user)\n"
+    )
+    plain, technical = data.split_log(log)
+    assert plain.splitlines() == [
+        "charges for benzene",
+        "all legs 3/12",
+        "error: benzene~toluene failed: NaN (a message for the user)",
+    ]
+    assert "UserWarning" in technical and "warnings.warn" in technical

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -43,14 +44,14 @@ def test_check_pdb_runs_the_protein_check_and_names_the_users_file(tmp_path, ben
     lines = []
     for line in (bench / "tyk2" / "protein.pdb").read_text().splitlines():
         if line.startswith(("ATOM", "HETATM")) and line[17:20] == "THR" and line[22:26].strip() == "923":
-            line = line[:17] + "TPO" + line[20:]
+            line = line[:17] + "XYZ" + line[20:]  # no force field has it (TPO is supported: phosaa14SB)
         lines.append(line)
     staged = tmp_path / ".upload-x" / "protein.pdb"
     staged.parent.mkdir()
     staged.write_text("\n".join(lines) + "\n")
-    with pytest.raises(ParametrizationError, match=r"chain A residue TPO 923 has no force-field template") as info:
-        launch.check_pdb(staged, display_name="tyk2_tpo.pdb")
-    assert "tyk2_tpo.pdb" in str(info.value) and ".upload-x" not in str(info.value)
+    with pytest.raises(ParametrizationError, match=r"chain A residue XYZ 923 has no force-field template") as info:
+        launch.check_pdb(staged, display_name="tyk2_xyz.pdb")
+    assert "tyk2_xyz.pdb" in str(info.value) and ".upload-x" not in str(info.value)
 
 
 def test_read_series_reports_every_bad_sdf_record(tmp_path, bench):
@@ -138,8 +139,10 @@ def test_launch_run_is_detached_and_logged(planned, tmp_path):
     network_json = run_dir / "inputs" / "network.json"
     assert network_json.is_file()
     log = run_dir / "fep_run.log"
-    _, status = os.waitpid(record["pid"], 0)  # the launched process is our child until it ends
-    assert os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + 60  # it ends at once; the launcher's reaper thread waits for it: no zombie
+    while Path(f"/proc/{record['pid']}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{record['pid']}").exists(), Path(f"/proc/{record['pid']}/stat").read_text()
     lines = dict(line.split(": ", 1) for line in log.read_text().splitlines())
     assert lines["args"].startswith(f"-m fep run {network_json} -o {run_dir} --protocol smoke --mode hydration")
     assert lines["sid"] == lines["pid"] == str(record["pid"])  # its own session: survives the dashboard
@@ -153,3 +156,19 @@ def test_clean_staging_removes_only_old_upload_folders(tmp_path):
     os.utime(old, (time.time() - 2 * 86400, time.time() - 2 * 86400))
     assert launch.clean_staging(tmp_path) == 1
     assert not old.exists() and new.is_dir() and run.is_dir()
+
+
+def test_user_message_speaks_the_pages_terms():
+    folder = "/runs/.upload-abc123"
+    text = (
+        f"{folder}/ligands/ligands.csv row 3: poses from SMILES in a protein need a reference ligand in the pocket; "
+        "add --reference REF.sdf. protein p.pdb: chain A residue XYZ 5 has no force-field template; it looks like a "
+        "cofactor or bound molecule: if it is a cofactor, remove it from the PDB and give it as `--cofactor "
+        "FILE.sdf` (3D), supply a template with `--extra-forcefield FILE.xml`; residue 7: repair with "
+        "`--fix-protein` (pdbfixer: adds missing atoms/loops where safe)"
+    )
+    said = launch.user_message(text, {f"{folder}/ligands/ligands.csv": "my series.csv"}, [folder])
+    assert said.startswith("my series.csv row 3:")
+    assert "--" not in said and ".upload-" not in said, said
+    assert "'Reference pose SDF' box" in said and "cofactor SDF" in said and "force-field template" in said
+    assert "repair the PDB first (pdbfixer adds missing atoms/loops where safe)" in said

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ def test_runs_page_lists_runs_with_state_and_progress(app_env):
     assert rows.loc["tyk2-done", "state"] == "partial" and rows.loc["tyk2-done", "failed"] == 1
     assert rows.loc["tyk2-live", "state"] == "running" and 0 < rows.loc["tyk2-live", "progress"] < 1
     assert (rows["protocol"] == "smoke").all() and (rows["created"] != "").all()
-    at.selectbox(key="run_picker").set_value("tyk2-live").run()
+    at.selectbox[0].set_value("tyk2-live").run()
     assert at.query_params["run"] == ["tyk2-live"] or at.query_params["run"] == "tyk2-live"
 
 
@@ -62,9 +63,15 @@ def test_progress_page_shows_legs_eta_and_failures(app_env):
     legs = at.dataframe[0].value
     assert len(legs) == 8  # 4 edges x (complex, solvent)
     running = legs[legs["leg state"] == "running"]
-    assert len(running) == 2 and set(running["iterations"]) == {"5/20"} and set(running["ETA"]) == {"2 min"}
+    assert len(running) == 2 and set(running["step"]) == {"sampling: iteration 5 of 20"}
+    assert "ETA" not in legs  # one overall ETA, on the progress bar
     assert (legs[legs["edge state"] == "done"]["leg state"] == "done").all()
-    assert at.progress[0].value == pytest.approx(56)  # (4 + 2 x 0.25) / 8 legs
+    from app.data import _phase_work
+    from fep.protocol import tier
+
+    work = _phase_work(tier("smoke"), "complex", nnp=False)  # the running legs: 5 of 20 production iterations
+    running_leg = (sum(work.values()) - work["production"] * 0.75 - work["analysing"]) / sum(work.values())
+    assert at.progress[0].value == pytest.approx(100 * (4 + 2 * running_leg) / 8, abs=1)  # 4 legs done, 2 running
 
     at = _page("progress", "tyk2-done")
     _no_exception(at)
@@ -83,8 +90,12 @@ def test_results_page_table_filters_and_downloads(app_env):
     assert labels[:2] == ["results CSV", "SDF with predictions"]
     assert any(b.label == "Build report.html" for b in at.button)
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 2  # predicted vs experimental, network coloured by error
-    edges = at.dataframe[1].value
+    assert len(charts) == 3  # predicted vs experimental, network coloured by error, ΔΔG per edge
+    stats = at.dataframe[1].value  # statistics vs experiment, with human names and CIs
+    assert {"MUE", "RMSE", "Pearson r", "Kendall τ"} <= set(stats.columns)
+    assert stats["MUE"].str.match(r"^\d+\.\d\d \[\d+\.\d\d, \d+\.\d\d\]$").all()
+    assert not any("data point" in w.value for w in at.warning)  # 17 edges, 13 ligands: no small-n warning
+    edges = at.dataframe[2].value
     assert len(edges) == 18 and (edges["status"] == "failed").sum() == 1
 
     at.text_input(key="name_filter").input("jmc").run()
@@ -98,7 +109,7 @@ def test_results_page_table_filters_and_downloads(app_env):
 
 def test_results_page_edge_drill_down(app_env):
     at = _page("results", "tyk2-done")
-    edges = at.dataframe[1].value
+    edges = at.dataframe[2].value
     done_key = edges[edges["status"] == "done"]["edge"].iloc[0]
     failed_key = edges[edges["status"] == "failed"]["edge"].iloc[0]
     at.selectbox(key="edge_pick").set_value(done_key).run()
@@ -150,7 +161,6 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     at.form_submit_button[0].click().run()
     assert "upload a ligand file" in at.error[0].value  # nothing uploaded yet
 
-    at.text_input(key="run_name").input("benz")
     at.radio(key="mode").set_value("hydration")
     at.selectbox(key="tier").set_value("smoke")
     at.file_uploader(key="ligand_file").set_value(("series.csv", BENZENES, "text/csv"))
@@ -185,10 +195,19 @@ def test_new_run_page_validates_plans_edits_and_launches(tmp_path, monkeypatch):
     remaining = list(at.selectbox(key="edge_pick_plan").options)
     assert remaining == [keys[1], f"{a}~{b}"]
 
+    # validating again with the same inputs keeps the edits; name and protocol are read at Launch
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    assert list(at.selectbox(key="edge_pick_plan").options) == remaining
+    assert any("edits are kept" in i.value for i in at.info)
+    at.text_input(key="run_name").input("benz")
+    other = json.dumps({"base": "smoke", "name": "other", "n_windows": 3}).encode()
+    at.file_uploader(key="protocol_file").set_value(("other.json", other, "application/json")).run()
+    assert any("**other (from other.json)**" in c.value for c in at.caption)
     at.button(key="launch_button").click().run()
     _no_exception(at)
     assert launched["run_dir"] == root / "benz"
-    assert launched["protocol"] == str(root / "benz" / "inputs" / "protocol.json")  # a copy kept with the run
+    assert launched["protocol"] == str(root / "benz" / "inputs" / "other.json")  # a copy kept with the run
     assert [e.key for e in launched["network"].edges] == remaining
     assert launched["network"].mode == "hydration" and launched["ligand_ff"] == "sage"  # the default
     assert "run **benz** started" in at.success[-1].value
@@ -246,3 +265,122 @@ def test_pages_never_import_openmm_or_torch(app_env, bench):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def _flatten(block: str) -> str:
+    """An SDF record with every z coordinate set to 0 (a 2D drawing)."""
+    lines = block.splitlines()
+    n_atoms = int(lines[3][:3])
+    for i in range(4, 4 + n_atoms):
+        lines[i] = lines[i][:20] + f"{0.0:10.4f}" + lines[i][30:]
+    return "\n".join(lines) + "\n"
+
+
+def test_new_run_page_speaks_the_users_terms(tmp_path, monkeypatch, bench):
+    """Item 4: a 2D-only SDF says that nothing was planned (no 'the others are planned below', no progress bar
+    left), names the user's file and no upload folder or command-line option; a file over the limit says so."""
+    root = tmp_path / "runs"
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(root))
+    blocks = (bench / "tyk2" / "ligands.sdf").read_text().split("$$$$\n")[:3]
+    flat = "".join(_flatten(b) + "$$$$\n" for b in blocks)
+    at = AppTest.from_file(str(APP / "views" / "new_run.py"), default_timeout=TIMEOUT).run()
+    at.radio(key="mode").set_value("hydration")
+    at.file_uploader(key="ligand_file").set_value(("my_drawings.sdf", flat.encode(), "chemical/x-mdl-sdfile"))
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    messages = [e.value for e in at.error] + [w.value for w in at.warning]
+    assert any("nothing was planned" in m for m in messages), messages
+    assert not any("planned below" in m for m in messages), messages
+    assert sum("2D coordinates only" in m for m in messages) == 3
+    assert all("my_drawings.sdf" in m for m in messages if "2D coordinates" in m)
+    assert not any(".upload-" in m or "--reference" in m or "_validated" in m for m in messages), messages
+    assert "Reference pose SDF" in next(m for m in messages if "2D coordinates" in m)
+    assert not at.get("progress")  # no bar left behind
+    assert len(at.get("vega_lite_chart")) == 0
+
+    big = b"x" * (launch_limits()["ligands"] + 1)
+    at.file_uploader(key="ligand_file").set_value(("huge.sdf", big, "chemical/x-mdl-sdfile"))
+    at.form_submit_button[0].click().run()
+    _no_exception(at)
+    assert any("huge.sdf" in e.value and "MB allowed" in e.value for e in at.error), [e.value for e in at.error]
+    assert not any("upload a ligand file" in e.value for e in at.error)
+
+
+def launch_limits() -> dict[str, int]:
+    from app import launch
+
+    return launch.UPLOAD_LIMITS
+
+
+def test_runs_page_deletes_a_run_only_after_confirmation(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    root = tmp_path / "runs"
+    shutil.copytree(app_env / "tyk2-done", root / "old-run")
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(root))
+    at = _page("runs", "old-run")
+    _no_exception(at)
+    stop, resume = at.button(key="runs_ctl_stop"), at.button(key="runs_ctl_resume")
+    assert stop.disabled  # nothing runs it
+    assert not resume.disabled  # partial (one failed edge): Resume retries what is left
+    at.button(key="runs_ctl_delete").click().run()
+    _no_exception(at)
+    assert any("cannot be undone" in w.value for w in at.warning)
+    assert (root / "old-run").is_dir()  # not yet
+    at.button(key="runs_ctl_delete_no").click().run()
+    assert (root / "old-run").is_dir() and not any("cannot be undone" in w.value for w in at.warning)
+    at.button(key="runs_ctl_delete").click().run()
+    at.button(key="runs_ctl_delete_yes").click().run()
+    _no_exception(at)
+    assert not (root / "old-run").exists()
+    assert any("old-run deleted" in s.value for s in at.success)
+
+
+def test_resume_command_repeats_the_launch_or_reads_run_json(app_env, tmp_path):
+    """Resume continues with the settings the run was started with: the dashboard's launch command, or for a run
+    started from the command line its run.json (protocol, mode, protein)."""
+    import shutil
+
+    from app import control
+    from fep.execution.rundir import RunSpec
+    from fep.protocol import load_protocol
+
+    run_dir = tmp_path / "cli-run"
+    shutil.copytree(app_env / "tyk2-done", run_dir)
+    command = control.resume_command(run_dir)
+    assert command[-1] == "--resume" and command[command.index("-o") + 1] == str(run_dir)
+    assert command[command.index("--mode") + 1] == "binding"
+    spec = RunSpec.from_json_file(run_dir / "run.json")
+    assert command[command.index("--protein") + 1] == spec.protein
+    assert load_protocol(command[command.index("--protocol") + 1]) == spec.protocol  # the same protocol, field by field
+    launch = {"pid": 1, "command": ["python", "-m", "fep", "run", "n.json", "-o", str(run_dir), "--protocol", "smoke"]}
+    (run_dir / "app_launch.json").write_text(json.dumps(launch))
+    assert control.resume_command(run_dir) == [*launch["command"], "--resume"]
+    empty = tmp_path / "never-started"
+    empty.mkdir()
+    with pytest.raises(Exception, match="nothing to resume"):
+        control.resume_command(empty)
+
+
+def test_new_run_page_without_gpu_warns_and_confirms_a_long_launch(tmp_path, monkeypatch):
+    """Item 6: no GPU here, so smoke is preselected; choosing default warns, the cost reads in human units
+    (no '2.44e+04') with the wall time on this machine, and Launch waits for a confirmation."""
+    from app import launch
+
+    if launch.has_gpu():
+        pytest.skip("this machine has a GPU: default is preselected there")
+    monkeypatch.setenv("MLFEP_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(APP / "views" / "new_run.py"), default_timeout=TIMEOUT).run()
+    assert at.selectbox(key="tier").value == "smoke"
+    assert any("No GPU on this machine" in i.value for i in at.info)
+    at.radio(key="mode").set_value("hydration")
+    at.file_uploader(key="ligand_file").set_value(("series.csv", BENZENES, "text/csv"))
+    at.form_submit_button[0].click().run()
+    at.selectbox(key="tier").set_value("default").run()
+    _no_exception(at)
+    assert any("meant for a GPU" in w.value for w in at.warning)
+    cost = next(m.value for m in at.markdown if "CPU core-hours" in m.value)
+    assert "e+" not in cost and re.search(r"about \*\*[\d.]+ (h|days|years)\*\* on this machine's \d+ CPU cores", cost)
+    assert at.button(key="launch_button").disabled
+    at.checkbox(key="confirm_big").check().run()
+    assert not at.button(key="launch_button").disabled
