@@ -27,6 +27,7 @@ __all__ = [
     "UPLOAD_LIMITS",
     "LigandCheck",
     "add_edge",
+    "check_cofactors",
     "check_pdb",
     "check_protocol",
     "clean_staging",
@@ -56,12 +57,14 @@ UPLOAD_LIMITS: dict[str, int] = {
     "ligands": 20_000_000,
     "reference": 2_000_000,
     "protocol": 200_000,
+    "cofactor": 2_000_000,
 }
 _SUFFIXES: dict[str, tuple[str, ...]] = {
     "protein": (".pdb",),
     "ligands": (".sdf", ".sd", ".csv", ".smi"),
     "reference": (".sdf", ".sd", ".mol"),
     "protocol": (".json", ".yaml", ".yml"),
+    "cofactor": (".sdf", ".sd", ".mol"),
 }
 
 
@@ -118,6 +121,29 @@ def check_pdb(path: str | os.PathLike[str], display_name: str | None = None, pro
     except MlfepError as err:
         raise type(err)(str(err).replace(str(path), shown).replace(path.name, shown)) from None
     return count
+
+
+def check_cofactors(paths: Sequence[str | os.PathLike[str]], ligands, names: dict[str, str] | None = None) -> list:
+    """Read uploaded cofactors as ``fep run --cofactor`` does (3D, every hydrogen) and check they overlap no
+    ligand (:mod:`fep.systems.cofactors`); returns them (Ligand, named after the user's file).
+
+    Raises
+    ------
+    MlfepError
+        A file without hydrogens or coordinates, or a cofactor sitting on a ligand; the message names the user's
+        file (``names``: path -> file name shown).
+    """
+    from fep.systems.cofactors import check_cofactor_placement, posed, read_cofactors
+    from mlfep_core import MlfepError
+
+    try:
+        cofactors = read_cofactors(paths)
+        check_cofactor_placement(posed(cofactors), posed(ligands))
+    except MlfepError as err:
+        shown = {str(k): v for k, v in (names or {}).items()}
+        shown |= {Path(k).name: v for k, v in shown.items() if Path(k).name not in shown}  # record labels
+        raise type(err)(user_message(str(err), shown)) from None
+    return cofactors
 
 
 def check_protocol(path: str | os.PathLike[str]):
@@ -499,8 +525,7 @@ _ON_THE_PAGE = (
     # the protein checks' hints (fep.systems.protein): options this page does not offer yet
     (re.compile(r"supply a template with `?--extra-forcefield [^`\s,;]+`?"),
      "supply a force-field template for it (the command-line run takes one; this page does not yet)"),
-    (re.compile(r"give it as `?--cofactor [^`\s]+`?"),
-     "give it as a cofactor SDF (the command-line run takes one; this page does not yet)"),
+    (re.compile(r"give it as `?--cofactor [^`\s]+`?"), "upload it in the 'Cofactors' box"),
     (re.compile(r"repair with `?--fix-protein`? \(pdbfixer: ([^)]*)\)"), r"repair the PDB first (pdbfixer \1)"),
 )  # fmt: skip
 

@@ -139,6 +139,14 @@ with st.form("inputs"):
             key="reference_file",
             max_upload_size=200,
         )
+    cofactor_files = st.file_uploader(
+        "Cofactors (binding mode, optional): one SDF per bound molecule that stays in the complex, e.g. ADP or a "
+        "heme; 3D in the protein's frame, with all its hydrogens",
+        type=["sdf", "sd", "mol"],
+        key="cofactor_files",
+        accept_multiple_files=True,
+        max_upload_size=200,
+    )
     submitted = st.form_submit_button("Validate and plan")
 
 
@@ -149,15 +157,17 @@ def _validate() -> None:
     if mode == "binding" and protein_file is None:
         raise InputError("binding mode needs a protein PDB: upload one, or choose hydration")
     protein_upload = protein_file if mode == "binding" else None
+    cofactor_uploads = list(cofactor_files or []) if mode == "binding" else []
     fingerprint = launch.inputs_fingerprint(
         mode,
         planner,
         *((f.name, f.getvalue()) if f is not None else None for f in (ligand_file, protein_upload, reference_file)),
+        *((f.name, f.getvalue()) for f in cofactor_uploads),
     )
     if fingerprint == state.get("fingerprint") and state.get("network") is not None:
         state["kept"] = "The inputs are unchanged: the planned network and your edits are kept."
         return
-    for key in ("network", "checks", "ligands", "launched", "fingerprint", "kept", "protein_checked"):
+    for key in ("network", "checks", "ligands", "launched", "fingerprint", "kept", "protein_checked", "cofactors"):
         state.pop(key, None)
     (_staging() / "ligands").mkdir(exist_ok=True)
     ligands_path = launch.save_upload("ligands", ligand_file.name, ligand_file.getvalue(), _staging() / "ligands")
@@ -182,6 +192,18 @@ def _validate() -> None:
     state["checks"], state["ligands"] = checks, ligands
     if len(ligands) < 2:
         return  # the validation section says why nothing was planned
+    if cofactor_uploads:
+        paths = []
+        for k, upload in enumerate(cofactor_uploads):
+            folder = _staging() / "cofactors" / str(k)
+            folder.mkdir(parents=True, exist_ok=True)
+            saved = launch.save_upload("cofactor", upload.name, upload.getvalue(), folder)
+            path = saved.rename(folder / launch.safe_file_name(upload.name, f"cofactor{k}.sdf"))
+            state.setdefault("shown_names", {})[str(path)] = upload.name
+            paths.append(str(path))
+        with st.spinner("checking the cofactors ..."):
+            launch.check_cofactors(paths, ligands, state.get("shown_names"))
+        state["cofactors"] = paths
     bar = st.empty()
 
     def _progress(done: int, total: int, message: str) -> None:
@@ -259,6 +281,19 @@ if network is None:
 # ------------------------------------------------------------------------------------------- the network
 st.subheader("Planned network")
 st.caption(f"{len(network.ligands)} ligands, {len(network.edges)} edges, planner {network.planner}")
+if state.get("cofactors"):
+    shown_names = state.get("shown_names", {})
+    st.caption(
+        "Cofactors in the complex leg: " + ", ".join(shown_names.get(c, Path(c).name) for c in state["cofactors"])
+    )
+charged = [e for e in network.edges if e.charge_change]
+if charged:
+    st.info(
+        f"{len(charged)} charge-changing edge(s) ({', '.join(e.key for e in charged[:4])}"
+        f"{', ...' if len(charged) > 4 else ''}): each runs with an alchemical counter-ion, more λ windows and "
+        "longer sampling, and without the ML correction. Changes of more than one charge cannot run: remove such "
+        "edges or connect the ligands through an intermediate."
+    )
 keys = [e.key for e in network.edges]
 event = st.altair_chart(figures.network_chart(network), key="plan_chart", on_select="rerun", selection_mode="edge")
 clicked = [p.get("key") for p in (event.selection.get("edge", []) if event else []) if p.get("key") in keys]
@@ -383,6 +418,9 @@ if st.button("Launch run", type="primary", key="launch_button", disabled=not con
             kept = inputs / launch.safe_file_name(state.get("protein_name") or "protein.pdb", "protein.pdb")
             protein = str(shutil.copy(protein, kept))
             network = network.model_copy(update={"protein": protein})
+        if state.get("cofactors"):  # fep run takes them from the network (and run.json keeps them for a resume)
+            copies = [str(shutil.copy(path, inputs / Path(path).name)) for path in state["cofactors"]]
+            network = network.model_copy(update={"cofactors": tuple(copies)})
         protocol_arg = tier
         if protocol_file is not None:
             kept = inputs / launch.safe_file_name(protocol_file.name, "protocol.json")

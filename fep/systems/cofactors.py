@@ -65,7 +65,7 @@ def read_cofactors(paths: Sequence[str | os.PathLike[str]]) -> list[Ligand]:
         try:
             records = read_ligands(path, align=False)
         except LigandValidationError as err:
-            text = str(err)
+            text = str(err).removeprefix("ligand ")
             if "hydrogen(s) missing" in text:
                 text = text.split(";")[0] + (
                     "; a cofactor needs every hydrogen of its intended protonation state (e.g. ADP with its phosphates "

@@ -172,3 +172,37 @@ def test_user_message_speaks_the_pages_terms():
     assert "--" not in said and ".upload-" not in said, said
     assert "'Reference pose SDF' box" in said and "cofactor SDF" in said and "force-field template" in said
     assert "repair the PDB first (pdbfixer adds missing atoms/loops where safe)" in said
+
+
+def test_cofactor_uploads_are_checked_in_the_users_terms(bench, tmp_path):
+    """The page reads cofactors as fep run --cofactor does: eg5's ADP passes next to the docked ligands; a ligand
+    uploaded as a cofactor, and a cofactor without hydrogens, are refused naming the user's file."""
+    import shutil
+
+    from rdkit import Chem
+
+    from ligand_prep.io import read_ligands
+    from mlfep_core import LigandValidationError
+
+    ligands = read_ligands(bench / "eg5" / "ligands.sdf")[:2]
+    adp = Path(shutil.copy(bench / "eg5" / "cofactor.sdf", tmp_path / "ADP.sdf"))
+    (cofactor,) = launch.check_cofactors([adp], ligands, {str(adp): "ADP from 3L9H.sdf"})
+    assert cofactor.name == "ADP" and cofactor.formal_charge == -3
+    staged = tmp_path / "staging" / "wrong.sdf"
+    staged.parent.mkdir()
+    writer = Chem.SDWriter(str(staged))
+    writer.write(ligands[1].to_rdkit())
+    writer.close()
+    with pytest.raises(InputError, match=r"cofactor wrong overlaps ligand") as info:
+        launch.check_cofactors([staged], ligands, {str(staged): "my_ligand.sdf"})
+    assert "staging" not in str(info.value)
+    bare = tmp_path / "staging" / "noH.sdf"
+    Chem.MolToMolFile(Chem.RemoveHs(Chem.MolFromMolFile(str(adp), removeHs=False)), str(bare))
+    with pytest.raises(
+        LigandValidationError, match=r"^cofactor 3L9H \(my ADP\.sdf record 1\): 12 hydrogen\(s\) missing"
+    ) as info:
+        launch.check_cofactors([bare], ligands, {str(bare): "my ADP.sdf"})
+    assert "--protonate" not in str(info.value)
+    # the page's wording of the protein check's cofactor hint
+    hint = "remove it from the PDB and give it as `--cofactor FILE.sdf` (3D, all hydrogens, same frame)"
+    assert "upload it in the 'Cofactors' box" in launch.user_message(hint)
