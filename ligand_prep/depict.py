@@ -18,6 +18,7 @@ __all__ = ["depict_mapping", "depict_network"]
 
 _UNIQUE_A = (0.98, 0.55, 0.55)
 _UNIQUE_B = (0.45, 0.65, 0.98)
+_ELEMENT_CHANGE = (0.98, 0.80, 0.25)  # mapped atoms whose element changes, in both panels
 
 
 def _suffix(path: Path) -> str:
@@ -46,7 +47,8 @@ def _heavy_copy(ligand: Ligand):
 def depict_mapping(
     mapping: AtomMapping, a: Ligand, b: Ligand, path: str | os.PathLike[str], *, size: tuple[int, int] = (400, 320)
 ) -> Path:
-    """Draw ligands ``a`` and ``b`` side by side with the atoms unique to each highlighted.
+    """Draw ligands ``a`` and ``b`` side by side with the atoms unique to each highlighted (A red, B blue) and
+    the mapped atoms whose element changes in amber in both panels.
 
     Parameters
     ----------
@@ -90,20 +92,28 @@ def depict_mapping(
     unique_a = [i for i in range(heavy_a.GetNumAtoms()) if i not in core]
     mapped_b = set(core.values())
     unique_b = [j for j in range(heavy_b.GetNumAtoms()) if j not in mapped_b]
+    changed = {
+        i: j
+        for i, j in core.items()
+        if heavy_a.GetAtomWithIdx(i).GetAtomicNum() != heavy_b.GetAtomWithIdx(j).GetAtomicNum()
+    }
     width, height = size
     if suffix == ".svg":
         drawer = rdMolDraw2D.MolDraw2DSVG(2 * width, height, width, height)
     else:
         drawer = rdMolDraw2D.MolDraw2DCairo(2 * width, height, width, height)
     drawer.drawOptions().prepareMolsBeforeDrawing = True  # type: ignore[assignment]  # RDKit's stub is wrong
+    changes = f", {len(changed)} element change(s)" if changed else ""
     legends = [
-        f"{a.name} ({len(unique_a)} unique)",
+        f"{a.name} ({len(unique_a)} unique{changes})",
         f"{b.name} ({len(unique_b)} unique)  score {mapping.score:.2f}",
     ]
+    colors_a = dict.fromkeys(unique_a, _UNIQUE_A) | dict.fromkeys(changed, _ELEMENT_CHANGE)
+    colors_b = dict.fromkeys(unique_b, _UNIQUE_B) | dict.fromkeys(changed.values(), _ELEMENT_CHANGE)
     drawer.DrawMolecules(
         [heavy_a, heavy_b],
-        highlightAtoms=[unique_a, unique_b],
-        highlightAtomColors=[dict.fromkeys(unique_a, _UNIQUE_A), dict.fromkeys(unique_b, _UNIQUE_B)],
+        highlightAtoms=[list(colors_a), list(colors_b)],
+        highlightAtomColors=[colors_a, colors_b],
         highlightBonds=[[], []],
         legends=legends,
     )

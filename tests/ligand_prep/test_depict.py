@@ -77,3 +77,19 @@ def test_bad_suffix_and_wrong_ligands(tyk2, tmp_path):
         depict_mapping(mapping, tyk2[0], tyk2[1], tmp_path / "edge.jpg")
     with pytest.raises(InputError, match="does not belong"):
         depict_mapping(mapping, tyk2[1], tyk2[0], tmp_path / "edge.png")
+
+
+def test_element_changes_are_highlighted_in_both_panels(tmp_path):
+    """toluene -> phenol maps the methyl C onto O: that atom is drawn in the element-change colour on both sides
+    and the legend counts it."""
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MappingSettings
+
+    csv = tmp_path / "pair.csv"
+    csv.write_text("name,smiles\ntoluene,Cc1ccccc1\nphenol,Oc1ccccc1\n")
+    a, b = read_ligands(csv, align=False)
+    mapping = MCSMapper(MappingSettings(use_poses=False)).map(a, b)
+    svg = depict_mapping(mapping, a, b, tmp_path / "pair.svg").read_text()
+    assert "1 element change(s)" in svg
+    assert svg.count("#F9CC3F") >= 2  # the C in toluene's panel, the O in phenol's
+    assert UNIQUE_A_FILL not in svg and UNIQUE_B_FILL not in svg  # nothing else differs in heavy atoms
