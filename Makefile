@@ -36,7 +36,7 @@ format: install
 	$(BIN)/ruff format $(PACKAGES) tests benchmarks
 
 test: install lint
-	$(BIN)/python -m pytest -q $(BROWSER_FLAG) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(BROWSER_FLAG) $(PYTEST_ARGS)
 
 test-all: install
 	MLFEP_RUN_SLOW=1 $(BIN)/python -m pytest -q $(BROWSER_FLAG) $(PYTEST_ARGS)

@@ -457,6 +457,7 @@ def test_3d_viewer_renders_with_the_network_blocked(server, browser, tmp_path):
         context.close()
 
 
+@pytest.mark.slow  # makes docs/screenshots (MLFEP_SCREENSHOT_DIR); the pages are covered by the tests above
 def test_screenshots_of_every_page(server, browser, inputs, tmp_path):
     """A full-page screenshot of each page (kept in $MLFEP_SCREENSHOT_DIR when set: docs/screenshots/)."""
     context = browser.new_context(viewport={"width": 1400, "height": 3000})  # the pages scroll inside the app

@@ -170,7 +170,7 @@ def test_user_message_speaks_the_pages_terms():
     said = launch.user_message(text, {f"{folder}/ligands/ligands.csv": "my series.csv"}, [folder])
     assert said.startswith("my series.csv row 3:")
     assert "--" not in said and ".upload-" not in said, said
-    assert "'Reference pose SDF' box" in said and "cofactor SDF" in said and "force-field template" in said
+    assert "'Reference pose SDF' box" in said and "'Cofactors' box" in said and "force-field template" in said
     assert "repair the PDB first (pdbfixer adds missing atoms/loops where safe)" in said
 
 

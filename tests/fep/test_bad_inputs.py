@@ -149,8 +149,12 @@ CASES = [
     ("run --ligands {good.csv} --edge benzene,toluene --mode hydration --charge-method hf -o {tmp}/r", "hf"),
     ("run --ligands {good.csv} --protein {missing.pdb} -o {tmp}/r", "--protein"),
     (
+        "run --ligands {tyk2.sdf} --protein {xyz.pdb} --edge lig_ejm_54,lig_jmc_23 -o {tmp}/r",
+        "chain A residue XYZ 923 has no force-field template",
+    ),
+    (  # a phosphothreonine without its phosphate: phosaa14SB's template says what is missing
         "run --ligands {tyk2.sdf} --protein {tpo.pdb} --edge lig_ejm_54,lig_jmc_23 -o {tmp}/r",
-        "chain A residue TPO 923 has no force-field template",
+        "chain A residue TPO 923 does not match its phosaa14SB template (missing heavy atoms: O1P, O2P, O3P, P)",
     ),
     ("run --ligands {traversal.csv} --mode hydration -o {tmp}/r", "'../../evil' is not a valid name"),
     ("run {missing.json} -o {tmp}/r", "missing.json"),
@@ -170,12 +174,13 @@ def folder(tmp_path_factory) -> Path:
         path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     tyk2 = REPO.parent / "shared" / "benchmarks" / "tyk2"
     (folder / "tyk2.sdf").write_text((tyk2 / "ligands.sdf").read_text())
-    lines = []  # tyk2 with a phosphothreonine the standard force field has no template for
-    for line in (tyk2 / "protein.pdb").read_text().splitlines():
-        if line.startswith("ATOM") and line[17:20] == "THR" and line[22:26].strip() == "923":
-            line = line[:17] + "TPO" + line[20:]
-        lines.append(line)
-    (folder / "tpo.pdb").write_text("\n".join(lines) + "\n")
+    for name in ("XYZ", "TPO"):  # tyk2 with a residue no template matches, and a TPO without its phosphate
+        lines = []
+        for line in (tyk2 / "protein.pdb").read_text().splitlines():
+            if line.startswith("ATOM") and line[17:20] == "THR" and line[22:26].strip() == "923":
+                line = line[:17] + name + line[20:]
+            lines.append(line)
+        (folder / f"{name.lower()}.pdb").write_text("\n".join(lines) + "\n")
     return folder
 
 

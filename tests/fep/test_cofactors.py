@@ -100,6 +100,7 @@ def test_run_spec_and_leg_key_follow_the_cofactor_content(bench, tmp_path):
     assert leg_key(spec, prep_a, prep_b, mapping, "solvent", 0, {}).key == solvent_key.key
 
 
+@pytest.mark.slow  # ~2-3 min on 2 cores; the fast suite covers cofactors by reading, placement and run files
 def test_eg5_complex_with_adp_is_exact(bench, charge_cache, monkeypatch, capsys):
     """fep check --leg complex on an eg5 edge with its ADP (-3) and crystal waters: the cofactor is in both end
     states and the hybrid reproduces them (Reference platform, about 2 minutes on 2 cores)."""
