@@ -364,9 +364,9 @@ if estimate is not None:
     st.write(
         f"Estimated **{launch.readable_number(estimate.gpu_hours)} GPU-hours** or "
         f"**{launch.readable_number(estimate.cpu_core_hours)} CPU core-hours**: about "
-        f"**{launch.readable_duration(hours)}** {where} if the run has them to itself. This counts production "
-        "sampling only: equilibration, building the systems, ligand charges and the analysis come on top (minutes "
-        "per ligand and leg), so short protocols such as smoke take several times longer than this."
+        f"**{launch.readable_duration(hours)}** {where} if the run has them to itself. This counts the MD of "
+        "equilibration and production: building the systems, ligand charges and the analysis come on top (minutes "
+        "per ligand and leg), so short protocols such as smoke take longer than this."
     )
     with st.expander("per edge and leg"):
         st.dataframe(

@@ -21,7 +21,8 @@ factor 0.5 stands for the custom alchemical nonbonded forces and the K-state ene
 They were NOT measured here (no GPU on the development VM): treat the GPU figure as ±2×.
 
 CPU: ``CPU_CORE_S_PER_ATOM_STEP`` core-seconds per atom and MD step (all replicas, energies, swaps and I/O
-included), measured on this project's 2-core VM with OpenMM's CPU platform (``CPU_CALIBRATION``): the smoke protocol's
+included) over production and equilibration steps (building the systems, charges and the analysis are not
+counted: they dominate tiny protocols such as smoke), measured on this project's 2-core VM with OpenMM's CPU platform (``CPU_CALIBRATION``): the smoke protocol's
 benzene→toluene solvent leg (1,380 atoms, 5 windows × 20 iterations × 250 steps) took 155.6 CPU-seconds of
 production → 4.5e-6 core-s per atom-step (the VM was shared, load ≈ 12 on 2 cores: a quiet machine is likely
 somewhat faster). Measured with ``fep run --ligands L.csv --edge benzene,toluene --mode hydration --protocol
@@ -255,7 +256,12 @@ def estimate_cost(network, protocol, mode: str, protein: str | None = None) -> R
             n_atoms, n_waters = estimate_leg_atoms(leg, xyz_a, n_hybrid, settings, protein_xyz)
             sampler = protocol.sampler_for(leg, charge_change=charged)
             replica_ns = windows * ns * protocol.repeats
-            md_steps = windows * protocol.repeats * sampler.n_iterations * sampler.steps_per_iteration
+            # production and the per-window equilibration (NVT, then NPT where there is a barostat): the same
+            # cost per atom-step; building, charges and analysis are not counted
+            equilibration = sampler.equilibration_nvt_steps + (
+                sampler.equilibration_npt_steps if sampler.pressure is not None else 0
+            )
+            md_steps = windows * protocol.repeats * (sampler.n_iterations * sampler.steps_per_iteration + equilibration)
             leg_costs.append(
                 LegCost(
                     leg=leg,

@@ -86,3 +86,32 @@ def test_calibrate_cpu_from_sampler_summaries(tmp_path):
     }
     path.write_text(json.dumps(summary))
     assert calibrate_cpu([path]) == pytest.approx(8.0 / (1000 * 4 * 10 * 100))
+
+
+def test_equilibration_steps_count_and_charge_changing_edges_cost_more(bench):
+    """The CPU estimate counts each window's equilibration MD with production (vacuum: NVT only), and a
+    charge-changing edge its extra windows and time (protocol charge_change)."""
+    from fep.execution.cost import estimate_cost
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MCSMapper
+    from ligand_prep.models import Network
+
+    a, b = read_ligands(bench / "tyk2" / "ligands.sdf")[:2]
+    mapping = MCSMapper().map(a, b)
+    network = Network(mode="hydration", ligands=(a, b), edges=(mapping,))
+    smoke = load_protocol("smoke")
+    bare = smoke.model_copy(
+        update={
+            "sampler": smoke.sampler.model_copy(update={"equilibration_nvt_steps": 0, "equilibration_npt_steps": 0})
+        }
+    )
+    with_eq, without = estimate_cost(network, smoke, "hydration"), estimate_cost(network, bare, "hydration")
+    for leg_eq, leg_bare in zip(with_eq.edges[0].legs, without.edges[0].legs, strict=True):
+        sampler = smoke.sampler_for(leg_eq.leg)
+        production = sampler.n_iterations * sampler.steps_per_iteration
+        extra = sampler.equilibration_nvt_steps + (sampler.equilibration_npt_steps if sampler.pressure else 0)
+        assert leg_eq.cpu_core_hours == pytest.approx(leg_bare.cpu_core_hours * (production + extra) / production)
+    charged = network.model_copy(update={"edges": (mapping.model_copy(update={"charge_change": 1}),)})
+    leg = estimate_cost(charged, smoke, "hydration").edges[0].legs[0]
+    assert leg.windows == smoke.n_windows + smoke.charge_change.extra_windows
+    assert leg.cpu_core_hours > with_eq.edges[0].legs[0].cpu_core_hours
