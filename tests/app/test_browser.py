@@ -428,6 +428,17 @@ def _open_3d(page, server: str, view: str):
     return canvas
 
 
+def _painted(canvas) -> int:
+    """Painted pixels of the canvas, 0 while its frame is being replaced (a Streamlit rerun reloads the
+    component's iframe: the locator then briefly points at a frame that no longer exists)."""
+    from playwright.sync_api import Error
+
+    try:
+        return _painted_pixels(canvas.screenshot(timeout=30_000))
+    except Error:
+        return 0
+
+
 def test_3d_viewer_renders_with_the_network_blocked(server, browser, tmp_path):
     """The 3D viewer's JavaScript comes from an installed package: with every request to a host other than this
     machine aborted, the edge overlay and a leg's last snapshot are drawn (a canvas with molecules on it)."""
@@ -450,7 +461,7 @@ def test_3d_viewer_renders_with_the_network_blocked(server, browser, tmp_path):
     try:
         for view, name in (("edge overlay", "viewer_overlay.png"), ("last snapshot", "viewer_snapshot.png")):
             canvas = _open_3d(page, server, view)
-            _wait(lambda canvas=canvas: _painted_pixels(canvas.screenshot()) > 2000, f"the {view} to be drawn", 180)
+            _wait(lambda canvas=canvas: _painted(canvas) > 2000, f"the {view} to be drawn", 180)
             _shot(page, tmp_path, name)
         assert not [u for u in blocked if "jsdelivr" in u or "unpkg" in u or u.endswith(".js")], blocked
     finally:
