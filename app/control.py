@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.data import LAUNCH_FILE, LOG_FILE
+from app.data import LAUNCH_FILE, LOG_FILE, read_json_object
 from mlfep_core import InputError, atomic_write_text
 from mlfep_core.runtime import process_start
 
@@ -59,14 +59,6 @@ def start_detached(command: Sequence[str], run_dir: str | os.PathLike[str]) -> s
     return proc
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _alive(pid: int, start_ticks: int | None) -> bool:
     from fep.execution.status import pid_alive
 
@@ -87,7 +79,7 @@ def run_process(run_dir: str | os.PathLike[str]) -> int | None:
     pid = live_driver_here(run_dir)
     if pid is not None:
         return pid
-    launch = _read_json(run_dir / LAUNCH_FILE)
+    launch = read_json_object(run_dir / LAUNCH_FILE)
     if launch and launch.get("pid") and _alive(int(launch["pid"]), launch.get("start_ticks")):
         return int(launch["pid"])
     return None
@@ -161,7 +153,7 @@ def resume_command(run_dir: str | os.PathLike[str], python: str | None = None) -
     run_dir = Path(run_dir).resolve()
     if not (run_dir / "run.json").is_file() or not (run_dir / "network.json").is_file():
         raise InputError(f"{run_dir.name} never got as far as its first leg; there is nothing to resume")
-    launch = _read_json(run_dir / LAUNCH_FILE)
+    launch = read_json_object(run_dir / LAUNCH_FILE)
     if launch and isinstance(launch.get("command"), list):
         command = [str(c) for c in launch["command"] if c != "--resume"]
         if python:
@@ -193,7 +185,7 @@ def resume_run(run_dir: str | os.PathLike[str], python: str | None = None) -> di
         raise InputError(f"{run_dir.name} is still running (pid {pid}); stop it first or let it finish")
     command = resume_command(run_dir, python)
     proc = start_detached(command, run_dir)
-    record = _read_json(run_dir / LAUNCH_FILE) or {"created": time.time()}
+    record = read_json_object(run_dir / LAUNCH_FILE) or {"created": time.time()}
     record.update(
         pid=proc.pid,
         start_ticks=process_start(proc.pid),

@@ -233,7 +233,8 @@ def open_source(runs: str | os.PathLike[str] | None = None, store: str | None = 
 
 
 # ------------------------------------------------------------------------------------------- status
-def _read_json(path: Path) -> dict[str, Any] | None:
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file is missing, unreadable or holds something else."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -312,7 +313,7 @@ def _phase_work(protocol, leg: str, nnp: bool) -> dict[str, float]:
 
 def _checkpoint_iteration(leg_dir: Path) -> int:
     """The production iteration of a leg's last checkpoint (0 without one)."""
-    data = _read_json(leg_dir / "sampler" / "checkpoint.json")
+    data = read_json_object(leg_dir / "sampler" / "checkpoint.json")
     try:
         return int(data.get("iteration", 0)) if data else 0
     except (TypeError, ValueError):
@@ -356,7 +357,7 @@ def run_status(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     from fep.execution.status import collect_status, pid_alive
 
     run_dir = Path(run_dir)
-    launch = _read_json(run_dir / LAUNCH_FILE)
+    launch = read_json_object(run_dir / LAUNCH_FILE)
     alive = pid_alive(launch.get("pid")) if launch else False
     if alive and launch and launch.get("start_ticks") is not None:  # the same process, not a reused pid
         from mlfep_core.runtime import process_start
@@ -400,7 +401,7 @@ def _run_eta(run_dir: Path, info: dict[str, Any]) -> float | None:
     """
     if not info["edges"] or not any(e["state"] in ("running", "pending") for e in info["edges"]):
         return None
-    driver = _read_json(run_dir / "driver.json")
+    driver = read_json_object(run_dir / "driver.json")
     started = driver.get("started") if driver else None
     if not isinstance(started, int | float):
         return None
@@ -423,7 +424,7 @@ def _run_eta(run_dir: Path, info: dict[str, Any]) -> float | None:
 def summarize_run(run_dir: str | os.PathLike[str]) -> RunSummary:
     """The runs-list line of one run directory (never raises for a broken run: says so in ``message``)."""
     run_dir = Path(run_dir)
-    launch = _read_json(run_dir / LAUNCH_FILE) or {}
+    launch = read_json_object(run_dir / LAUNCH_FILE) or {}
     created = launch.get("created")
     if created is None:
         try:
@@ -566,7 +567,7 @@ def save_experimental(run_dir: str | os.PathLike[str], filename: str, content: b
 
 def run_protein(run_dir: str | os.PathLike[str], network=None) -> str | None:
     """The protein PDB of a run (``run.json``, else the network's), when the file is still there."""
-    spec = _read_json(Path(run_dir) / "run.json") or {}
+    spec = read_json_object(Path(run_dir) / "run.json") or {}
     for candidate in (spec.get("protein"), getattr(network, "protein", None)):
         if candidate and Path(candidate).is_file():
             return str(candidate)

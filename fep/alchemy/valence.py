@@ -154,15 +154,18 @@ def add_valence_forces(
     """
     import openmm
 
+    def split(kind: str) -> tuple[list, list, list]:
+        return _split_terms(
+            collect_terms(system_a, a_to_h, kind),
+            collect_terms(system_b, b_to_h, kind),
+            role,
+            {atoms for k, atoms in switched_a if k == kind},
+            {atoms for k, atoms in switched_b if k == kind},
+        )
+
     counts = {}
     # bonds
-    static, only_a, only_b = _split_terms(
-        collect_terms(system_a, a_to_h, "bond"),
-        collect_terms(system_b, b_to_h, "bond"),
-        role,
-        {atoms for k, atoms in switched_a if k == "bond"},
-        {atoms for k, atoms in switched_b if k == "bond"},
-    )
+    static, only_a, only_b = split("bond")
     bonds = openmm.HarmonicBondForce()
     bonds.setName("hybrid_bonds")
     for (i, j), (r0, k) in static:
@@ -180,13 +183,7 @@ def add_valence_forces(
     _add_lambda(hybrid, custom, custom.getNumBonds(), lambda_group)
 
     # angles
-    static, only_a, only_b = _split_terms(
-        collect_terms(system_a, a_to_h, "angle"),
-        collect_terms(system_b, b_to_h, "angle"),
-        role,
-        {atoms for k, atoms in switched_a if k == "angle"},
-        {atoms for k, atoms in switched_b if k == "angle"},
-    )
+    static, only_a, only_b = split("angle")
     angles = openmm.HarmonicAngleForce()
     angles.setName("hybrid_angles")
     for (i, j, m), (theta0, k) in static:
@@ -204,13 +201,7 @@ def add_valence_forces(
     _add_lambda(hybrid, custom, custom.getNumAngles(), lambda_group)
 
     # torsions
-    static, only_a, only_b = _split_terms(
-        collect_terms(system_a, a_to_h, "torsion"),
-        collect_terms(system_b, b_to_h, "torsion"),
-        role,
-        {atoms for k, atoms in switched_a if k == "torsion"},
-        {atoms for k, atoms in switched_b if k == "torsion"},
-    )
+    static, only_a, only_b = split("torsion")
     torsions = openmm.PeriodicTorsionForce()
     torsions.setName("hybrid_torsions")
     for (i, j, m, q), (per, phase, k) in static:

@@ -284,14 +284,7 @@ def test_launch_uses_what_is_on_screen_and_stop_and_resume_the_run(
     the run picker then says done."""
     from app import data
 
-    page.goto(f"{server}/new")
-    page.get_by_role("heading", name="New run").wait_for()
-    page.get_by_text("hydration", exact=True).click()
-    uploaders = page.locator('[data-testid="stFileUploader"]')
-    uploaders.filter(has_text="Ligands").locator('input[type="file"]').set_input_files(str(inputs["ligands"]))
-    page.get_by_text("benzenes.csv").first.wait_for()
-    page.get_by_role("button", name="Validate and plan").click()
-    page.get_by_role("heading", name="Planned network").wait_for(timeout=180_000)
+    uploaders = _plan_benzenes(page, server, inputs)
     # after validating: another protocol (a file) and the run name
     uploaders.filter(has_text="protocol file").locator('input[type="file"]').set_input_files(str(longer_protocol))
     page.get_by_text("tiny-longer (from longer.json)").first.wait_for()
@@ -428,6 +421,19 @@ def _open_3d(page, server: str, view: str):
     return canvas
 
 
+def _plan_benzenes(page, server: str, inputs):
+    """Open New run, upload the benzene CSV in hydration mode, validate and plan; returns the upload boxes."""
+    page.goto(f"{server}/new")
+    page.get_by_role("heading", name="New run").wait_for()
+    page.get_by_text("hydration", exact=True).click()
+    uploaders = page.locator('[data-testid="stFileUploader"]')
+    uploaders.filter(has_text="Ligands").locator('input[type="file"]').set_input_files(str(inputs["ligands"]))
+    page.get_by_text("benzenes.csv").first.wait_for()
+    page.get_by_role("button", name="Validate and plan").click()
+    page.get_by_role("heading", name="Planned network").wait_for(timeout=180_000)
+    return uploaders
+
+
 def _painted(canvas) -> int:
     """Painted pixels of the canvas, 0 while its frame is being replaced (a Streamlit rerun reloads the
     component's iframe: the locator then briefly points at a frame that no longer exists)."""
@@ -478,14 +484,7 @@ def test_screenshots_of_every_page(server, browser, inputs, tmp_path):
     page.get_by_role("heading", name="Runs").first.wait_for()
     page.locator('[data-testid="stDataFrame"]').first.wait_for()
     assert _shot(page, tmp_path, "runs.png").stat().st_size > 10_000
-    page.goto(f"{server}/new")
-    page.get_by_role("heading", name="New run").wait_for()
-    page.get_by_text("hydration", exact=True).click()
-    uploaders = page.locator('[data-testid="stFileUploader"]')
-    uploaders.filter(has_text="Ligands").locator('input[type="file"]').set_input_files(str(inputs["ligands"]))
-    page.get_by_text("benzenes.csv").first.wait_for()
-    page.get_by_role("button", name="Validate and plan").click()
-    page.get_by_role("heading", name="Planned network").wait_for(timeout=180_000)
+    _plan_benzenes(page, server, inputs)
     page.get_by_text("CPU core-hours").first.wait_for()
     assert _shot(page, tmp_path, "new_run.png").stat().st_size > 10_000
     page.goto(f"{server}/progress?run=tiny")
