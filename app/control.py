@@ -132,7 +132,10 @@ def stop_run(run_dir: str | os.PathLike[str], timeout_s: float = 120.0) -> str:
         time.sleep(0.1)
     log.info("stopped %s (pid %d%s)", run_dir, pid, ", killed" if forced else "")
     if forced:
-        return f"{run_dir.name} did not stop within {timeout_s:.0f} s and was killed; Resume starts from the last checkpoint"
+        return (
+            f"{run_dir.name} stopped: it did not end within {timeout_s:.0f} s of being asked and was killed; "
+            "Resume starts from the last checkpoint"
+        )
     return f"{run_dir.name} stopped; every leg keeps its last checkpoint, and Resume goes on from there"
 
 

@@ -103,7 +103,11 @@ def _label(run: data.RunSummary) -> str:
 
 
 def run_controls(run: data.RunSummary, run_dir: Path, key: str = "ctl") -> None:
-    """Stop, Resume and Delete buttons for one run (Delete asks for confirmation)."""
+    """Stop, Resume and Delete buttons for one run (Delete asks for confirmation).
+
+    What the last action did stays on the page, for that run, until the next action: the page reruns itself while
+    a run ends (the progress fragment, the picker), and a message shown only once would be wiped by that rerun.
+    """
     from app import control
     from mlfep_core import MlfepError
 
@@ -116,13 +120,13 @@ def run_controls(run: data.RunSummary, run_dir: Path, key: str = "ctl") -> None:
             "Stop", key=f"{key}_stop", disabled=process is None, help="End the run; legs keep their checkpoints."
         ):
             with st.spinner(f"stopping {run.name} (the legs write their checkpoints) ..."):
-                state[f"{key}_message"] = control.stop_run(run_dir)
+                state[f"{key}_message"] = (run.name, control.stop_run(run_dir))
             st.rerun()
         if cols[1].button(
             "Resume", key=f"{key}_resume", disabled=not resumable, help="Continue from the last checkpoints."
         ):
             record = control.resume_run(run_dir)
-            state[f"{key}_message"] = f"{run.name} resumed (process {record['pid']})"
+            state[f"{key}_message"] = (run.name, f"{run.name} resumed (process {record['pid']})")
             st.rerun()
         if cols[2].button("Delete", key=f"{key}_delete", disabled=process is not None, help="Remove the run folder."):
             state[f"{key}_confirm"] = run.name
@@ -132,7 +136,7 @@ def run_controls(run: data.RunSummary, run_dir: Path, key: str = "ctl") -> None:
             if yes.button(f"Yes, delete {run.name}", key=f"{key}_delete_yes", type="primary"):
                 control.delete_run(runs_root(), run.name)
                 state.pop(f"{key}_confirm", None)
-                state[f"{key}_message"] = f"{run.name} deleted"
+                state[f"{key}_message"] = (run.name, f"{run.name} deleted")
                 st.query_params.pop("run", None)
                 st.rerun()
             if no.button("Cancel", key=f"{key}_delete_no"):
@@ -140,9 +144,9 @@ def run_controls(run: data.RunSummary, run_dir: Path, key: str = "ctl") -> None:
                 st.rerun()
     except MlfepError as err:
         st.error(str(err))
-    message = state.pop(f"{key}_message", None)
-    if message:
-        st.success(message)
+    message = state.get(f"{key}_message")
+    if message and message[0] == run.name:
+        st.success(message[1])
 
 
 def link(page: str, label: str, run: str | None = None) -> None:

@@ -13,9 +13,9 @@ runs = ui.source().list_runs()
 st.caption(f"Runs folder: `{ui.runs_root()}` · {len(runs)} run(s) · read {time.strftime('%H:%M:%S')}")
 if st.button("Refresh", key="refresh_runs"):
     st.rerun()
-done = st.session_state.pop("runs_ctl_message", None)  # e.g. "... deleted": said even when no run is left
-if done:
-    st.success(done)
+done = st.session_state.get("runs_ctl_message")  # (run, what was done); a deleted run's is said here
+if done and done[0] not in {r.name for r in runs}:
+    st.success(done[1])
 if not runs:
     st.info(f"No runs yet in {ui.runs_root()}. Start one on the **New run** page or with `fep run ... -o RUNS/NAME`.")
     st.stop()
