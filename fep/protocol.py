@@ -31,9 +31,9 @@ from fep.nnp.correction import NNPSettings
 from fep.sampling.settings import SamplerSettings
 from fep.systems.forcefield import SystemSettings
 from mlfep_core import FrozenModel, InputError
-from mlfep_core.models import first_validation_error
+from mlfep_core.models import Kelvin, first_validation_error
 
-__all__ = ["LIGAND_FF_CHOICES", "TIERS", "Protocol", "ligand_ff_label", "load_protocol", "tier"]
+__all__ = ["LIGAND_FF_CHOICES", "TIERS", "Protocol", "Rest2Settings", "ligand_ff_label", "load_protocol", "tier"]
 
 #: The ``--ligand-ff`` choices: plain force field, torsions refitted to ANI-2x, MM -> ML/MM endpoint correction.
 LIGAND_FF_CHOICES = ("sage", "ani2x-torsions", "ani2x-endpoint")
@@ -47,6 +47,15 @@ class ChargeChangeSettings(FrozenModel):
     production_factor: float = Field(
         4.0, ge=1.0, le=10.0, description="Production iterations of such edges: n_iterations times this."
     )
+
+
+class Rest2Settings(FrozenModel):
+    """REST2 solute tempering of the ligand along the λ ladder (:mod:`fep.alchemy.rest`): the end windows are the
+    plain systems; the middle window runs the ligand at ``max_temperature`` (its own interactions scaled by
+    T/max_temperature, those with the environment by the square root)."""
+
+    enabled: bool = Field(False, description="Temper the ligand (every core and unique atom) along the ladder.")
+    max_temperature: Kelvin = Field("600 K", description="Effective temperature of the ligand in the middle window.")
 
 
 class Protocol(FrozenModel):
@@ -70,6 +79,9 @@ class Protocol(FrozenModel):
     charge_change: ChargeChangeSettings = Field(
         default_factory=ChargeChangeSettings, description="Extra windows and time for charge-changing edges."
     )
+    rest2: Rest2Settings = Field(
+        default_factory=Rest2Settings, description="REST2 solute tempering of the ligand (off unless enabled)."
+    )
     ligand_torsions: Literal["forcefield", "ani2x"] = Field(
         "forcefield",
         description="Ligand torsions: the small-molecule force field's own, or refitted per ligand to ANI-2x "
@@ -84,6 +96,15 @@ class Protocol(FrozenModel):
                 raise ValueError("every λ parameter in lambda_schedule needs the same number of windows")
             if lengths.pop() < 2:
                 raise ValueError("lambda_schedule needs at least 2 windows (the two end states)")
+        return self
+
+    @model_validator(mode="after")
+    def _rest2_is_hotter(self) -> Protocol:
+        if self.rest2.enabled and self.rest2.max_temperature < self.sampler.temperature:
+            raise ValueError(
+                f"rest2.max_temperature {self.rest2.max_temperature:~P} is below sampler.temperature "
+                f"{self.sampler.temperature:~P}; the ligand is tempered upwards"
+            )
         return self
 
     @model_validator(mode="after")
@@ -128,6 +149,19 @@ class Protocol(FrozenModel):
                 raise InputError(f"protocol {self.name}: invalid lambda_schedule ({err})") from err
         extra = self.charge_change.extra_windows if charge_change else 0
         return tuple(default_protocol(self.n_windows + extra).windows)
+
+    def states(self, charge_change: bool = False) -> tuple[dict[str, float], ...]:
+        """The thermodynamic states the sampler runs: the λ windows, with REST2's scaling parameters
+        (:func:`fep.alchemy.rest.rest2_states`) when ``rest2`` is enabled."""
+        windows = self.windows(charge_change=charge_change)
+        if not self.rest2.enabled:
+            return windows
+        from fep.alchemy.rest import rest2_scales, rest2_states
+
+        scales = rest2_scales(
+            len(windows), self.sampler.temperature.m_as("kelvin"), self.rest2.max_temperature.m_as("kelvin")
+        )
+        return rest2_states(windows, scales)
 
     def sampler_for(
         self, leg: str, *, repeat: int = 0, platform: str | None = None, charge_change: bool = False

@@ -25,6 +25,7 @@ resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -215,12 +216,19 @@ def run_leg(
 
     report("building")
     hybrid = _build_leg(prep_a, prep_b, mapping, leg, protocol, protein, leg_dir, cofactors)
+    system = hybrid.system
+    if protocol.rest2.enabled:  # the saved hybrid stays plain; the sampler runs its REST2-scaled copy
+        from fep.alchemy.hybrid import FORCE_GROUPS
+        from fep.alchemy.rest import add_rest2, region_of
+
+        system = copy.deepcopy(system)
+        add_rest2(system, region_of(hybrid.info), hybrid.info.lambda_parameters, FORCE_GROUPS["valence_lambda"])
     sampler = HREXSampler(
-        hybrid.system,
+        system,
         hybrid.topology,
         hybrid.positions,
         hybrid.box_vectors,
-        windows,
+        protocol.states(charge_change=charged),
         settings,
         sampler_dir,
         static_force_groups=hybrid.info.lambda_independent_groups,
