@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -90,6 +90,11 @@ class LegResult(FrozenModel):
     state_labels: tuple[str, ...] = Field((), description="A label per λ state, e.g. 'lambda_sterics=0.5'.")
     verdicts: tuple[Verdict, ...] = Field((), description="Diagnostic verdicts of this leg.")
     temperature_k: float = Field(description="Temperature in kelvin (kT = R·T).")
+    lambda_placement: dict[str, Any] | None = Field(
+        None,
+        description="When windows were placed from overlap: the first pass's windows, iterations and neighbour "
+        "overlaps, the target, the gaps refined and the final number of windows (fep.execution.runner).",
+    )
 
     @property
     def status(self) -> Literal["pass", "warn", "fail"]:

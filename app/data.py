@@ -282,6 +282,7 @@ PHASES: dict[str, str] = {
     "queued": "waiting for a worker",
     "starting": "starting",
     "building": "building the system",
+    "placement": "placing λ windows (first pass)",
     "equilibration_nvt": "equilibrating (constant volume)",
     "equilibration_npt": "equilibrating (constant pressure)",
     "production": "sampling",
@@ -302,9 +303,17 @@ def _phase_work(protocol, leg: str, nnp: bool) -> dict[str, float]:
         "equilibration_npt": windows * (sampler.equilibration_npt_steps if leg != "vacuum" else 0),
         "production": windows * sampler.n_iterations * sampler.steps_per_iteration,
     }
+    place = protocol.lambda_placement
+    first_pass = (
+        windows * (md["equilibration_nvt"] / windows + md["equilibration_npt"] / windows)
+        + windows * place.first_pass_iterations * sampler.steps_per_iteration
+        if place.enabled
+        else 0.0
+    )
     total_md = float(sum(md.values())) or 1.0
     return {
         "building": 0.05 * total_md,
+        "placement": float(first_pass),
         **{k: float(v) for k, v in md.items()},
         "analysing": 0.02 * total_md,
         "nnp correction": 0.10 * total_md if nnp else 0.0,

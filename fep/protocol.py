@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -33,7 +34,16 @@ from fep.systems.forcefield import SystemSettings
 from mlfep_core import FrozenModel, InputError
 from mlfep_core.models import Kelvin, first_validation_error
 
-__all__ = ["LIGAND_FF_CHOICES", "TIERS", "Protocol", "Rest2Settings", "ligand_ff_label", "load_protocol", "tier"]
+__all__ = [
+    "LIGAND_FF_CHOICES",
+    "TIERS",
+    "LambdaPlacementSettings",
+    "Protocol",
+    "Rest2Settings",
+    "ligand_ff_label",
+    "load_protocol",
+    "tier",
+]
 
 #: The ``--ligand-ff`` choices: plain force field, torsions refitted to ANI-2x, MM -> ML/MM endpoint correction.
 LIGAND_FF_CHOICES = ("sage", "ani2x-torsions", "ani2x-endpoint")
@@ -56,6 +66,17 @@ class Rest2Settings(FrozenModel):
 
     enabled: bool = Field(False, description="Temper the ligand (every core and unique atom) along the ladder.")
     max_temperature: Kelvin = Field("600 K", description="Effective temperature of the ligand in the middle window.")
+
+
+class LambdaPlacementSettings(FrozenModel):
+    """λ windows placed from overlap (:func:`fep.alchemy.lambdas.refine_windows`): a short first pass on the
+    protocol's windows, then windows added between neighbours whose MBAR overlap is below ``target_overlap``;
+    production runs on the refined ladder. The first pass and what was added are recorded in the leg result."""
+
+    enabled: bool = Field(False, description="Run a first pass and add windows where the overlap is low.")
+    target_overlap: float = Field(0.03, gt=0.0, lt=1.0, description="Least neighbouring MBAR overlap wanted.")
+    first_pass_iterations: int = Field(100, ge=10, description="Production iterations of the first pass.")
+    max_added_windows: int = Field(8, ge=1, le=32, description="At most this many windows are added per leg.")
 
 
 class Protocol(FrozenModel):
@@ -81,6 +102,9 @@ class Protocol(FrozenModel):
     )
     rest2: Rest2Settings = Field(
         default_factory=Rest2Settings, description="REST2 solute tempering of the ligand (off unless enabled)."
+    )
+    lambda_placement: LambdaPlacementSettings = Field(
+        default_factory=LambdaPlacementSettings, description="λ windows added where a first pass finds low overlap."
     )
     ligand_torsions: Literal["forcefield", "ani2x"] = Field(
         "forcefield",
@@ -150,10 +174,12 @@ class Protocol(FrozenModel):
         extra = self.charge_change.extra_windows if charge_change else 0
         return tuple(default_protocol(self.n_windows + extra).windows)
 
-    def states(self, charge_change: bool = False) -> tuple[dict[str, float], ...]:
-        """The thermodynamic states the sampler runs: the λ windows, with REST2's scaling parameters
-        (:func:`fep.alchemy.rest.rest2_states`) when ``rest2`` is enabled."""
-        windows = self.windows(charge_change=charge_change)
+    def states(
+        self, charge_change: bool = False, windows: Sequence[Mapping[str, float]] | None = None
+    ) -> tuple[dict[str, float], ...]:
+        """The thermodynamic states the sampler runs: the λ windows (the protocol's, or ``windows``), with
+        REST2's scaling parameters (:func:`fep.alchemy.rest.rest2_states`) when ``rest2`` is enabled."""
+        windows = tuple(dict(w) for w in windows) if windows is not None else self.windows(charge_change=charge_change)
         if not self.rest2.enabled:
             return windows
         from fep.alchemy.rest import rest2_scales, rest2_states
@@ -332,4 +358,5 @@ def load_protocol(name_or_path: str | os.PathLike[str]) -> Protocol:
         return Protocol.model_validate(merged)
     except ValidationError as err:
         loc, msg = first_validation_error(err)
-        raise InputError(f"{path}: invalid protocol setting '{loc}': {msg}") from err
+        where = f" '{loc}'" if loc else "s"  # a check across fields names them in its message
+        raise InputError(f"{path}: invalid protocol setting{where}: {msg}") from err

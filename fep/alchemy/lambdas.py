@@ -25,7 +25,7 @@ from pydantic import Field, field_validator, model_validator
 
 from mlfep_core import FrozenModel, InputError
 
-__all__ = ["LAMBDA_PARAMETERS", "TIERS", "LambdaProtocol", "default_protocol"]
+__all__ = ["LAMBDA_PARAMETERS", "TIERS", "LambdaProtocol", "default_protocol", "refine_windows"]
 
 LAMBDA_PARAMETERS: tuple[str, ...] = (
     "lambda_electrostatics_a",
@@ -163,3 +163,52 @@ class LambdaProtocol(FrozenModel):
 def default_protocol(n_windows: int = 11) -> LambdaProtocol:
     """Shortcut for :meth:`LambdaProtocol.default_protocol`."""
     return LambdaProtocol.default_protocol(n_windows)
+
+
+def refine_windows(
+    windows: Sequence[Mapping[str, float]], overlap: Sequence[Sequence[float]], target: float, max_added: int
+) -> tuple[tuple[dict[str, float], ...], list[dict[str, float | int]]]:
+    """Windows added where neighbouring MBAR overlap is below ``target``.
+
+    The overlap of neighbours a distance Δ apart on a smooth path falls roughly as exp(−cΔ²), so splitting a gap
+    of overlap O into m + 1 equal parts brings it to about O^(1/(m+1)²): a gap gets the smallest m with
+    O^(1/(m+1)²) ≥ target, i.e. m = ⌈√(ln O / ln target)⌉ − 1. The new windows are equally spaced between the
+    two neighbours (each λ parameter interpolated linearly: the path and the end states are unchanged). The gaps
+    with the lowest overlap are served first while more than ``max_added`` windows would be needed.
+
+    Returns the new windows and, per refined gap, ``{"after": k, "overlap": O, "added": m}`` (k indexes the
+    windows given).
+
+    Examples
+    --------
+    >>> w = LambdaProtocol.default_protocol(3).windows
+    >>> o = [[0.9, 0.001, 0.0], [0.001, 0.8, 0.2], [0.0, 0.2, 0.8]]
+    >>> new, gaps = refine_windows(w, o, target=0.03, max_added=8)
+    >>> len(new), gaps
+    (4, [{'after': 0, 'overlap': 0.001, 'added': 1}])
+    """
+    import math
+
+    if not 0.0 < target < 1.0:
+        raise InputError(f"target overlap {target:g} must lie between 0 and 1")
+    gaps = []
+    for k in range(len(windows) - 1):
+        o = float(overlap[k][k + 1])
+        if o < target:
+            need = max(1, math.ceil(math.sqrt(math.log(max(o, 1e-300)) / math.log(target)) - 1e-12) - 1)
+            gaps.append({"after": k, "overlap": o, "added": need})
+    budget = max_added
+    for gap in sorted(gaps, key=lambda g: g["overlap"]):
+        gap["added"] = min(int(gap["added"]), budget)
+        budget -= int(gap["added"])
+    gaps = [g for g in gaps if g["added"] > 0]
+    adds = {int(g["after"]): int(g["added"]) for g in gaps}
+    out: list[dict[str, float]] = []
+    for k, window in enumerate(windows):
+        out.append({name: float(v) for name, v in window.items()})
+        m = adds.get(k, 0)
+        for j in range(1, m + 1):
+            f = j / (m + 1)
+            nxt = windows[k + 1]
+            out.append({name: round((1 - f) * float(window[name]) + f * float(nxt[name]), 10) for name in window})
+    return tuple(out), gaps

@@ -45,4 +45,12 @@ def show(
     out.print(
         f"  ANI-2x correction (--nnp ani2x): λ {list(n.lambdas)}, {n.n_frames} MM frames, {n.steps_per_state} steps per λ"
     )
+    if proto.rest2.enabled:
+        out.print(f"  REST2: the ligand tempered up to {proto.rest2.max_temperature} in the middle window")
+    place = proto.lambda_placement
+    if place.enabled:
+        out.print(
+            f"  λ placement: {place.first_pass_iterations}-iteration first pass, up to {place.max_added_windows} "
+            f"windows added where neighbouring overlap < {place.target_overlap:g}"
+        )
     out.print("  (all fields: --json; override any of them in a file with 'base: <tier>')")

@@ -262,6 +262,9 @@ def estimate_cost(network, protocol, mode: str, protein: str | None = None) -> R
                 sampler.equilibration_npt_steps if sampler.pressure is not None else 0
             )
             md_steps = windows * protocol.repeats * (sampler.n_iterations * sampler.steps_per_iteration + equilibration)
+            if protocol.lambda_placement.enabled:  # the first pass (the windows it adds are not known yet)
+                first = protocol.lambda_placement.first_pass_iterations * sampler.steps_per_iteration
+                md_steps += windows * protocol.repeats * (first + equilibration)
             leg_costs.append(
                 LegCost(
                     leg=leg,

@@ -223,12 +223,16 @@ def run_leg(
 
         system = copy.deepcopy(system)
         add_rest2(system, region_of(hybrid.info), hybrid.info.lambda_parameters, FORCE_GROUPS["valence_lambda"])
+    placement = None
+    if protocol.lambda_placement.enabled:
+        placement = _place_windows(system, hybrid, windows, protocol, settings, leg_dir, leg, report)
+        windows = tuple(placement["windows"])
     sampler = HREXSampler(
         system,
         hybrid.topology,
         hybrid.positions,
         hybrid.box_vectors,
-        protocol.states(charge_change=charged),
+        protocol.states(charge_change=charged, windows=windows),
         settings,
         sampler_dir,
         static_force_groups=hybrid.info.lambda_independent_groups,
@@ -252,9 +256,72 @@ def run_leg(
     report("analysing")
     data = load_samples(sampler_dir)
     result = analyse_leg(data.energies, data.replica_states, data.temperature_k, leg=leg, lambda_windows=windows)
+    if placement is not None:
+        result = result.model_copy(update={"lambda_placement": {k: v for k, v in placement.items() if k != "windows"}})
     result.to_json_file(result_path)
     report("done", done=data.n_iterations, total=data.n_iterations)
     return result
+
+
+PLACEMENT_FILE = "lambda_placement.json"
+
+
+def _place_windows(system, hybrid, windows, protocol, settings, leg_dir: Path, leg: str, report) -> dict[str, Any]:
+    """The leg's λ ladder refined from the overlap of a short first pass (``protocol.lambda_placement``).
+
+    The first pass runs in ``LEG/placement_pass`` (resumable like any sampler folder); its outcome is written
+    atomically to ``LEG/lambda_placement.json`` and reused on resume and ``--extend``. Returns the record: the
+    first pass's windows, iterations and neighbour overlaps, the refined gaps and the new ``windows``.
+    """
+    from analysis.mbar import analyse_leg
+    from fep.alchemy.lambdas import refine_windows
+    from fep.sampling.hrex import HREXSampler
+    from fep.sampling.storage import load_samples
+
+    path = leg_dir / PLACEMENT_FILE
+    if path.exists():
+        record = json.loads(path.read_text())
+        if record.get("first_pass_windows") == [dict(w) for w in windows]:
+            return record
+    place = protocol.lambda_placement
+    first = settings.model_copy(update={"n_iterations": place.first_pass_iterations})
+    folder = leg_dir / "placement_pass"
+    sampler = HREXSampler(
+        system,
+        hybrid.topology,
+        hybrid.positions,
+        hybrid.box_vectors,
+        protocol.states(windows=windows),
+        first,
+        folder,
+        static_force_groups=hybrid.info.lambda_independent_groups,
+    )
+    n = len(windows)
+
+    def on_progress(p) -> None:  # one monotone count for the whole pass: equilibration first half, sampling second
+        if p.phase == "production":
+            share = 0.5 + 0.5 * p.iteration / max(1, p.n_iterations)
+        else:
+            share = 0.25 * (p.phase == "equilibration_npt") + 0.25 * p.iteration / max(1, p.n_iterations)
+        report("placement", done=round(1000 * share), total=1000, eta_s=None)
+
+    sampler.run(progress=on_progress)
+    data = load_samples(folder)
+    first_result = analyse_leg(data.energies, data.replica_states, data.temperature_k, leg=leg)
+    overlap = first_result.overlap_matrix
+    new_windows, gaps = refine_windows(windows, overlap, place.target_overlap, place.max_added_windows)
+    record = {
+        "first_pass_windows": [dict(w) for w in windows],
+        "first_pass_iterations": place.first_pass_iterations,
+        "first_pass_neighbour_overlap": [float(overlap[k][k + 1]) for k in range(n - 1)],
+        "target_overlap": place.target_overlap,
+        "refined_gaps": gaps,
+        "n_windows": len(new_windows),
+        "windows": [dict(w) for w in new_windows],
+    }
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    log.info("%s: λ placement added %d window(s) to %d", leg_dir, len(new_windows) - n, n)
+    return record
 
 
 def correct_leg(

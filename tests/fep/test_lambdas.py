@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from fep.alchemy.lambdas import LAMBDA_PARAMETERS, TIERS, LambdaProtocol
+from fep.alchemy.lambdas import LAMBDA_PARAMETERS, TIERS, LambdaProtocol, refine_windows
 from mlfep_core import InputError
 
 
@@ -86,3 +86,30 @@ def test_model_validation_and_json_round_trip(tmp_path):
     assert LambdaProtocol.from_json_file(path) == p
     with pytest.raises(InputError):
         LambdaProtocol.default_protocol(1)
+
+
+def _neighbour_overlap(values):
+    """A K×K overlap matrix with the given neighbour overlaps (the rest does not matter to refine_windows)."""
+    n = len(values) + 1
+    return [[values[min(i, j)] if abs(i - j) == 1 else (0.5 if i == j else 0.0) for j in range(n)] for i in range(n)]
+
+
+def test_refine_windows_adds_where_the_overlap_is_low_and_keeps_the_path():
+    windows = LambdaProtocol.default_protocol(5).windows
+    # gaps 0-1 fine, 1-2 a bit low, 2-3 very low, 3-4 fine
+    new, gaps = refine_windows(windows, _neighbour_overlap([0.2, 0.02, 1e-12, 0.1]), target=0.03, max_added=8)
+    assert [(g["after"], g["added"]) for g in gaps] == [(1, 1), (2, 2)]  # ⌈√(ln 1e-12 / ln 0.03)⌉ − 1 = 2
+    assert len(new) == 5 + 3 and new[0] == windows[0] and new[-1] == windows[-1]
+    for name in LAMBDA_PARAMETERS:  # still a monotone path from A to B through every old window
+        values = [w[name] for w in new]
+        assert values == sorted(values)
+    assert all(w in new for w in windows)
+    LambdaProtocol(windows=new)  # a valid protocol
+    # the budget goes to the worst gap first
+    _, gaps = refine_windows(windows, _neighbour_overlap([0.2, 0.02, 1e-12, 0.1]), target=0.03, max_added=2)
+    assert [(g["after"], g["added"]) for g in gaps] == [(2, 2)]
+    # nothing below the target: nothing added
+    same, gaps = refine_windows(windows, _neighbour_overlap([0.2, 0.2, 0.2, 0.2]), target=0.03, max_added=8)
+    assert same == windows and gaps == []
+    with pytest.raises(InputError, match="target"):
+        refine_windows(windows, _neighbour_overlap([0.2] * 4), target=1.5, max_added=8)
