@@ -138,6 +138,20 @@ EDGE_LABELS = [
 ]
 
 
+def _sampling_rows(edges: Sequence[EdgeResult]) -> list[list]:
+    """Per finished edge: states × iterations of each leg and its share of all production (replica-iterations)."""
+    work = {e.key: sum(leg.n_states * leg.n_iterations for leg in e.legs.values()) for e in edges if e.legs}
+    total = sum(work.values())
+    if not total:
+        return []
+    rows = []
+    for e in edges:
+        if e.key in work:
+            legs = ", ".join(f"{name} {leg.n_states} × {leg.n_iterations}" for name, leg in e.legs.items())
+            rows.append([e.key, legs, f"{100.0 * work[e.key] / total:.0f} %"])
+    return rows
+
+
 def _edge_rows(edges: Sequence[EdgeResult], exp: Mapping[str, float]) -> list[list]:
     rows = []
     for e in edges:
@@ -263,6 +277,15 @@ def _html(
     parts.append(_table(EDGE_LABELS, edge_rows, "edges"))
     if "edges" in images:
         parts.append(f"<h3>Predicted vs experimental ΔΔG</h3>{_img(images['edges'], 'edges')}")
+    sampling = _sampling_rows(edges)
+    if sampling:
+        parts.append("<h2>Sampling per edge</h2>")
+        parts.append(
+            "<p class='note'>Production per edge: states × iterations of each leg (first repeat), and the edge's "
+            "share of the run's production; with <code>fep run --target-sigma</code> the edges that carried the "
+            "ligands' uncertainty got more.</p>"
+        )
+        parts.append(_table(["edge", "legs (states × iterations)", "share of production"], sampling, "sampling"))
     if net is not None and net.cycle_closures:
         rows = [
             [" → ".join(c.cycle), c.estimate, _fmt(c.closure_kcal_mol), _fmt(c.closure_err_kcal_mol)]

@@ -225,6 +225,20 @@ def run(
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in an existing run directory."),
     extend: float | None = typer.Option(None, "--extend", help="Add NS of production to every finished leg."),
+    target_sigma: float | None = typer.Option(
+        None,
+        "--target-sigma",
+        help="Adaptive: after the first block, extend the edges that carry most of the ligands' ΔG uncertainty "
+        "until every ligand's σ is at most S kcal/mol (or --max-ns is spent).",
+    ),
+    max_ns: float | None = typer.Option(
+        None, "--max-ns", help="With --target-sigma: stop before the run's production replica-ns exceed this."
+    ),
+    block_ns: float | None = typer.Option(
+        None,
+        "--block-ns",
+        help="With --target-sigma: ns per window one extension adds (default: half the protocol's production).",
+    ),
     allow_changed: list[str] = typer.Option(
         [],
         "--allow-changed",
@@ -243,6 +257,7 @@ def run(
     from mlfep_core.constants import LEGS_FOR_MODE
 
     endpoint = _check_options(mode, nnp, ligand_ff, executor, scheduler, cluster_config, platform, extend)
+    _check_adaptive(target_sigma, max_ns, block_ns, extend)
     if endpoint or ligand_ff == "ani2x-torsions":  # pre-flight: fail now, not after the MM sampling
         from gpu_kernels.weights import find_ani2x_weights
 
@@ -321,6 +336,10 @@ def run(
             )  # fmt: skip
             results = execute(net)
             net, results = _repair_cut_off_ligands(out, net, spec, output, results, execute, run_repairs=repair)
+            if target_sigma is not None:
+                results = _adaptive(
+                    out, net, results, execute, spec, output, target_sigma, max_ns, block_ns, pool.workers
+                )
     except KeyboardInterrupt:
         stopped = True
     except DiskFullError:  # the other legs would fail the same way: stop them (their checkpoints stay), say why
@@ -342,6 +361,69 @@ def run(
         emit_json([r.model_dump(mode="json", exclude={"legs"}) for r in results])
     if any(r.status != "done" for r in results):
         raise typer.Exit(1)
+
+
+def _check_adaptive(target_sigma, max_ns, block_ns, extend) -> None:
+    from mlfep_core import InputError
+
+    if target_sigma is None:
+        if max_ns is not None or block_ns is not None:
+            raise InputError("--max-ns and --block-ns go with --target-sigma S (the adaptive run they bound)")
+        return
+    if not target_sigma > 0:
+        raise InputError(f"--target-sigma {target_sigma}: give the σ wanted for every ligand, in kcal/mol (> 0)")
+    for name, value in (("--max-ns", max_ns), ("--block-ns", block_ns)):
+        if value is not None and not value > 0:
+            raise InputError(f"{name} {value}: give a positive number of ns")
+    if extend is not None:
+        raise InputError("--extend and --target-sigma do not go together: --target-sigma chooses what to extend")
+
+
+def _adaptive(out, net, results, execute, spec, output, target, max_ns, block_ns, workers, max_rounds: int = 200):
+    """Extend, one block at a time, the edges that lower the ligands' σ most per replica-ns
+    (:mod:`fep.execution.adaptive`) until every ligand is at ``target``, nothing helps, or ``max_ns`` is spent."""
+    from fep.execution.adaptive import choose_extensions, edge_replica_ns, record_round
+
+    proto = spec.protocol
+    ns_per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
+    block_ns = block_ns if block_ns is not None else 0.5 * proto.ns_per_window()
+    block = max(1, round(block_ns / ns_per_iteration))
+    settings = {"target_sigma_kcal_mol": target, "max_ns": max_ns, "block_iterations": block,
+                "block_ns_per_window": block * ns_per_iteration}  # fmt: skip
+    by_key = {r.key: r for r in results}
+    reason = None
+    for _ in range(max_rounds):
+        current = [by_key[m.key] for m in net.edges if m.key in by_key]
+        chosen, record = choose_extensions(current, target, block, ns_per_iteration, workers, proto.repeats)
+        spent_ns = sum(edge_replica_ns(r, ns_per_iteration, proto.repeats) for r in current if r.status == "done")
+        if record["max_sigma_kcal_mol"] is not None and record["max_sigma_kcal_mol"] <= target:
+            reason = f"every ligand's σ is at most {target:g} kcal/mol"
+            break
+        if not chosen:
+            reason = "no extension lowers the ligands' σ further (failed edges or a disconnected network?)"
+            break
+        cost = sum(sum(leg.n_states for leg in by_key[k].legs.values()) for k in chosen) * block * ns_per_iteration
+        cost *= proto.repeats
+        if max_ns is not None and spent_ns + cost > max_ns:
+            reason = f"--max-ns {max_ns:g} would be exceeded ({spent_ns:.3g} replica-ns spent)"
+            break
+        out.print(
+            f"adaptive: max ligand σ {record['max_sigma_kcal_mol']:.3f} kcal/mol > {target:g}; extending "
+            f"{', '.join(chosen)} by {block} iterations"
+        )
+        record_round(output, settings, record, current, ns_per_iteration, proto.repeats)
+        sub = net.model_copy(update={"edges": tuple(m for m in net.edges if m.key in chosen)})
+        for r in execute(sub, extend_iterations=block):
+            by_key[r.key] = r
+    else:
+        reason = f"{max_rounds} rounds"
+    final = [by_key[m.key] for m in net.edges if m.key in by_key]
+    data = record_round(output, settings, None, final, ns_per_iteration, proto.repeats, stop_reason=reason)
+    out.print(
+        f"adaptive: stopped, {reason}; max ligand σ {data['max_sigma_kcal_mol']:.3f} kcal/mol, "
+        f"{data['replica_ns_total']:.3g} replica-ns of production ({output / 'adaptive.json'})"
+    )
+    return final
 
 
 @contextlib.contextmanager

@@ -16,7 +16,12 @@ def status(
     json_out: bool = typer.Option(False, "--json", help="Print the status as JSON."),
 ) -> None:
     """Show what has finished, what is running and what failed."""
+    from fep.execution.adaptive import read_adaptive
+
     info = collect_status(run_dir)
+    adaptive = read_adaptive(run_dir)
+    if adaptive is not None:
+        info["adaptive"] = adaptive
     if json_out:
         emit_json(info)
         return
@@ -45,3 +50,27 @@ def status(
         colour = colours[e["state"]]
         table.add_row(e["edge"], f"[{colour}]{e['state']}[/{colour}]", "  ".join(legs), detail)
     out.print(table)
+    if adaptive is not None:
+        _print_adaptive(out, adaptive)
+
+
+def _print_adaptive(out, data: dict) -> None:
+    """Where an adaptive run (``--target-sigma``) put its time."""
+    settings = data.get("settings", {})
+    spent = data.get("replica_ns_per_edge", {})
+    total = data.get("replica_ns_total") or 0.0
+    extended: dict[str, int] = {}
+    for r in data.get("rounds", []):
+        for key in r.get("extended", []):
+            extended[key] = extended.get(key, 0) + 1
+    sigma = data.get("max_sigma_kcal_mol")
+    out.print(
+        f"adaptive (--target-sigma {settings.get('target_sigma_kcal_mol')}): {len(data.get('rounds', []))} round(s), "
+        f"max ligand σ {sigma:.3f} kcal/mol, {total:.3g} replica-ns of production"
+        + (f"; stopped: {data['stop_reason']}" if data.get("stop_reason") else "; still going")
+        if sigma is not None
+        else "adaptive: no finished edge yet"
+    )
+    for key, ns in sorted(spent.items(), key=lambda kv: -kv[1]):
+        share = 100.0 * ns / total if total else 0.0
+        out.print(f"  {key}: {ns:.3g} replica-ns ({share:.0f} %), extended {extended.get(key, 0)} time(s)")

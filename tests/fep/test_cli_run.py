@@ -268,6 +268,9 @@ def test_status_reports_done(finished_run, capsys):
         (["--protocol", "turbo", "--edge", "benzene,toluene"], "turbo"),
         (["--nnp", "mace", "--edge", "benzene,toluene"], "--nnp"),
         (["--edge", "benzene,benzene"], "two different ligands"),
+        (["--edge", "benzene,toluene", "--target-sigma", "0"], "--target-sigma"),
+        (["--edge", "benzene,toluene", "--max-ns", "5"], "--target-sigma"),
+        (["--edge", "benzene,toluene", "--target-sigma", "0.2", "--extend", "1"], "--extend"),
     ],
 )
 def test_bad_run_options_give_one_line(tiny_inputs, tmp_path, capsys, args, expected):
