@@ -34,6 +34,8 @@ ALLOWABLE = ("versions", "protein", "cofactors")
 #: Versions that decide the numbers of every leg; torch and torchani only when an ML potential is used.
 _ALWAYS = ("mlfep", "mlfep-source", "openmm", "rdkit", "acellera-openff-toolkit", "pymbar")
 _ML = ("torchani", "torch")
+#: Protocol sections with an ``enabled`` switch, part of the key only when enabled.
+_OPTIONAL_SECTIONS = ("rest2", "lambda_placement")
 #: Protocol fields that are components of their own (not repeated under ``protocol``).
 _OWN_COMPONENT = (
     "charge_method",
@@ -90,7 +92,9 @@ def leg_key(
             f"torsions {protocol.ligand_torsions}" + (f" {_sha(json.dumps(torsions))[:16]}" if any(torsions) else ""),
         ]
     )
-    settings = flat(protocol.model_dump(mode="json", exclude={"nnp"}))
+    # an option section that is off changes no number: left out, so keys written before it existed still match
+    off = {name for name in _OPTIONAL_SECTIONS if not getattr(protocol, name).enabled}
+    settings = flat(protocol.model_dump(mode="json", exclude={"nnp", *off}))
     uses_ml = spec.nnp or protocol.ligand_torsions == "ani2x"
     fields: dict[str, Any] = {
         "leg": f"{mapping.key} repeat {repeat} {leg}",

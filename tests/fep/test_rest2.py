@@ -334,3 +334,27 @@ def load_protocol_with(tmp_path, text: str):
     path = tmp_path / "cool.yaml"
     path.write_text(text)
     return load_protocol(str(path))
+
+
+def test_the_leg_key_holds_rest2_and_placement_only_when_enabled(tmp_path, charge_cache):
+    """A protocol with both options off keys its legs as before the options existed (runs started then still
+    resume); enabling one changes the key and names the field."""
+    from fep.execution.legkey import key_changes, leg_key
+    from fep.execution.rundir import RunSpec
+    from fep.protocol import load_protocol
+    from ligand_prep.charges import assign_charges
+    from ligand_prep.io import read_ligands
+    from ligand_prep.mapping import MappingSettings, MCSMapper
+
+    csv = tmp_path / "series.csv"
+    csv.write_text(SERIES)
+    a, b = read_ligands(csv, align=False)[:2]
+    mapping = MCSMapper(MappingSettings(use_poses=False)).map(a, b)
+    prep_a, prep_b = (assign_charges(x, method="gasteiger", cache_dir=charge_cache) for x in (a, b))
+    base = load_protocol("smoke")
+    plain = leg_key(RunSpec(mode="hydration", protocol=base), prep_a, prep_b, mapping, "solvent", 0, {})
+    assert not any(k.startswith(("rest2.", "lambda_placement.")) for k in plain.protocol)
+    hot = base.model_copy(update={"rest2": base.rest2.model_copy(update={"enabled": True})})
+    tempered = leg_key(RunSpec(mode="hydration", protocol=hot), prep_a, prep_b, mapping, "solvent", 0, {})
+    assert tempered.key != plain.key
+    assert any("protocol.rest2.enabled: None -> True" in text for _, text in key_changes(plain, tempered))
