@@ -26,6 +26,10 @@ Torsions
 Not scaled
     Bonds and angles (stiff, they carry no barrier that matters), constraints, and the long-range dispersion
     correction (fixed by OpenMM at context creation): intermediate windows only, the end states are exact.
+Charged ligands
+    Scaling a charged ligand's charges by √s leaves the box with a net charge in the tempered windows (PME's
+    uniform background makes up for it there; on a charge-changing edge the co-ion no longer cancels it
+    exactly). Only intermediate windows see this; the end states are exact.
 
 The effective temperature rises geometrically from ``T0`` at both end windows to ``max_temperature`` at the
 middle of the path (:func:`rest2_scales`).
