@@ -111,13 +111,11 @@ def add_rest2(system, region: Collection[int], lambda_parameters: Sequence[str],
 
 def _scale_nonbonded(nb, region: set[int], lambda_parameters: Sequence[str]) -> tuple[int, int]:
     names = {nb.getGlobalParameterName(i) for i in range(nb.getNumGlobalParameters())}
-    used: set[str] = set()
 
     def param(name: str) -> str:
         if name not in names:
             nb.addGlobalParameter(name, 0.0)
             names.add(name)
-        used.add(name)
         return name
 
     for name in REST_PARAMETERS:  # every parameter rest2_states sets exists, used or not
