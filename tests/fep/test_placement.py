@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("openmm")
 
+from tests.tiny import TINY_PROTOCOL
+
 SERIES = "name,smiles\nbenzene,c1ccccc1\ntoluene,Cc1ccccc1\n"
 
 
@@ -25,7 +27,8 @@ def test_a_leg_adds_windows_where_the_first_pass_overlap_is_low(tmp_path, charge
     protocol = base.model_copy(
         update={
             "n_windows": 3,
-            "sampler": base.sampler.model_copy(update={"n_iterations": 12}),
+            # the tiny protocol's short equilibration and iterations: the logic is tested, not the numbers
+            "sampler": base.sampler.model_copy(update={**TINY_PROTOCOL["sampler"], "n_iterations": 12}),
             # no neighbour overlap reaches 0.5 (a row of the overlap matrix sums to 1): every gap is refined
             "lambda_placement": base.lambda_placement.model_copy(
                 update={"enabled": True, "target_overlap": 0.5, "first_pass_iterations": 10, "max_added_windows": 2}

@@ -16,6 +16,7 @@ openmm = pytest.importorskip("openmm")
 from fep.alchemy.hybrid import FORCE_GROUPS, build_hybrid  # noqa: E402
 from fep.alchemy.lambdas import LAMBDA_PARAMETERS, default_protocol  # noqa: E402
 from fep.alchemy.rest import add_rest2, region_of, rest2_scales, rest2_states  # noqa: E402
+from tests.tiny import TINY_PROTOCOL  # noqa: E402
 
 SERIES = "name,smiles\nbenzene,c1ccccc1\ntoluene,Cc1ccccc1\nphenol,Oc1ccccc1\n"
 GROUPS_BONDS_ANGLES = 30  # a spare force group for the unscaled bonds and angles
@@ -308,7 +309,7 @@ def test_protocol_states_carry_rest2_and_a_leg_runs_with_it(tmp_path, charge_cac
     protocol = base.model_copy(
         update={
             "rest2": base.rest2.model_copy(update={"enabled": True}),
-            "sampler": base.sampler.model_copy(update={"n_iterations": 8}),
+            "sampler": base.sampler.model_copy(update={**TINY_PROTOCOL["sampler"], "n_iterations": 8}),
         }
     )
     states = protocol.states()
