@@ -34,6 +34,7 @@ from pydantic import Field
 
 from analysis.report import LIGAND_HEADER
 from mlfep_core import FrozenModel, InputError
+from mlfep_core.io import read_json_object
 
 __all__ = [
     "EXPERIMENTAL_FILE",
@@ -233,15 +234,6 @@ def open_source(runs: str | os.PathLike[str] | None = None, store: str | None = 
 
 
 # ------------------------------------------------------------------------------------------- status
-def read_json_object(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when the file is missing, unreadable or holds something else."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _log_tail(run_dir: Path, n_lines: int = 20) -> str:
     path = run_dir / LOG_FILE
     try:
@@ -304,8 +296,9 @@ def _phase_work(protocol, leg: str, nnp: bool) -> dict[str, float]:
         "production": windows * sampler.n_iterations * sampler.steps_per_iteration,
     }
     place = protocol.lambda_placement
-    first_pass = (
-        windows * (md["equilibration_nvt"] / windows + md["equilibration_npt"] / windows)
+    first_pass = (  # its own equilibration and iterations, on the same windows
+        md["equilibration_nvt"]
+        + md["equilibration_npt"]
         + windows * place.first_pass_iterations * sampler.steps_per_iteration
         if place.enabled
         else 0.0

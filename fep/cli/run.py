@@ -382,7 +382,7 @@ def _check_adaptive(target_sigma, max_ns, block_ns, extend) -> None:
 def _adaptive(out, net, results, execute, spec, output, target, max_ns, block_ns, workers, max_rounds: int = 200):
     """Extend, one block at a time, the edges that lower the ligands' σ most per replica-ns
     (:mod:`fep.execution.adaptive`) until every ligand is at ``target``, nothing helps, or ``max_ns`` is spent."""
-    from fep.execution.adaptive import choose_extensions, edge_replica_ns, record_round
+    from fep.execution.adaptive import block_replica_ns, choose_extensions, edge_replica_ns, record_round
 
     proto = spec.protocol
     ns_per_iteration = proto.sampler.steps_per_iteration * proto.sampler.timestep.m_as("ns")
@@ -402,8 +402,7 @@ def _adaptive(out, net, results, execute, spec, output, target, max_ns, block_ns
         if not chosen:
             reason = "no extension lowers the ligands' σ further (failed edges or a disconnected network?)"
             break
-        cost = sum(sum(leg.n_states for leg in by_key[k].legs.values()) for k in chosen) * block * ns_per_iteration
-        cost *= proto.repeats
+        cost = sum(block_replica_ns(by_key[k], block, ns_per_iteration, proto.repeats) for k in chosen)
         if max_ns is not None and spent_ns + cost > max_ns:
             reason = f"--max-ns {max_ns:g} would be exceeded ({spent_ns:.3g} replica-ns spent)"
             break

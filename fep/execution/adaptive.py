@@ -23,11 +23,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mlfep_core import atomic_write_text
+from mlfep_core.io import read_json_object
 
-__all__ = ["ADAPTIVE_FILE", "choose_extensions", "edge_replica_ns", "ligand_sigmas", "read_adaptive", "record_round"]
+__all__ = [
+    "ADAPTIVE_FILE",
+    "block_replica_ns",
+    "choose_extensions",
+    "edge_replica_ns",
+    "ligand_sigmas",
+    "read_adaptive",
+    "record_round",
+]
 
 ADAPTIVE_FILE = "adaptive.json"
 
@@ -71,6 +78,11 @@ def edge_replica_ns(result, ns_per_iteration: float, repeats: int = 1) -> float:
     return float(sum(leg.n_states * leg.n_iterations for leg in result.legs.values()) * ns_per_iteration * repeats)
 
 
+def block_replica_ns(result, block_iterations: int, ns_per_iteration: float, repeats: int = 1) -> float:
+    """Production replica-ns one more block of ``block_iterations`` on every leg of an edge costs."""
+    return float(sum(leg.n_states for leg in result.legs.values()) * block_iterations * ns_per_iteration * repeats)
+
+
 def choose_extensions(
     results, target: float, block_iterations: int, ns_per_iteration: float, n_pick: int, repeats: int = 1
 ) -> tuple[list[str], dict[str, Any]]:
@@ -92,7 +104,7 @@ def choose_extensions(
                 continue
             shrunk = sigma * math.sqrt(n / (n + block_iterations))
             gain = base - _shortfall(ligand_sigmas(results, {r.key: shrunk}), target)
-            cost = sum(leg.n_states for leg in r.legs.values()) * block_iterations * ns_per_iteration * repeats
+            cost = block_replica_ns(r, block_iterations, ns_per_iteration, repeats)
             if gain > 1e-12 and cost > 0:
                 scores[r.key] = gain / cost
     ranked = sorted(scores, key=lambda k: scores[k], reverse=True)
@@ -109,14 +121,7 @@ def choose_extensions(
 
 def read_adaptive(run_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """``RUN_DIR/adaptive.json`` (None when the run is not adaptive)."""
-    path = Path(run_dir) / ADAPTIVE_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_object(Path(run_dir) / ADAPTIVE_FILE)
 
 
 def record_round(
@@ -140,11 +145,5 @@ def record_round(
     data["ligand_sigma_kcal_mol"] = sigmas
     data["max_sigma_kcal_mol"] = max(sigmas.values()) if sigmas else None
     data["stop_reason"] = stop_reason
-    atomic_write_text(Path(run_dir) / ADAPTIVE_FILE, json.dumps(data, indent=1, default=_plain) + "\n")
+    atomic_write_text(Path(run_dir) / ADAPTIVE_FILE, json.dumps(data, indent=1) + "\n")
     return data
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value).__name__}")
