@@ -24,6 +24,17 @@ one rigid frame per junction:
 * **kept mixed terms**: the primary junction bond; angles whose only physical atom is X, and d–X–p1; dihedrals
   whose only physical atom is X, d′–d–X–p1, and d–X–p1–q (or the improper over {d, X, p1, p2}) for the reference.
   Terms that join dummies of groups on different bridges are switched off as well.
+* **one well**: a force-field reference term is n-fold (2-fold for a dihedral across an aromatic bond or an
+  improper), so bond + angle d–X–p1 + reference leave the dummy n positions of equal energy; on an aromatic ring
+  the second one lies on the bond to X's other ring neighbour. The dummy end allows it, the next λ window does not
+  (the switched angle d–X–p2 is back at 10 %), so a replica that falls in there has no overlap with its neighbour
+  (seen: a benzene -> toluene vacuum leg, ΔG 5 kcal/mol off with σ 9.5). Where the frame has a reference, every
+  angle d–X–p to a physical neighbour p of X is therefore kept too. That couples the dummy to the physical angles
+  at X, which in a rigid or planar frame are stiff: for an aromatic C-H the two angles act on the ring angle
+  p1–X–p2 as one extra harmonic term of half an angle's force constant (~140 kJ/mol/rad² against the ring's own
+  ~600 and the ring closure), a free-energy change of ~0.06 kcal/mol that is the same in every environment, so it
+  cancels from ΔΔG to far below the statistical error. A freely rotating junction (no reference) keeps d–X–p1
+  only: its single well is the whole circle about X–p1.
 
 Switched-off terms are not lost: they scale with ``lambda_bonded`` (full at the end state where their atoms are
 physical, zero at the dummy end), so each end state of the hybrid is exactly the plain system plus the kept dummy
@@ -201,13 +212,21 @@ def _keeps(kind, atoms, mine, physical, group_of, bridge_of, secondary_bonds, fr
     frame = frame_of(x)
     if physical == {x}:
         return True  # bonds to X (the primary junction bond), angles and dihedrals among dummies and X
-    if len(frame) < 2 or not physical <= set(frame):
+    if len(frame) < 2:
         return False
     p1 = frame[1]
+    if kind == "angle":
+        if atoms[1] != x or len(physical) != 2:
+            return False
+        (p,) = physical - {x}
+        # d–X–p1; with a reference (a rigid bond or a planar X), every d–X–p as well: the reference term is n-fold
+        # (2-fold on an aromatic ring), and with one angle the dummy had n equal wells, one of them folded onto
+        # a physical neighbour of X that the next λ window forbids (a replica stuck there has no overlap)
+        return p == p1 or (len(frame) == 3 and p in adjacency[x])
+    if not physical <= set(frame):
+        return False
     chain = _is_chain(atoms, adjacency)
     ends = (atoms, tuple(reversed(atoms)))
-    if kind == "angle":
-        return physical == {x, p1} and atoms[1] == x  # d–X–p1
     if kind != "torsion":
         return False
     if not chain:  # an improper: the reference of a bridge whose bond to p1 rotates

@@ -66,8 +66,9 @@ def _static_terms(hybrid):
 
 
 def _assert_placement_terms_only(hybrid):
-    """Every dummy atom at a junction keeps at most one angle and one dihedral atom set that reach two or more
-    physical atoms: no over-determined placement that would couple it to the physical geometry."""
+    """Every dummy atom at a junction keeps at most one dihedral atom set that reaches two or more physical
+    atoms, and only angles centred on its junction atom (one per physical neighbour at most): no dihedral across
+    a second bond, no angle beyond the junction."""
     role = _roles(hybrid)
     for unique_role in (ROLE_UNIQUE_A, ROLE_UNIQUE_B):
         per_dummy: dict[tuple[int, str], set] = {}
@@ -82,7 +83,60 @@ def _assert_placement_terms_only(hybrid):
             placed = placed if role[placed] == unique_role else dummies[0]
             per_dummy.setdefault((placed, kind), set()).add(frozenset(atoms))
         for (dummy, kind), sets in per_dummy.items():
+            if kind == "angle":  # d–X–p: all centred on one junction atom X, each to another physical neighbour
+                centres = {next(iter(a & set(_neighbours(hybrid, dummy)))) for a in sets}
+                assert len(centres) == 1 and all(len(a) == 3 for a in sets), (dummy, sets)
+                continue
             assert len(sets) == 1, f"dummy {dummy}: {len(sets)} {kind} terms reach the physical part: {sets}"
+
+
+def _neighbours(hybrid, atom: int) -> list[int]:
+    """Atoms bonded (or constrained) to ``atom`` in the hybrid."""
+    out = []
+    for force in hybrid.system.getForces():
+        if isinstance(force, (openmm.HarmonicBondForce, openmm.CustomBondForce)):
+            for n in range(force.getNumBonds()):
+                i, j = force.getBondParameters(n)[:2]
+                out += [j] if i == atom else [i] if j == atom else []
+    for n in range(hybrid.system.getNumConstraints()):
+        i, j, _ = hybrid.system.getConstraintParameters(n)
+        out += [j] if i == atom else [i] if j == atom else []
+    return out
+
+
+def test_aromatic_junction_dummy_has_one_well(edge):
+    """benzene -> toluene: at B's end, A's hydrogen on the substituted carbon is a dummy. Bond, angle d–X–p1 and
+    the 2-fold ring dihedral alone give it a second well of exactly the same energy, folded onto the bond to X's
+    other ring neighbour (a rotation by 180° about X–p1). With every angle at X kept, that position costs more
+    than 40 kT, and the end states stay exact."""
+    import numpy as np
+
+    end_states, hybrid, _ = edge("benzene", "toluene")
+    role = _roles(hybrid)
+    ctx = openmm.Context(hybrid.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    for name in ctx.getParameters():
+        if name.startswith("lambda"):
+            ctx.setParameter(name, 1.0)
+    x = np.asarray(hybrid.positions, dtype=float)  # nm
+    dummies = [a for a in range(len(role)) if role[a] == ROLE_UNIQUE_A]
+    moved = []
+    for d in dummies:
+        bridge = next(a for a in _neighbours(hybrid, d) if role[a] == ROLE_CORE)
+        p1 = next(a for a in _neighbours(hybrid, bridge) if role[a] == ROLE_CORE and a != d)
+        axis = (x[p1] - x[bridge]) / np.linalg.norm(x[p1] - x[bridge])
+        rel = x[d] - x[bridge]
+        folded = x.copy()
+        folded[d] = x[bridge] + 2 * np.dot(rel, axis) * axis - rel  # 180° about X–p1
+        energies = []
+        for pos in (x, folded):
+            ctx.setPositions(pos)
+            energies.append(
+                ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+            )
+        moved.append(energies[1] - energies[0])
+    assert dummies and min(moved) > 40 * 2.479
+    result = end_state_energy_check(end_states, hybrid, platform="Reference")
+    assert result["passed"], result["max_abs_energy_difference"]
 
 
 def test_dual_junction_keeps_one_anchor(edge):
