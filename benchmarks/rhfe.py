@@ -2,13 +2,14 @@
 and vs FreeSolv's own GAFF/AM1-BCC values.
 
     python benchmarks/rhfe.py [--set benzenes|flexible] [--protocol fast] [--run-dir runs/rhfe_<set>] [--nnp ani2x] [--edges A~B,...]
-                              [--analyse-only] [--out benchmarks/results]
+                              [--analyse-only] [--out benchmarks/results] [--archive PATH.tar.gz]
 
 Runs (resumably: stop it any time and run the same command again) the 15 edges of
 ``../shared/benchmarks/freesolv/rhfe_<set>_edges.csv`` (15 benzene or 16 flexible edges) in hydration mode with ``fep run``, then writes
 ``rhfe.json`` and ``rhfe.md``: per edge ΔΔG_MM, ΔΔG_ML with σ, experimental ΔΔG and FreeSolv's GAFF ΔΔG; node ΔG by
 maximum likelihood; RMSE, MUE, R², Kendall τ with bootstrap 95 % intervals for MM, ML and GAFF; cycle closures.
-``--analyse-only`` tabulates whatever edges have finished so far. Data: ../shared/benchmarks (read in place).
+``--analyse-only`` tabulates whatever edges have finished so far; ``--archive`` packs a stopped run for the next
+session (finished legs without their samples). Data: ../shared/benchmarks (read in place).
 """
 
 from __future__ import annotations
@@ -285,6 +286,47 @@ def nnp_cost(run_dir: Path) -> dict:
     return {"legs": legs, "mm_wall_s": mm, "nnp_wall_s": nnp, "fraction": nnp / mm, **totals}
 
 
+#: what a finished leg no longer needs to be skipped on resume (its result and checkpoint stay): the samples,
+#: snapshots, replica state, end-state and hybrid systems
+BULKY = (
+    "sampler/data",
+    "sampler/snapshots",
+    "sampler/state",
+    "end_states",
+    "hybrid/system.xml",
+    "hybrid/positions.npy",
+)
+
+
+def archive(run_dir: Path, path: Path) -> dict:
+    """A resumable ``.tar.gz`` of a stopped run (run folders do not outlive a session here): every file of an
+    unfinished leg, and of a finished leg (``leg_result.json`` newer than its checkpoint, which is how a resume
+    recognises it) only what the resume and the analysis read. Unpack with ``tar -xzf PATH -C <parent of run_dir>``;
+    modification times are kept, so finished legs stay finished."""
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    finished = skipped = 0
+    with tarfile.open(path.with_suffix(".part"), "w:gz") as tar:
+        for file in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+            rel = file.relative_to(run_dir)
+            leg_dir = run_dir.joinpath(*rel.parts[:4]) if rel.parts[0] == "edges" and len(rel.parts) > 4 else None
+            if leg_dir is not None and _leg_done(leg_dir):
+                inner = file.relative_to(leg_dir).as_posix()
+                if any(inner == b or inner.startswith(b + "/") for b in BULKY):
+                    skipped += 1
+                    continue
+                finished += inner == "leg_result.json"
+            tar.add(file, arcname=(Path(run_dir.name) / rel).as_posix())
+    path.with_suffix(".part").replace(path)
+    return {"archive": str(path), "bytes": path.stat().st_size, "finished_legs": finished, "files_left_out": skipped}
+
+
+def _leg_done(leg_dir: Path) -> bool:
+    result, checkpoint = leg_dir / "leg_result.json", leg_dir / "sampler" / "checkpoint.json"
+    return result.exists() and checkpoint.exists() and result.stat().st_mtime >= checkpoint.stat().st_mtime
+
+
 def markdown(data: dict) -> str:
     span = data.get("run_span") or {}
     lines = [
@@ -396,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analyse-only", action="store_true")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     parser.add_argument("--fep-args", default="", help="Extra arguments for `fep run`, e.g. '--workers 2'")
+    parser.add_argument(
+        "--archive", type=Path, default=None, help="Only write a resumable .tar.gz of the (stopped) run to this path"
+    )
     args = parser.parse_args(argv)
     command = "python benchmarks/rhfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.ligand_ff is None:
@@ -403,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     option = args.ligand_ff if args.charge_method == "am1bcc" else f"{args.ligand_ff}+{args.charge_method}"
     if args.run_dir is None:
         args.run_dir = REPO / "runs" / f"rhfe_{args.series}_{option}"
+    if args.archive is not None:
+        print(json.dumps(archive(args.run_dir, args.archive)))
+        return 0
     wall = None
     if not args.analyse_only:
         log_invocation(args.run_dir, command)

@@ -152,3 +152,32 @@ def test_rhfe_compare_pairs_the_same_edges_and_uses_the_ml_column_for_the_endpoi
     assert out["edges"][0]["sigma_exp"] > 0  # FreeSolv's experimental errors of both ligands
     with pytest.raises(SystemExit):
         compare.main(["--set", "benzenes", "--a", "sage", "--b", "ani2x-torsions", "--results", str(tmp_path)])
+
+
+def test_rhfe_archive_keeps_unfinished_legs_whole_and_finished_legs_resumable(tmp_path):
+    """A finished leg (result newer than its checkpoint) travels without its samples and stays finished after
+    unpacking; an unfinished leg travels whole."""
+    import tarfile
+
+    run_dir = tmp_path / "runs" / "rhfe_x"
+    legs = {name: run_dir / "edges" / "a~b" / "repeat_0" / name for name in ("solvent", "vacuum")}
+    for leg_dir in legs.values():
+        (leg_dir / "sampler" / "data").mkdir(parents=True)
+        (leg_dir / "sampler" / "data" / "iter_0.npz").write_bytes(b"x" * 1000)
+        (leg_dir / "hybrid").mkdir()
+        (leg_dir / "hybrid" / "system.xml").write_text("<System/>")
+        (leg_dir / "sampler" / "checkpoint.json").write_text("{}")
+    os.utime(legs["solvent"] / "sampler" / "checkpoint.json", (1e9, 1e9))
+    (legs["solvent"] / "leg_result.json").write_text("{}")  # finished: newer than its checkpoint
+    (run_dir / "run.json").write_text("{}")
+    out = _script("rhfe").archive(run_dir, tmp_path / "partial" / "rhfe_x.tar.gz")
+    assert out["finished_legs"] == 1 and out["files_left_out"] == 2
+    with tarfile.open(out["archive"]) as tar:
+        names = set(tar.getnames())
+        tar.extractall(tmp_path / "back", filter="tar")
+    solvent, vacuum = "rhfe_x/edges/a~b/repeat_0/solvent", "rhfe_x/edges/a~b/repeat_0/vacuum"
+    assert {f"{solvent}/leg_result.json", f"{solvent}/sampler/checkpoint.json", "rhfe_x/run.json"} <= names
+    assert not any(n.startswith((f"{solvent}/sampler/data", f"{solvent}/hybrid/system.xml")) for n in names)
+    assert {f"{vacuum}/sampler/data/iter_0.npz", f"{vacuum}/hybrid/system.xml"} <= names
+    back = tmp_path / "back" / solvent
+    assert (back / "leg_result.json").stat().st_mtime >= (back / "sampler" / "checkpoint.json").stat().st_mtime
