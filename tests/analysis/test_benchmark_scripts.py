@@ -181,3 +181,21 @@ def test_rhfe_archive_keeps_unfinished_legs_whole_and_finished_legs_resumable(tm
     assert {f"{vacuum}/sampler/data/iter_0.npz", f"{vacuum}/hybrid/system.xml"} <= names
     back = tmp_path / "back" / solvent
     assert (back / "leg_result.json").stat().st_mtime >= (back / "sampler" / "checkpoint.json").stat().st_mtime
+
+
+def test_adaptive_table_reports_both_runs_and_the_saving():
+    sys.path.insert(0, str(REPO / "benchmarks"))  # adaptive.py imports rhfe.py beside it, as when run
+    try:
+        adaptive = _script("adaptive")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    run = {"edges": 15, "max_sigma_kcal_mol": 0.2, "rms_sigma_kcal_mol": 0.15, "edge_rmse_kcal_mol": 0.7}
+    data = {
+        "series": "benzenes", "command": "python benchmarks/adaptive.py", "target_sigma_kcal_mol": 0.2,
+        "first_iterations": 12, "block_iterations": 6, "stop_reason": "every ligand at the target",
+        "uniform": {**run, "replica_ns_total": 10.0}, "adaptive": {**run, "replica_ns_total": 6.5},
+        "saving": 0.35, "target_met": True,
+    }  # fmt: skip
+    text = adaptive.markdown(data)
+    assert "| uniform | 15 | 10.00 |" in text and "| adaptive | 15 | 6.50 |" in text
+    assert "Sampling saved: 35 %" in text and "met)" in text
