@@ -184,7 +184,13 @@ def ml_forcefield_section(results: Path) -> list[str]:
             f"- `{data['benchmark']}.json`: {data['n_bonds']} rotatable bonds; RMSE of the MM-relaxed torsion profile "
             f"against ANI-2x's, median {_f(data['median_rmse_sage'])} kcal/mol with Sage's torsions, "
             f"{_f(data['median_rmse_fitted'])} refitted (largest {_f(data['max_rmse_fitted'])}); "
-            f"{data['fit_wall_s_total']:.0f} s of scans and fits in all."
+            f"{data['fit_wall_s_total']:.0f} s of scans and fits in all"
+            + (
+                f"; out of sample, relative conformer energies (RMS of the per-ligand ddE RMSE against ANI-2x): "
+                f"Sage {_f(data['conformer_rmse_sage'])}, refitted {_f(data['conformer_rmse_fitted'])} kcal/mol."
+                if data.get("conformer_rmse_sage") is not None
+                else "."
+            )
         )
     runs = sorted(results.glob("rhfe_*_*.json"))
     runs = [p for p in runs if "_vs_" not in p.stem]

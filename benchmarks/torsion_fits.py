@@ -7,7 +7,10 @@ Prepares every ligand of the series as ``fep run --ligand-ff ani2x-torsions`` do
 scans and fits of :mod:`fep.nnp.torsions`, cached in ``$MLFEP_CACHE_DIR/torsions``; a cached ligand reports the
 wall time its fit took when it was made) and writes ``torsion_fits_<set>.{json,md}``: per rotatable bond the RMSE
 of the MM-relaxed profile against the ANI-2x profile (points within 10 kcal/mol of the minimum, best constant
-offset) with Sage's own torsions and with the refitted ones.
+offset) with Sage's own torsions and with the refitted ones; and per ligand an out-of-sample check
+(:mod:`fep.nnp.conformers`): the RMSE of MM's relative conformer energies against ANI-2x's over ANI-2x minima
+reached from 16 ETKDG conformers of another seed than the fit's (within 5 kcal/mol of the lowest; MM relaxed with
+every rotatable bond's dihedral held at its ANI-2x value), with Sage's torsions and with the refitted ones.
 """
 
 from __future__ import annotations
@@ -27,9 +30,15 @@ SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
 FREESOLV = SHARED / "benchmarks" / "freesolv"
 
 
+EVAL_SEED = 7  # the conformers of the check: not the fit's seed
+EVAL_CONFORMERS = 16
+
+
 def fits(series: str) -> dict:
     from fep.execution.rundir import package_versions
     from fep.execution.runner import prepare_ligands
+    from fep.nnp.conformers import ani_conformers, check_conformers
+    from fep.nnp.torsions import rotatable_torsions
     from fep.protocol import load_protocol
     from ligand_prep.io import read_ligands
 
@@ -43,6 +52,11 @@ def fits(series: str) -> dict:
         if t is None:
             rows.append({"ligand": name, "bonds": [], "wall_s": None, "note": "not refitted"})
             continue
+        ani = ani_conformers(prep, n=EVAL_CONFORMERS, seed=EVAL_SEED)
+        hold = rotatable_torsions(prep.ligand.to_rdkit())
+        sage = check_conformers(prep.model_copy(update={"torsions": None}), ani, hold=hold)
+        refit = check_conformers(prep, ani, hold=hold)
+        print(f"{name}: conformer ddE RMSE {sage.rmse_kcal_mol:.2f} -> {refit.rmse_kcal_mol:.2f}", flush=True)
         rows.append(
             {
                 "ligand": name,
@@ -52,6 +66,15 @@ def fits(series: str) -> dict:
                 ],
                 "n_terms": len(t.terms),
                 "wall_s": t.wall_s,
+                "conformers": {
+                    "n": sage.n_conformers,
+                    "rmse_sage": sage.rmse_kcal_mol,
+                    "rmse_fitted": refit.rmse_kcal_mol,
+                    "dde_sage": sage.dde_kcal_mol,
+                    "dde_fitted": refit.dde_kcal_mol,
+                    "rmsd_sage_a": sage.rmsd_a,
+                    "rmsd_fitted_a": refit.rmsd_a,
+                },
             }
         )
     bonds = [b for r in rows for b in r["bonds"]]
@@ -67,7 +90,13 @@ def fits(series: str) -> dict:
         "median_rmse_sage": float(np.median([b["rmse_sage"] for b in bonds])) if bonds else None,
         "median_rmse_fitted": float(np.median([b["rmse_fitted"] for b in bonds])) if bonds else None,
         "max_rmse_fitted": float(max(b["rmse_fitted"] for b in bonds)) if bonds else None,
+        "conformer_rmse_sage": _rms([r["conformers"]["rmse_sage"] for r in rows if r.get("conformers")]),
+        "conformer_rmse_fitted": _rms([r["conformers"]["rmse_fitted"] for r in rows if r.get("conformers")]),
     }
+
+
+def _rms(values: list[float]) -> float | None:
+    return float(np.sqrt(np.mean(np.square(values)))) if values else None
 
 
 def markdown(data: dict, command: str) -> str:
@@ -82,15 +111,28 @@ def markdown(data: dict, command: str) -> str:
         f"of the minimum): median with Sage's torsions {data['median_rmse_sage']:.2f}, with the refitted ones "
         f"{data['median_rmse_fitted']:.2f} (largest {data['max_rmse_fitted']:.2f}).",
         "",
-        "| ligand | bond (atoms) | RMSE Sage | RMSE refitted | fit wall s |",
-        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    if data.get("conformer_rmse_sage") is not None:
+        lines += [
+            "Out of sample, relative conformer energies (MM minima from the ANI-2x minima of 16 ETKDG conformers of "
+            "another seed than the fit's, within 5 kcal/mol of the lowest, rotors held at the ANI-2x values): RMS over ligands of the per-ligand ddE "
+            f"RMSE, Sage {data['conformer_rmse_sage']:.2f}, refitted {data['conformer_rmse_fitted']:.2f} kcal/mol.",
+            "",
+        ]
+    lines += [
+        "| ligand | bond (atoms) | RMSE Sage | RMSE refitted | fit wall s | conformers | ddE RMSE Sage | ddE RMSE refitted |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in data["ligands"]:
+        conf = r.get("conformers")
         for n, b in enumerate(r["bonds"]):
             wall = f"{r['wall_s']:.0f}" if n == 0 and r["wall_s"] is not None else ""
-            lines.append(f"| {r['ligand']} | {b['bond']} | {b['rmse_sage']:.2f} | {b['rmse_fitted']:.2f} | {wall} |")
+            c = f"{conf['n']} | {conf['rmse_sage']:.2f} | {conf['rmse_fitted']:.2f}" if n == 0 and conf else " | |"
+            lines.append(
+                f"| {r['ligand']} | {b['bond']} | {b['rmse_sage']:.2f} | {b['rmse_fitted']:.2f} | {wall} | {c} |"
+            )
         if not r["bonds"]:
-            lines.append(f"| {r['ligand']} | none | | | |")
+            lines.append(f"| {r['ligand']} | none | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,23 +1,26 @@
 """Ligand torsions refitted to ANI-2x: a bespoke force field, used in every λ window at no per-step cost.
 
-For each rotatable bond of a ligand:
+1. **ANI-2x conformers.** ``CONFORMERS`` seeded ETKDG conformers, each relaxed with ANI-2x, duplicates and
+   mirror images merged (:func:`fep.nnp.conformers.ani_conformers`); the lowest is the scans' start.
+2. **ML scans.** For each rotatable bond, the driving dihedral i-j-k-l of the ANI-2x minimum is set to 24
+   angles (15° apart) and every point is relaxed with ANI-2x, the dihedral held by a stiff harmonic restraint;
+   all points are relaxed together in one batch (L-BFGS). Each point is then restarted from its neighbours'
+   relaxed geometries (rotated onto its angle), keeping the lowest ANI energy (a one-sweep torsion drive, which
+   removes most hysteresis).
+3. **One fit of every bond together.** Every force-field torsion term about each scanned bond is switched off
+   and the residual ``E_ANI - E_MM,0`` over all scan points and all conformers is fitted by
+   ``c + Σ_bonds Σ_n a_bn cos(n φ_b)``, n = 1..4, with weights that fade out points far above the minimum and
+   a small ridge penalty. Only cosines: the terms keep the mirror symmetry of an achiral molecule (phases 0 or
+   180°). The residual is taken at MM-relaxed geometries with **every** driving dihedral held at its ANI-2x
+   value: MM is then compared in the same rotamer of every other rotor (a scan of one bond in which MM let a
+   neighbouring rotor flip compared two conformers, and a fit bond by bond could then put a chain's gauche
+   below its anti), and because the fitted terms act on held coordinates only, one linear fit is
+   self-consistent. The conformers make the fit answer for the relative energies of whole conformers, every
+   rotor at once, which is what sampling feels. The reported RMSE per bond compares the MM-relaxed scan with
+   the fitted terms against ANI-2x's (and the same with the force field's own torsions, for reference);
+   ``benchmarks/torsion_fits.py`` checks conformer energies out of sample (another seed).
 
-1. **ML scan.** The driving dihedral i-j-k-l is set to 24 angles (15° apart) on one ETKDG conformer (seeded, so
-   the scan is a property of the molecule, not of the pose) and every scan point is relaxed with ANI-2x, the
-   dihedral held by a stiff harmonic restraint; all points are relaxed together in one batch (L-BFGS). Each
-   point is then restarted from its neighbours' relaxed geometries (rotated onto its angle), keeping the lowest
-   ANI energy (a one-sweep torsion drive, which removes most hysteresis).
-2. **Fit.** Every force-field torsion term about the bond j-k is switched off and the residual
-   ``E_ANI(φ) - E_MM,0(φ)`` is fitted by ``c + Σ_n a_n cos(n φ)``, n = 1..4, with weights that fade out points
-   far above the minimum and a small ridge penalty. Only cosines: the terms keep the mirror symmetry of an
-   achiral molecule (phases 0 or 180°).
-   The residual is taken at MM-relaxed geometries (same restraint, from the ANI-2x points), so the terms make
-   MM's own relaxed profile, which is what sampling sees, follow ANI-2x's. The reported RMSE compares the
-   MM-relaxed profile with the fitted terms against the ANI-2x profile (and the same with the force field's
-   own torsions, for reference).
-
-Bonds are fitted one at a time (the other bonds keep their force-field torsions). The terms are stored on the
-:class:`~ligand_prep.models.PreparedLigand` (``torsions``) and applied by
+The terms are stored on the :class:`~ligand_prep.models.PreparedLigand` (``torsions``) and applied by
 :func:`ligand_prep.parameters.apply_bespoke_torsions` wherever the ligand is parametrized, so both end states, the
 hybrid and the vacuum reference of an edge agree (``fep check`` stays exact). Results are cached on disk by a
 hash of the molecule (atoms, bonds, charges in order) and the fit settings: ``$MLFEP_CACHE_DIR/torsions``.
@@ -40,10 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fep.nnp.geometry import dihedral, minimum_disagreements, start_conformer
+from fep.nnp.conformers import RESTRAINT_K, ANIRelaxer, ani_conformers
+from fep.nnp.geometry import dihedral, minimum_disagreements
 from ligand_prep.models import BespokeTorsions, PreparedLigand, TorsionTerm
 from mlfep_core import atomic_write_text
-from mlfep_core.constants import HARTREE_TO_KJ_MOL, KJ_PER_KCAL
+from mlfep_core.constants import KJ_PER_KCAL
 
 __all__ = [
     "METHOD",
@@ -56,15 +60,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Version tag of the scan + fit; part of the cache key, so changing the method invalidates old entries.
-METHOD = "ani2x-torsions/1"
+METHOD = "ani2x-torsions/2"
 STEP_DEG = 15.0
 PERIODICITIES = (1, 2, 3, 4)
-RESTRAINT_K = 4000.0  # kJ/mol/rad², holds the dihedral within ~0.2° of its target
 WEIGHT_SCALE_KJ = 25.0  # points this far above the ANI minimum get weight 1/e
 RIDGE_KJ = 0.05  # ridge penalty (kJ/mol) on each Fourier coefficient
 PROFILE_CUTOFF_KCAL = 10.0  # RMSE over scan points up to this far above the ANI minimum
-ANI_GTOL = 0.05  # kJ/mol/Å, largest gradient component at convergence (per point)
-ANI_MAXITER = 400
+CONFORMERS = 12  # seeded ETKDG starts of the ANI-2x conformers fitted with the scans (0: scans only)
 
 
 def torsion_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -146,123 +148,77 @@ def _moving_side(mol, j: int, k: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------ energies
-class _ANIRelaxer:
-    """Batched relaxation of many frames, one restrained dihedral each, and ANI-2x energies of the results.
+def _base_system(prepared: PreparedLigand):
+    """The ligand's vacuum system with the force field's own torsions (no refitted ones)."""
+    from ligand_prep.parameters import ligand_system
 
-    Geometries are relaxed on the first network of the ensemble in float32 (7x cheaper than the 8-network
-    float64 ensemble, and the geometry error that leaves is second order in the energy); the energies that are
-    fitted come from the whole ensemble in float64.
-    """
-
-    def __init__(self, species: Sequence[int], threads: int | None = 1) -> None:
-        from gpu_kernels.ani import ANIBatch, load_ani2x
-
-        self.batch = ANIBatch(species, device="cpu", dtype="float64", threads=threads, from_free_atoms=True)
-        self.member = load_ani2x("cpu", "float32", self_energies=False)[0]
-        self.threads = threads
-        self.n_calls = 0
-
-    def energies(self, frames_nm: np.ndarray) -> np.ndarray:
-        """ANI-2x ensemble energies, kJ/mol from the free atoms, shape (F,)."""
-        return self.batch.energies(frames_nm)
-
-    def relax(self, frames_nm: np.ndarray, idx: Sequence[int], targets: np.ndarray) -> np.ndarray:
-        """Minimise E + restraint for every frame (independent problems solved as one), nm in and out."""
-        import torch
-        from scipy.optimize import minimize
-
-        from gpu_kernels._torch import torch_threads
-
-        n_frames, n_atoms, _ = frames_nm.shape
-        species = torch.tensor(self.batch.species).expand(n_frames, -1)
-        phi0 = torch.as_tensor(targets, dtype=torch.float32)
-        i, j, k, l_ = (int(a) for a in idx)
-
-        def fun(flat: np.ndarray):
-            x = torch.tensor(flat.reshape(n_frames, n_atoms, 3), dtype=torch.float32, requires_grad=True)
-            e = self.member((species, x)).energies * HARTREE_TO_KJ_MOL  # x in Å
-            b0, b1, b2 = x[:, i] - x[:, j], x[:, k] - x[:, j], x[:, l_] - x[:, k]
-            b1n = b1 / b1.norm(dim=1, keepdim=True)
-            v = b0 - (b0 * b1n).sum(1, keepdim=True) * b1n
-            w = b2 - (b2 * b1n).sum(1, keepdim=True) * b1n
-            phi = torch.atan2((torch.cross(b1n, v, dim=1) * w).sum(1), (v * w).sum(1))
-            d = torch.remainder(phi - phi0 + math.pi, 2 * math.pi) - math.pi
-            total = (e + 0.5 * RESTRAINT_K * d**2).sum()
-            (g,) = torch.autograd.grad(total, x)
-            self.n_calls += 1
-            return float(total.detach()), g.numpy().ravel().astype(np.float64)
-
-        with torch_threads(self.threads):
-            res = minimize(
-                fun,
-                frames_nm.ravel() * 10.0,
-                jac=True,
-                method="L-BFGS-B",
-                options={"maxiter": ANI_MAXITER, "gtol": ANI_GTOL, "maxcor": 30},
-            )
-        return res.x.reshape(n_frames, n_atoms, 3) / 10.0
+    system, _, _ = ligand_system(prepared.model_copy(update={"torsions": None}))
+    return system
 
 
 class _MMProfile:
-    """The ligand's vacuum MM energy about one bond: force-field torsions about it off, trial terms on top.
+    """The ligand's vacuum MM energy with every scanned bond's driving dihedral held: force-field torsions about
+    those bonds off, trial terms on the driving dihedrals.
 
-    Force groups: 0 the rest of the ligand's force field, 1 the trial torsion terms on the driving dihedral
-    (``set_terms``), 2 the restraint holding the driving dihedral (never part of reported energies).
-    ``keep_base``: leave the force field's own torsions about the bond on (the reference profile).
+    Force groups: 0 the rest of the ligand's force field, 1 the trial torsion terms (``set_terms``), 2 the
+    restraints holding the driving dihedrals (never part of reported energies). ``keep_base``: leave the force
+    field's own torsions about the bonds on (the reference profile). Holding every driving dihedral, not only the
+    scanned one, keeps MM in the rotamer ANI-2x relaxed to, so a residual never mixes two conformers.
     """
 
-    def __init__(self, prepared: PreparedLigand, idx: tuple[int, int, int, int], keep_base: bool = False) -> None:
+    def __init__(
+        self,
+        prepared: PreparedLigand,
+        dihedrals: Sequence[tuple[int, int, int, int]],
+        keep_base: bool = False,
+        base_system=None,
+    ) -> None:
+        import copy
+
         import openmm
-        import openmm.unit as u
 
-        from ligand_prep.parameters import ligand_system
-
-        system, _, _ = ligand_system(prepared.model_copy(update={"torsions": None}))
-        bond = frozenset(idx[1:3])
-        self.base_terms: list[tuple] = []
+        # parametrizing the ligand takes seconds: one copy of its force-field system serves every variant
+        system = copy.deepcopy(base_system if base_system is not None else _base_system(prepared))
+        bonds = {frozenset(d[1:3]) for d in dihedrals}
         for force in system.getForces():
             force.setForceGroup(0)
-            if isinstance(force, openmm.PeriodicTorsionForce):
+            if isinstance(force, openmm.PeriodicTorsionForce) and not keep_base:
                 for t in range(force.getNumTorsions()):
-                    *atoms, per, phase, k = force.getTorsionParameters(t)
-                    if frozenset(atoms[1:3]) == bond:
-                        self.base_terms.append(
-                            (
-                                tuple(atoms),
-                                int(per),
-                                phase.value_in_unit(u.radian),
-                                k.value_in_unit(u.kilojoule_per_mole),
-                            )
-                        )
-                        if not keep_base:
-                            force.setTorsionParameters(t, *atoms, per, phase, 0.0)
-        self.idx = tuple(int(a) for a in idx)
+                    *atoms, per, phase, _ = force.getTorsionParameters(t)
+                    if frozenset(atoms[1:3]) in bonds:
+                        force.setTorsionParameters(t, *atoms, per, phase, 0.0)
+        self.dihedrals = [tuple(int(a) for a in d) for d in dihedrals]
         self.trial = openmm.PeriodicTorsionForce()
         self.trial.setForceGroup(1)
-        for _ in PERIODICITIES:
-            self.trial.addTorsion(*self.idx, 1, 0.0, 0.0)
+        for d in self.dihedrals:
+            for _ in PERIODICITIES:
+                self.trial.addTorsion(*d, 1, 0.0, 0.0)
         system.addForce(self.trial)
         self.restraint = openmm.CustomTorsionForce("0.5*kr*min(dt, 2*pi-dt)^2; dt=abs(theta-t0); pi=3.141592653589793")
         self.restraint.addGlobalParameter("kr", RESTRAINT_K)
         self.restraint.addPerTorsionParameter("t0")
-        self.restraint.addTorsion(*self.idx, [0.0])
+        for d in self.dihedrals:
+            self.restraint.addTorsion(*d, [0.0])
         self.restraint.setForceGroup(2)
         system.addForce(self.restraint)
         platform = openmm.Platform.getPlatformByName("Reference")
         self.context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
 
     def set_terms(self, terms: Sequence[tuple]) -> None:
-        """Put ``terms`` ``(atoms, n, phase_rad, k)`` in the trial slots (the rest switched off)."""
-        for t in range(self.trial.getNumTorsions()):
-            if t < len(terms):
-                atoms, per, phase, k = terms[t]
-                self.trial.setTorsionParameters(t, *atoms, int(per), float(phase), float(k))
-            else:
-                self.trial.setTorsionParameters(t, *self.idx, 1, 0.0, 0.0)
+        """Put ``terms`` ``(atoms, n, phase_rad, k)`` in the trial slots of their dihedral (the rest off)."""
+        per = len(PERIODICITIES)
+        used = dict.fromkeys(range(len(self.dihedrals)), 0)
+        values = {t: (self.dihedrals[t // per], 1, 0.0, 0.0) for t in range(self.trial.getNumTorsions())}
+        for atoms, n, phase, k in terms:
+            d = self.dihedrals.index(tuple(int(a) for a in atoms))
+            values[d * per + used[d]] = (self.dihedrals[d], int(n), float(phase), float(k))
+            used[d] += 1
+        for t, (atoms, n, phase, k) in values.items():
+            self.trial.setTorsionParameters(t, *atoms, n, phase, k)
         self.trial.updateParametersInContext(self.context)
 
     def energies(self, frames_nm: np.ndarray, groups: Sequence[int] = (0, 1)) -> np.ndarray:
-        """kJ/mol of every frame (without the restraint)."""
+        """kJ/mol of every frame (without the restraints)."""
         mask = sum(1 << g for g in groups)
         out = np.empty(len(frames_nm))
         for f, x in enumerate(frames_nm):
@@ -270,13 +226,15 @@ class _MMProfile:
             out[f] = self.context.getState(getEnergy=True, groups=mask).getPotentialEnergy()._value
         return out
 
-    def relax(self, frames_nm: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """MM minimisation of every frame with the current trial terms and the dihedral held at its target."""
+    def relax(self, frames_nm: np.ndarray) -> np.ndarray:
+        """MM minimisation of every frame with the current trial terms, each driving dihedral held where it is in
+        that frame."""
         import openmm
 
         out = np.empty_like(frames_nm)
-        for f, (x, t0) in enumerate(zip(frames_nm, targets, strict=True)):
-            self.restraint.setTorsionParameters(0, *self.idx, [float(t0)])
+        for f, x in enumerate(frames_nm):
+            for t, d in enumerate(self.dihedrals):
+                self.restraint.setTorsionParameters(t, *d, [dihedral(x, d)])
             self.restraint.updateParametersInContext(self.context)
             self.context.setPositions(x)
             openmm.LocalEnergyMinimizer.minimize(self.context, 1e-3, 2000)
@@ -290,15 +248,16 @@ def _weights(e_ml: np.ndarray) -> np.ndarray:
     return np.exp(-np.maximum(rel - 5.0, 0.0) / WEIGHT_SCALE_KJ)
 
 
-def _fit_fourier(phi: np.ndarray, residual: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted ridge least squares of ``residual ≈ c + Σ a_n cos(nφ)``; returns (a_1..a_N) in kJ/mol."""
-    design = np.column_stack([np.ones_like(phi), *[np.cos(n * phi) for n in PERIODICITIES]])
+def _fit_fourier(phis: np.ndarray, residual: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted ridge least squares of ``residual ≈ c + Σ_b Σ_n a_bn cos(n φ_b)`` over every point; ``phis`` is
+    (P, D), one column per driving dihedral. Returns the (D, N) coefficients in kJ/mol."""
+    columns = [np.cos(n * phis[:, b]) for b in range(phis.shape[1]) for n in PERIODICITIES]
+    design = np.column_stack([np.ones(len(phis)), *columns])
     sw = np.sqrt(weights)
     a = design * sw[:, None]
-    b = residual * sw
-    penalty = np.diag([0.0, *[RIDGE_KJ] * len(PERIODICITIES)])
-    coef = np.linalg.solve(a.T @ a + penalty, a.T @ b)
-    return coef[1:]
+    penalty = np.diag([0.0, *[RIDGE_KJ] * len(columns)])
+    coef = np.linalg.solve(a.T @ a + penalty, a.T @ (residual * sw))
+    return coef[1:].reshape(phis.shape[1], len(PERIODICITIES))
 
 
 def _terms(idx, coeffs: np.ndarray) -> list[tuple]:
@@ -335,9 +294,9 @@ class TorsionScan:
 
 
 def scan_bond(
-    prepared: PreparedLigand, idx: tuple[int, int, int, int], relaxer: _ANIRelaxer, start_nm: np.ndarray
-) -> TorsionScan:
-    """ANI-2x relaxed scan of one dihedral, the Fourier fit and its self-consistent MM refinement."""
+    prepared: PreparedLigand, idx: tuple[int, int, int, int], relaxer: ANIRelaxer, start_nm: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """ANI-2x relaxed scan of one dihedral from ``start_nm``: the relaxed frames (P, n, 3) nm and their energies."""
     mol = prepared.ligand.to_rdkit()
     moving = _moving_side(mol, idx[1], idx[2])
     targets = np.radians(np.arange(-180.0 + STEP_DEG, 180.0 + 1e-9, STEP_DEG))
@@ -353,37 +312,59 @@ def scan_bond(
         e_trial = relaxer.energies(trial)
         better = e_trial < energies - 1e-3
         frames[better], energies[better] = trial[better], e_trial[better]
-    phi = np.array([dihedral(x, idx) for x in frames])
+    return frames, energies
 
-    mm = _MMProfile(prepared, idx)
-    # the fitted terms act on the driving dihedral only, so at a held φ they are constant and the MM-relaxed
-    # geometry does not depend on them: one fit on the MM-relaxed geometries is already self-consistent
+
+def fit_scans(
+    prepared: PreparedLigand,
+    dihedrals: Sequence[tuple[int, int, int, int]],
+    scans: Sequence[tuple[np.ndarray, np.ndarray]],
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
+    base_system=None,
+) -> list[TorsionScan]:
+    """Fit every driving dihedral's Fourier terms at once to the ANI-2x energies of all scans (one per dihedral)
+    and of ``extra`` points (e.g. the ANI-2x conformers), with the MM geometries relaxed with every driving
+    dihedral held at its ANI-2x value: the fitted terms then act on held coordinates only, so one linear fit is
+    self-consistent. All energies are of one molecule, so one constant offset serves every point."""
+    if base_system is None:
+        base_system = _base_system(prepared)
+    frames = np.concatenate([f for f, _ in scans] + ([extra[0]] if extra is not None else []))
+    e_ml = np.concatenate([e for _, e in scans] + ([extra[1]] if extra is not None else []))
+    mm = _MMProfile(prepared, dihedrals, base_system=base_system)
     mm.set_terms([])
-    geometries = mm.relax(frames, phi)
+    geometries = mm.relax(frames)
     e0 = mm.energies(geometries, groups=(0,))
-    phi_mm = np.array([dihedral(x, idx) for x in geometries])
-    terms = _terms(idx, _fit_fourier(phi_mm, energies - e0, _weights(energies)))
-    mm.set_terms(terms)
-    e_fit = mm.energies(mm.relax(geometries, phi))
-    base = _MMProfile(prepared, idx, keep_base=True)
-    e_base = base.energies(base.relax(frames, phi))
-    return TorsionScan(
-        idx=(int(idx[0]), int(idx[1]), int(idx[2]), int(idx[3])),
-        phi=phi,
-        e_ml=energies,
-        frames_ml=frames,
-        terms=terms,
-        e_mm_fitted=e_fit,
-        e_mm_base=e_base,
-        rmse_kcal_mol=_profile_rmse(e_fit, energies),
-        rmse_base_kcal_mol=_profile_rmse(e_base, energies),
-    )
+    phis = np.array([[dihedral(x, d) for d in dihedrals] for x in geometries])
+    coeffs = _fit_fourier(phis, e_ml - e0, _weights(e_ml))
+    terms = [_terms(d, c) for d, c in zip(dihedrals, coeffs, strict=True)]
+    mm.set_terms([t for per_bond in terms for t in per_bond])
+    e_fit = mm.energies(geometries)  # the trial terms act on held dihedrals: the relaxed geometries stand
+    base = _MMProfile(prepared, dihedrals, keep_base=True, base_system=base_system)
+    e_base = base.energies(base.relax(frames))
+    out, start = [], 0
+    for d, (f, e), t in zip(dihedrals, scans, terms, strict=True):
+        part = slice(start, start + len(e))
+        start += len(e)
+        out.append(
+            TorsionScan(
+                idx=(int(d[0]), int(d[1]), int(d[2]), int(d[3])),
+                phi=np.array([dihedral(x, d) for x in f]),
+                e_ml=e,
+                frames_ml=f,
+                terms=t,
+                e_mm_fitted=e_fit[part],
+                e_mm_base=e_base[part],
+                rmse_kcal_mol=_profile_rmse(e_fit[part], e),
+                rmse_base_kcal_mol=_profile_rmse(e_base[part], e),
+            )
+        )
+    return out
 
 
 def torsion_key(prepared: PreparedLigand) -> str:
     """Hash of the molecule (atoms, formal charges, bonds in order), its charges (1e-4 e) and the fit settings."""
     mol = prepared.ligand.to_rdkit()
-    parts = [METHOD, f"{STEP_DEG}", ",".join(map(str, PERIODICITIES)), prepared.forcefield]
+    parts = [METHOD, f"{STEP_DEG}", ",".join(map(str, PERIODICITIES)), f"{CONFORMERS}", prepared.forcefield]
     parts += [f"{a.GetAtomicNum()},{a.GetFormalCharge()}" for a in mol.GetAtoms()]
     parts += [f"{b.GetBeginAtomIdx()}-{b.GetEndAtomIdx()}:{b.GetBondTypeAsDouble()}" for b in mol.GetBonds()]
     parts += [f"{q:.4f}" for q in prepared.partial_charges]
@@ -423,16 +404,29 @@ def fit_bespoke_torsions(
     start = time.perf_counter()
     terms: list[TorsionTerm] = []
     rmse, rmse_base = {}, {}
+    n_conformers = 0
     if dihedrals:
-        relaxer = _ANIRelaxer([a.GetAtomicNum() for a in mol.GetAtoms()], threads=threads)
-        conf = start_conformer(prepared)
+        relaxer = ANIRelaxer([a.GetAtomicNum() for a in mol.GetAtoms()], threads=threads)
+        if progress:
+            progress(f"ANI-2x conformers of {prepared.name}")
+        conformers = ani_conformers(prepared, n=CONFORMERS, relaxer=relaxer)
+        n_conformers = len(conformers.energies)
+        raw = []
         for idx in dihedrals:
             if progress:
                 progress(f"torsion scan {prepared.name} {idx[1]}-{idx[2]}")
-            scan = scan_bond(prepared, idx, relaxer, conf)
+            # from the ANI-2x global minimum, so each scan sees the other rotors where ANI-2x puts them
+            raw.append(scan_bond(prepared, idx, relaxer, conformers.frames_nm[0]))
+        fitted = fit_scans(
+            prepared,
+            dihedrals,
+            raw,
+            extra=(conformers.frames_nm, conformers.energies) if CONFORMERS else None,
+        )
+        for scan in fitted:
             if scans is not None:
                 scans.append(scan)
-            label = f"{idx[1]}-{idx[2]}"
+            label = f"{scan.idx[1]}-{scan.idx[2]}"
             rmse[label] = round(scan.rmse_kcal_mol, 4)
             rmse_base[label] = round(scan.rmse_base_kcal_mol, 4)
             terms += [
@@ -452,7 +446,8 @@ def fit_bespoke_torsions(
     for text in warnings:
         log.warning("%s: %s (refitted torsions do not change that)", prepared.name, text)
     record = BespokeTorsions(
-        method=f"{METHOD} ({len(PERIODICITIES)} cosines, {int(360 / STEP_DEG)} x {STEP_DEG:g} deg ANI-2x scans)",
+        method=f"{METHOD} ({len(PERIODICITIES)} cosines, {int(360 / STEP_DEG)} x {STEP_DEG:g} deg ANI-2x scans from the "
+        f"ANI-2x minimum and {n_conformers} ANI-2x conformers, fitted together)",
         key=key,
         bonds=tuple((int(d[1]), int(d[2])) for d in dihedrals),
         terms=tuple(terms),

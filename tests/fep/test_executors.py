@@ -353,7 +353,9 @@ def test_nnp_node_corrections_are_made_on_the_workers_and_close_cycles_like_mm(t
     (tmp_path / "halo.csv").write_text(
         "name,smiles\nbenzene,c1ccccc1\nchlorobenzene,Clc1ccccc1\ntoluene,Cc1ccccc1\nbromobenzene,Brc1ccccc1\n"
     )
-    (tmp_path / "tiny.json").write_text(json.dumps(TINY))
+    # the smoke tier's corrections, shorter still: this test is about where they are made and how they are used
+    nnp = {"switch_steps": 20, "relax_steps": 10, "mm_equilibration_ps": 0.2, "decorrelation_ps": 0.2}
+    (tmp_path / "tiny.json").write_text(json.dumps({**TINY, "nnp": nnp}))
     edges = ("benzene,chlorobenzene", "chlorobenzene,toluene", "benzene,toluene", "benzene,bromobenzene")
     (tmp_path / "edges.csv").write_text("ligand_a,ligand_b\n" + "".join(f"{e}\n" for e in edges))
     run_dir, network = tmp_path / "r", tmp_path / "network.json"

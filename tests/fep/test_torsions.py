@@ -195,3 +195,21 @@ def test_aniline_nitrogen_is_flagged_planar_in_sage_and_pyramidal_in_ani(charge_
     found = minimum_disagreements(assign_charges(aniline, method="gasteiger", cache_dir=charge_cache))
     assert len(found) == 1 and "planar with openff-2.2.1 but pyramidal with ANI-2x" in found[0]
     assert minimum_disagreements(assign_charges(toluene, method="gasteiger", cache_dir=charge_cache)) == []
+
+
+@pytest.mark.slow
+def test_refitted_torsions_reproduce_ani_conformer_energies_out_of_sample(charge_cache, tmp_path):
+    """Butylbenzene's three rotors refitted together: on ANI-2x minima from another seed than the fit's, MM's
+    relative conformer energies (rotors held at the ANI-2x values) follow ANI-2x's within 0.5 kcal/mol RMSE and
+    closer than with Sage's own torsions."""
+    from fep.nnp.conformers import ani_conformers, check_conformers
+    from fep.nnp.torsions import fit_bespoke_torsions, rotatable_torsions
+    from ligand_prep.charges import assign_charges
+
+    prep = assign_charges(_ligands(butylbenzene="CCCCc1ccccc1")[0], method="gasteiger", cache_dir=charge_cache)
+    fitted = fit_bespoke_torsions(prep, cache_dir=tmp_path)
+    ani = ani_conformers(prep, n=16, seed=7)
+    hold = rotatable_torsions(prep.ligand.to_rdkit())
+    sage, refit = check_conformers(prep, ani, hold=hold), check_conformers(fitted, ani, hold=hold)
+    assert refit.n_conformers >= 3
+    assert refit.rmse_kcal_mol < 0.5 and refit.rmse_kcal_mol < sage.rmse_kcal_mol
