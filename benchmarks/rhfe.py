@@ -318,6 +318,9 @@ def archive(run_dir: Path, path: Path) -> dict:
                     continue
                 finished += inner == "leg_result.json"
             tar.add(file, arcname=(Path(run_dir.name) / rel).as_posix())
+        invocations = run_dir.parent / f"{run_dir.name}_invocations.txt"  # the run's commands, for run_span
+        if invocations.exists():
+            tar.add(invocations, arcname=invocations.name)
     path.with_suffix(".part").replace(path)
     return {"archive": str(path), "bytes": path.stat().st_size, "finished_legs": finished, "files_left_out": skipped}
 
