@@ -10,7 +10,8 @@ end state, by up to about kT in Fleck's examples, and the bias does not cancel b
 
 The rule here is the one that makes the dummies' contribution a constant factor: place every dummy atom as in a
 Z-matrix, by one bond, one angle and one dihedral to atoms placed before it, with the physical atoms restricted to
-one rigid frame per junction:
+one rigid frame per junction (and, where that frame has an n-fold reference, the other angles at the junction
+atom, so that the dummy has one well: see the last point):
 
 * **groups and anchors**: dummy groups are the connected components of the dummies; a group bonded to the physical
   part through several junction bonds (a ring that opens, a group on two anchors) keeps its *primary* junction
