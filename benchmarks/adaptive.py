@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import rhfe
+from tables import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -144,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "saving": saving,
         "target_met": saving >= 0.30 and adaptive["max_sigma_kcal_mol"] <= target * 1.0001,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"adaptive_{args.series}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (args.out / f"adaptive_{args.series}.md").write_text(markdown(data))
-    print(markdown(data))
+    write_result(args.out, f"adaptive_{args.series}", data, markdown(data))
     return 0
 
 

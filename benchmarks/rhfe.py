@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from tables import fmt, statistics_rows
+from tables import fmt, statistics_rows, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
@@ -461,11 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--charge-method", args.charge_method, *args.fep_args.split()]
         wall = run(network_json, args.run_dir, args.protocol, args.ligand_ff, extra)
     data = analyse(args.run_dir, args.protocol, wall, command, args.series, option)
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = f"rhfe_{args.series}_{option}"
-    (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(data))
-    print(markdown(data))
+    write_result(args.out, f"rhfe_{args.series}_{option}", data, markdown(data))
     return 0
 
 

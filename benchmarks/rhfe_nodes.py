@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from rhfe import REPO, _read_csv, series_files
-from tables import fmt, statistics_rows
+from tables import fmt, statistics_rows, write_result
 
 ENVS = ("solvent", "vacuum")
 
@@ -220,11 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         **combine(mm, corr, args.series),
     }
     data["edges_done"] = data["n_paired"]
-    stem = f"rhfe_{args.series}_ani2x-endpoint"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
-    (args.out / f"{stem}.md").write_text(markdown(data))
-    print(markdown(data))
+    write_result(args.out, f"rhfe_{args.series}_ani2x-endpoint", data, markdown(data))
     return 0
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 
 def fmt(x: float | None, digits: int = 2, missing: str = "") -> str:
     """A number with ``digits`` decimals; ``missing`` for None."""
@@ -23,3 +26,11 @@ def statistics_rows(named: dict[str, dict], missing: str = "") -> list[str]:
         cells = " | ".join(ci(m.get(key), missing) for key in ("rmse", "mue", "r2", "kendall_tau"))
         rows.append(f"| {name} | {s['n']} | {cells} |")
     return rows
+
+
+def write_result(out: Path, stem: str, data: dict, text: str) -> None:
+    """``out/<stem>.json`` and ``out/<stem>.md`` of one benchmark, and the markdown on stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(text)
+    print(text)
