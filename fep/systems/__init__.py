@@ -1,1 +1,1 @@
-"""End states: settings, force field, protein, solvation."""
+"""End states: settings, force field, protein, solvation, and the LJ cutoff schemes of a plain system."""

@@ -199,3 +199,31 @@ def test_adaptive_table_reports_both_runs_and_the_saving():
     text = adaptive.markdown(data)
     assert "| uniform | 15 | 10.00 |" in text and "| adaptive | 15 | 6.50 |" in text
     assert "Sampling saved: 35 %" in text and "met)" in text
+
+
+def test_cutoff_change_exp_per_ligand_and_the_edge_shift():
+    """Gaussian work w ~ N(μ, s²) (kT): EXP gives μ - s²/2; an edge A~B moves by c(B) - c(A)."""
+    import numpy as np
+
+    mod = _script("cutoff_change")
+    rng = np.random.default_rng(0)
+    kt = 0.6
+    legs = {
+        "a": [{"w": rng.normal(-0.1, 0.2, 4000).tolist(), "kt_kcal": kt, "leg": f"a{k}"} for k in range(2)],
+        "b": [{"w": rng.normal(0.3, 0.2, 4000).tolist(), "kt_kcal": kt, "leg": "b0"}],
+    }
+    corr = mod.ligand_corrections(legs)
+    assert corr["a"]["c_kcal_mol"] == pytest.approx((-0.1 - 0.02) * kt, abs=0.01)
+    assert corr["b"]["c_kcal_mol"] == pytest.approx((0.3 - 0.02) * kt, abs=0.01)
+    assert corr["a"]["n_legs"] == 2 and corr["a"]["sigma_spread"] is not None
+    assert corr["b"]["sigma_spread"] is None and 0 < corr["b"]["sigma_kcal_mol"] < 0.01
+    rhfe = {
+        "edges": [
+            {"edge": "a~b", "ddg_mm": 1.0, "ddg_mm_err": 0.2, "ddg_exp": 1.5, "ddg_exp_err": 0.3},
+            {"edge": "a~c", "ddg_mm": 1.0, "ddg_mm_err": 0.2, "ddg_exp": 1.5},
+        ]
+    }
+    (edge,) = mod.edge_changes(rhfe, corr)
+    shift = corr["b"]["c_kcal_mol"] - corr["a"]["c_kcal_mol"]
+    assert edge["change"] == pytest.approx(shift) and edge["ddg_sage_scheme"] == pytest.approx(1.0 + shift)
+    assert edge["sigma_sage_scheme"] > 0.2
