@@ -35,8 +35,12 @@ SEED = 20261202
 DUPLICATE_RMSD_A = 0.25
 WINDOW_KCAL = 5.0
 RESTRAINT_K = 4000.0  # kJ/mol/rad², holds a dihedral within ~0.2° of its target
-ANI_GTOL = 0.05  # kJ/mol/Å, largest gradient component at convergence (per point)
-ANI_MAXITER = 400
+ANI_GTOL = 0.05  # kJ/mol/Å, largest gradient component at convergence (per frame)
+ANI_MAXITER = 400  # iterations of the per-frame L-BFGS (one network call on the unconverged frames each)
+ANI_MAXSTEP_A = 0.2  # Å, the largest move of any atom in one step (the trust radius it starts from)
+ANI_UPHILL_KJ = 1e-3  # kJ/mol: a step that raises the energy by more is undone (float32 energies' noise is below)
+ANI_H0_KJ_A2 = 2000.0  # kJ/mol/Å², the curvature of the first step (before any curvature pair)
+LBFGS_MEMORY = 10
 
 
 class ANIRelaxer:
@@ -53,53 +57,115 @@ class ANIRelaxer:
         self.batch = ANIBatch(species, device="cpu", dtype="float64", threads=threads, from_free_atoms=True)
         self.member = load_ani2x("cpu", "float32", self_energies=False)[0]
         self.threads = threads
-        self.n_calls = 0
+        self.n_calls = 0  # network calls
+        self.n_frame_calls = 0  # frames through the network, the cost
 
     def energies(self, frames_nm: np.ndarray) -> np.ndarray:
         """ANI-2x ensemble energies, kJ/mol from the free atoms, shape (F,)."""
         return self.batch.energies(frames_nm)
 
+    def _energy_grad(
+        self, x_a: np.ndarray, phi0: np.ndarray | None, idx: Sequence[int] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Energy (F,) kJ/mol and gradient (F, n, 3) kJ/mol/Å on the first network in float32, with the restraint
+        holding dihedral ``idx`` of each frame at ``phi0`` when given; positions in Å."""
+        import torch
+
+        n_frames = len(x_a)
+        species = torch.tensor(self.batch.species).expand(n_frames, -1)
+        x = torch.tensor(x_a, dtype=torch.float32, requires_grad=True)
+        e = self.member((species, x)).energies * HARTREE_TO_KJ_MOL
+        if phi0 is not None and idx is not None:
+            i, j, k, l_ = (int(a) for a in idx)
+            b0, b1, b2 = x[:, i] - x[:, j], x[:, k] - x[:, j], x[:, l_] - x[:, k]
+            b1n = b1 / b1.norm(dim=1, keepdim=True)
+            v = b0 - (b0 * b1n).sum(1, keepdim=True) * b1n
+            w = b2 - (b2 * b1n).sum(1, keepdim=True) * b1n
+            phi = torch.atan2((torch.cross(b1n, v, dim=1) * w).sum(1), (v * w).sum(1))
+            d = torch.remainder(phi - torch.as_tensor(phi0, dtype=torch.float32) + math.pi, 2 * math.pi) - math.pi
+            e = e + 0.5 * RESTRAINT_K * d**2
+        (g,) = torch.autograd.grad(e.sum(), x)
+        self.n_calls += 1
+        self.n_frame_calls += n_frames
+        return e.detach().numpy().astype(np.float64), g.numpy().astype(np.float64)
+
     def relax(
         self, frames_nm: np.ndarray, idx: Sequence[int] | None = None, targets: np.ndarray | None = None
     ) -> np.ndarray:
-        """Minimise E (+ the restraint holding dihedral ``idx`` at ``targets``, when given) for every frame
-        (independent problems solved as one), nm in and out."""
-        import torch
-        from scipy.optimize import minimize
+        """Minimise E (+ the restraint holding dihedral ``idx`` at ``targets``, when given) for every frame, nm in
+        and out.
 
+        Each frame is its own L-BFGS problem (memory ``LBFGS_MEMORY``, step scaled by the last curvature pair,
+        every atom's move capped by a per-frame trust radius that halves on an uphill step, which is then undone);
+        the network is called once per iteration on the frames not yet converged (largest gradient component
+        below ``ANI_GTOL``), so an easy frame stops costing as soon as it is done instead of riding along with
+        the slowest one, as it did when all frames were one stacked problem.
+        """
         from gpu_kernels._torch import torch_threads
 
-        n_frames, n_atoms, _ = frames_nm.shape
-        species = torch.tensor(self.batch.species).expand(n_frames, -1)
         held = idx is not None and targets is not None
-        phi0 = torch.as_tensor(targets if held else np.zeros(n_frames), dtype=torch.float32)
-        i, j, k, l_ = (int(a) for a in idx) if idx is not None else (0, 0, 0, 0)
-
-        def fun(flat: np.ndarray):
-            x = torch.tensor(flat.reshape(n_frames, n_atoms, 3), dtype=torch.float32, requires_grad=True)
-            e = self.member((species, x)).energies * HARTREE_TO_KJ_MOL  # x in Å
-            total = e.sum()
-            if held:
-                b0, b1, b2 = x[:, i] - x[:, j], x[:, k] - x[:, j], x[:, l_] - x[:, k]
-                b1n = b1 / b1.norm(dim=1, keepdim=True)
-                v = b0 - (b0 * b1n).sum(1, keepdim=True) * b1n
-                w = b2 - (b2 * b1n).sum(1, keepdim=True) * b1n
-                phi = torch.atan2((torch.cross(b1n, v, dim=1) * w).sum(1), (v * w).sum(1))
-                d = torch.remainder(phi - phi0 + math.pi, 2 * math.pi) - math.pi
-                total = total + (0.5 * RESTRAINT_K * d**2).sum()
-            (g,) = torch.autograd.grad(total, x)
-            self.n_calls += 1
-            return float(total.detach()), g.numpy().ravel().astype(np.float64)
-
+        x = np.array(frames_nm, dtype=np.float64) * 10.0
+        n_frames, n_atoms, _ = x.shape
+        dim = 3 * n_atoms
+        phi0_all = np.asarray(targets, dtype=np.float64) if held else None
+        mem = LBFGS_MEMORY
+        s_hist = np.zeros((n_frames, mem, dim))
+        y_hist = np.zeros((n_frames, mem, dim))
+        n_hist = np.zeros(n_frames, dtype=int)
+        trust = np.full(n_frames, ANI_MAXSTEP_A)
         with torch_threads(self.threads):
-            res = minimize(
-                fun,
-                frames_nm.ravel() * 10.0,
-                jac=True,
-                method="L-BFGS-B",
-                options={"maxiter": ANI_MAXITER, "gtol": ANI_GTOL, "maxcor": 30},
-            )
-        return res.x.reshape(n_frames, n_atoms, 3) / 10.0
+            e, g = self._energy_grad(x, phi0_all, idx if held else None)
+            g = g.reshape(n_frames, dim)
+            active = np.flatnonzero(np.abs(g).max(axis=1) >= ANI_GTOL)
+            for _ in range(ANI_MAXITER):
+                if active.size == 0:
+                    break
+                step = np.empty((active.size, dim))
+                for row, f in enumerate(active):
+                    step[row] = -self._two_loop(g[f], s_hist[f, : n_hist[f]], y_hist[f, : n_hist[f]])
+                # no atom moves further than the frame's trust radius
+                longest = np.linalg.norm(step.reshape(active.size, n_atoms, 3), axis=2).max(axis=1)
+                scale = np.minimum(1.0, trust[active] / np.maximum(longest, 1e-12))
+                step *= scale[:, None]
+                x_new = x[active] + step.reshape(active.size, n_atoms, 3)
+                phi0 = phi0_all[active] if phi0_all is not None else None
+                e_new, g_new = self._energy_grad(x_new, phi0, idx if held else None)
+                g_new = g_new.reshape(active.size, dim)
+                uphill = e_new > e[active] + ANI_UPHILL_KJ
+                for row, f in enumerate(active):
+                    if uphill[row]:
+                        trust[f] *= 0.5
+                        n_hist[f] = 0
+                        continue
+                    s, y = step[row], g_new[row] - g[f]
+                    if s @ y > 1e-10:
+                        if n_hist[f] == mem:
+                            s_hist[f, :-1], y_hist[f, :-1] = s_hist[f, 1:].copy(), y_hist[f, 1:].copy()
+                            n_hist[f] -= 1
+                        s_hist[f, n_hist[f]], y_hist[f, n_hist[f]] = s, y
+                        n_hist[f] += 1
+                    x[f], e[f], g[f] = x_new[row], e_new[row], g_new[row]
+                    trust[f] = min(ANI_MAXSTEP_A, 1.5 * trust[f])
+                done = (np.abs(g[active]).max(axis=1) < ANI_GTOL) | (trust[active] < 1e-6)
+                active = active[~done]
+        return x / 10.0
+
+    @staticmethod
+    def _two_loop(g: np.ndarray, s: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """L-BFGS two-loop recursion: H g from the curvature pairs (oldest first); H0 = γ I with γ = s·y / y·y of
+        the newest pair (1/``ANI_H0_KJ_A2`` with none)."""
+        q = g.copy()
+        rho = 1.0 / np.einsum("ij,ij->i", s, y) if len(s) else np.empty(0)
+        alpha = np.empty(len(s))
+        for k in range(len(s) - 1, -1, -1):
+            alpha[k] = rho[k] * (s[k] @ q)
+            q -= alpha[k] * y[k]
+        gamma = (s[-1] @ y[-1]) / (y[-1] @ y[-1]) if len(s) else 1.0 / ANI_H0_KJ_A2
+        r = gamma * q
+        for k in range(len(s)):
+            beta = rho[k] * (y[k] @ r)
+            r += s[k] * (alpha[k] - beta)
+        return r
 
 
 @dataclass

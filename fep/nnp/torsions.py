@@ -4,7 +4,8 @@
    mirror images merged (:func:`fep.nnp.conformers.ani_conformers`); the lowest is the scans' start.
 2. **ML scans.** For each rotatable bond, the driving dihedral i-j-k-l of the ANI-2x minimum is set to 24
    angles (15° apart) and every point is relaxed with ANI-2x, the dihedral held by a stiff harmonic restraint;
-   all points are relaxed together in one batch (L-BFGS). Each point is then restarted from its neighbours'
+   all points are relaxed in one batch, each its own L-BFGS problem (:meth:`fep.nnp.conformers.ANIRelaxer.relax`:
+   a converged point leaves the batch). Each point is then restarted from its neighbours'
    relaxed geometries (rotated onto its angle), keeping the lowest ANI energy (a one-sweep torsion drive, which
    removes most hysteresis).
 3. **One fit of every bond together.** Every force-field torsion term about each scanned bond is switched off
@@ -43,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fep.nnp.conformers import RESTRAINT_K, ANIRelaxer, ani_conformers
+from fep.nnp.conformers import ANI_GTOL, RESTRAINT_K, ANIRelaxer, ani_conformers
 from fep.nnp.geometry import dihedral, minimum_disagreements
 from ligand_prep.models import BespokeTorsions, PreparedLigand, TorsionTerm
 from mlfep_core import atomic_write_text
@@ -365,6 +366,7 @@ def torsion_key(prepared: PreparedLigand) -> str:
     """Hash of the molecule (atoms, formal charges, bonds in order), its charges (1e-4 e) and the fit settings."""
     mol = prepared.ligand.to_rdkit()
     parts = [METHOD, f"{STEP_DEG}", ",".join(map(str, PERIODICITIES)), f"{CONFORMERS}", prepared.forcefield]
+    parts += [f"relax=lbfgs-per-frame,gtol={ANI_GTOL}"]
     parts += [f"{a.GetAtomicNum()},{a.GetFormalCharge()}" for a in mol.GetAtoms()]
     parts += [f"{b.GetBeginAtomIdx()}-{b.GetEndAtomIdx()}:{b.GetBondTypeAsDouble()}" for b in mol.GetBonds()]
     parts += [f"{q:.4f}" for q in prepared.partial_charges]
