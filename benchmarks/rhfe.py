@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -417,7 +419,20 @@ def markdown(data: dict) -> str:
             f"σ calibration (MM, {cal['n_edges']} edges with independent repeats): spread of the repeats / the σ "
             f"they reported = {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] (1 = honest; target "
             "0.8-1.25).",
+            "",
+            "| edge | repeats ΔΔG | σ reported | spread s | RMS σ | s / RMS σ |",
+            "| --- | --- | --- | ---: | ---: | ---: |",
         ]
+        for row in data["edges"]:
+            x, e = row.get("repeats_mm") or [], row.get("repeats_mm_err") or []
+            if len(x) < 2 or len(e) != len(x):
+                continue
+            spread = statistics.stdev(x)
+            rms = math.sqrt(sum(v * v for v in e) / len(e))
+            lines.append(
+                f"| {row['edge']} | {', '.join(f'{v:.2f}' for v in x)} | {', '.join(f'{v:.2f}' for v in e)} | "
+                f"{spread:.2f} | {rms:.2f} | {spread / rms:.2f} |"
+            )
     lines += ["", "Cycle closures (MM, kcal/mol):", ""]
     for c in data["cycle_closures_mm"]:
         lines.append(f"- {' → '.join(c['cycle'])}: {c['closure']:+.2f} ± {c['sigma']:.2f}")
