@@ -10,8 +10,8 @@ end state, by up to about kT in Fleck's examples, and the bias does not cancel b
 
 The rule here is the one that makes the dummies' contribution a constant factor: place every dummy atom as in a
 Z-matrix, by one bond, one angle and one dihedral to atoms placed before it, with the physical atoms restricted to
-one rigid frame per junction (and, where that frame has an n-fold reference, the other angles at the junction
-atom, so that the dummy has one well: see the last point):
+one rigid frame per junction, and the other angles at the junction atom, so that the dummy has one well and no
+free rotation at its end state (see the last point):
 
 * **groups and anchors**: dummy groups are the connected components of the dummies; a group bonded to the physical
   part through several junction bonds (a ring that opens, a group on two anchors) keeps its *primary* junction
@@ -22,7 +22,7 @@ atom, so that the dummy has one well: see the last point):
   (in a ring or a multiple bond: the dihedral d–X–p1–q), else an improper term over {d, X, p1, p2} when the force
   field has one at X. Otherwise there is no reference: the group turns freely about X–p1 (a constant factor 2π in
   its partition function), so no dihedral spans a rotatable bond.
-* **kept mixed terms**: the primary junction bond; angles whose only physical atom is X, and d–X–p1; dihedrals
+* **kept mixed terms**: the primary junction bond; angles whose only physical atom is X, and every d–X–p; dihedrals
   whose only physical atom is X, d′–d–X–p1, and d–X–p1–q (or the improper over {d, X, p1, p2}) for the reference.
   Terms that join dummies of groups on different bridges are switched off as well.
 * **one well**: a force-field reference term is n-fold (2-fold for a dihedral across an aromatic bond or an
@@ -34,8 +34,13 @@ atom, so that the dummy has one well: see the last point):
   at X, which in a rigid or planar frame are stiff: for an aromatic C-H the two angles act on the ring angle
   p1–X–p2 as one extra harmonic term of half an angle's force constant (~140 kJ/mol/rad² against the ring's own
   ~600 and the ring closure), a free-energy change of ~0.06 kcal/mol that is the same in every environment, so it
-  cancels from ΔΔG to far below the statistical error. A freely rotating junction (no reference) keeps d–X–p1
-  only: its single well is the whole circle about X–p1.
+  cancels from ΔΔG to far below the statistical error. A freely rotating junction (no reference) keeps every
+  d–X–p as well: with d–X–p1 alone the dummy turned freely about X–p1 at its end state, while at the next window
+  the switched angles (10 %) held it near its tetrahedral site, and the last neighbour overlap was poor (seen:
+  toluene -> ethylbenzene vacuum, overlap 0.018 between the last two windows, repeats 2.43 ± 0.41 and 0.48 ±
+  1.01). The angles, all centred on X, leave the rotation about X–p1 to the physical rotor (the dummy turns
+  with X's other substituents), so still no kept term spans a rotatable bond; their coupling to X's own stiff
+  angles is the same in every environment, as for the aromatic case.
 
 Switched-off terms are not lost: they scale with ``lambda_bonded`` (full at the end state where their atoms are
 physical, zero at the dummy end), so each end state of the hybrid is exactly the plain system plus the kept dummy
@@ -220,10 +225,11 @@ def _keeps(kind, atoms, mine, physical, group_of, bridge_of, secondary_bonds, fr
         if atoms[1] != x or len(physical) != 2:
             return False
         (p,) = physical - {x}
-        # d–X–p1; with a reference (a rigid bond or a planar X), every d–X–p as well: the reference term is n-fold
-        # (2-fold on an aromatic ring), and with one angle the dummy had n equal wells, one of them folded onto
-        # a physical neighbour of X that the next λ window forbids (a replica stuck there has no overlap)
-        return p == p1 or (len(frame) == 3 and p in adjacency[x])
+        # every d–X–p to a physical neighbour p of X: with a reference (a rigid bond or a planar X) the reference
+        # term is n-fold (2-fold on an aromatic ring), and with one angle the dummy had n equal wells, one of them
+        # folded onto a physical neighbour of X that the next λ window forbids; without one, d–X–p1 alone let the
+        # dummy turn freely about X–p1 at the dummy end, a circle the last window's 10 % angles confine
+        return p == p1 or p in adjacency[x]
     if not physical <= set(frame):
         return False
     chain = _is_chain(atoms, adjacency)

@@ -13,7 +13,7 @@ from fep.alchemy.valence import ROLE_CORE, ROLE_UNIQUE_A, ROLE_UNIQUE_B  # noqa:
 
 SERIES = (
     "name,smiles\nbenzene,c1ccccc1\nnaphthalene,c1ccc2ccccc2c1\ntoluene,Cc1ccccc1\nphenol,Oc1ccccc1\n"
-    "anisole,COc1ccccc1\n"
+    "anisole,COc1ccccc1\nethylbenzene,CCc1ccccc1\n"
 )
 
 
@@ -135,6 +135,44 @@ def test_aromatic_junction_dummy_has_one_well(edge):
             )
         moved.append(energies[1] - energies[0])
     assert dummies and min(moved) > 40 * 2.479
+    result = end_state_energy_check(end_states, hybrid, platform="Reference")
+    assert result["passed"], result["max_abs_energy_difference"]
+
+
+def test_rotatable_junction_dummy_turns_with_its_rotor(edge):
+    """toluene -> ethylbenzene: at B's end, toluene's third methyl hydrogen is a dummy on the CH2 carbon, whose
+    bond to the ring rotates. With d–X–p1 alone it turned freely about X–p1 (no energy at all), so the last λ
+    window (its other angles at 10 %) overlapped poorly with the end state; with every angle at X kept, turning
+    it by 60° about X–p1 away from the other substituents costs more than 10 kT, no kept term spans the rotatable
+    bond, and the end states stay exact."""
+    import numpy as np
+
+    end_states, hybrid, _ = edge("toluene", "ethylbenzene")
+    role = _roles(hybrid)
+    ctx = openmm.Context(hybrid.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    for name in ctx.getParameters():
+        if name.startswith("lambda"):
+            ctx.setParameter(name, 1.0)
+    x = np.asarray(hybrid.positions, dtype=float)
+    (d,) = [a for a in range(len(role)) if role[a] == ROLE_UNIQUE_A]
+    bridge = next(a for a in _neighbours(hybrid, d) if role[a] == ROLE_CORE)
+    heavy = {a for a in range(len(role)) if hybrid.system.getParticleMass(a).value_in_unit(openmm.unit.dalton) > 4}
+    p1 = next(a for a in _neighbours(hybrid, bridge) if a in heavy and role[a] == ROLE_CORE and a != d)
+    axis = (x[p1] - x[bridge]) / np.linalg.norm(x[p1] - x[bridge])
+    rel = x[d] - x[bridge]
+    par = np.dot(rel, axis) * axis
+    perp = rel - par
+    turned = x.copy()
+    c, s_ = np.cos(np.pi / 3), np.sin(np.pi / 3)
+    turned[d] = x[bridge] + par + c * perp + s_ * np.cross(axis, perp)  # 60° about X–p1 (Rodrigues)
+    energies = []
+    for pos in (x, turned):
+        ctx.setPositions(pos)
+        energies.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
+    assert energies[1] - energies[0] > 10 * 2.479
+    kept_angles = [a for k, a in _static_terms(hybrid) if k == "angle" and d in a]
+    assert {a[1] for a in kept_angles} == {bridge} and len(kept_angles) == 3  # to p1 and X's two other hydrogens
+    _assert_placement_terms_only(hybrid)
     result = end_state_energy_check(end_states, hybrid, platform="Reference")
     assert result["passed"], result["max_abs_energy_difference"]
 
