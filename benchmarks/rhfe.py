@@ -93,12 +93,39 @@ def run_span(run_dir: Path) -> dict:
     starts = [p.stat().st_mtime for p in [run_dir / "run.json", *(run_dir / "prepared").glob("*.json")] if p.exists()]
     ends = [p.stat().st_mtime for p in (run_dir / "edges").glob("*/edge_result.json")]
     invocations = run_dir.parent / f"{run_dir.name}_invocations.txt"
+    lines = invocations.read_text().splitlines() if invocations.exists() else []
     return {
         "start_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(min(starts))) if starts else None,
         "last_result_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(max(ends))) if ends else None,
         "span_s": round(max(ends) - min(starts), 1) if starts and ends else None,
-        "invocations": invocations.read_text().splitlines() if invocations.exists() else [],
+        "active_s": _active_seconds(run_dir, lines),
+        "invocations": lines,
     }
+
+
+def _active_seconds(run_dir: Path, invocations: list[str]) -> float | None:
+    """Time the run was running: for each invocation, from its start to the last leg or edge result written before
+    the next one began (a run resumed in a later session otherwise counts the gap between sessions)."""
+    import calendar
+
+    starts = []
+    for line in invocations:
+        try:
+            starts.append(calendar.timegm(time.strptime(line[:19], "%Y-%m-%d %H:%M:%S")))
+        except ValueError:
+            continue
+    results = sorted(
+        p.stat().st_mtime for pattern in ("*/edge_result.json", "*/repeat_*/*/leg_result.json")
+        for p in (run_dir / "edges").glob(pattern)
+    )  # fmt: skip
+    if not starts or not results:
+        return None
+    total = 0.0
+    for k, t0 in enumerate(starts):
+        t1 = starts[k + 1] if k + 1 < len(starts) else float("inf")
+        inside = [t for t in results if t0 <= t < t1]
+        total += (max(inside) - t0) if inside else 0.0
+    return round(total, 1)
 
 
 def analyse(
@@ -347,7 +374,13 @@ def markdown(data: dict) -> str:
     if span.get("span_s"):
         lines += [
             f"Wall time: {span['span_s'] / 3600:.2f} h from the first prepared ligand ({span['start_utc']} UTC) to the "
-            f"last edge result ({span['last_result_utc']} UTC) on {data.get('cpu_count')} CPU cores; median MM edge "
+            f"last edge result ({span['last_result_utc']} UTC)"
+            + (
+                f", of which {span['active_s'] / 3600:.2f} h running over {len(span['invocations'])} invocations"
+                if span.get("active_s") and len(span.get("invocations", [])) > 1
+                else ""
+            )
+            + f" on {data.get('cpu_count')} CPU cores; median MM edge "
             f"σ {data['median_edge_sigma_mm']:.2f} kcal/mol.",
             "",
         ]

@@ -117,6 +117,19 @@ def test_rhfe_run_span_and_invocations(tmp_path):
     )
 
 
+def test_rhfe_active_time_leaves_out_the_gaps_between_invocations(tmp_path):
+    run_dir = tmp_path / "r"
+    leg = run_dir / "edges" / "a~b" / "repeat_0" / "solvent"
+    leg.mkdir(parents=True)
+    start = 1_767_225_600  # 2026-01-01 00:00:00 UTC
+    for name, t in (("leg_result.json", start + 600), ("../../edge_result.json", start + 86_400 + 900)):
+        (leg / name).write_text("{}")
+        os.utime(leg / name, (t, t))
+    lines = ["2026-01-01 00:00:00 UTC  python benchmarks/rhfe.py", "2026-01-02 00:00:00 UTC  python benchmarks/rhfe.py"]
+    # 10 min in the first session, 15 min in the second; the day between does not count
+    assert _script("rhfe")._active_seconds(run_dir, lines) == 1500.0
+
+
 def test_rhfe_compare_pairs_the_same_edges_and_uses_the_ml_column_for_the_endpoint(tmp_path, bench):
     """Two options' results with one edge missing from B: only shared edges are paired; the endpoint option's
     estimate is its ΔΔG_ML; the paired ΔRMSE is the difference of the two RMSEs on those edges."""
