@@ -32,22 +32,30 @@ def _ci(metric: dict | None) -> str:
     return ci(metric, missing="–")
 
 
-def rhfe_section(data: dict | None) -> list[str]:
+def rhfe_section(results: Path) -> list[str]:
+    """The benzene series with the current defaults (``rhfe_benzenes_sage``; the first run, ``rhfe``, before them)."""
     out = ["## Relative hydration free energies: FreeSolv benzene series (CPU, `fast` protocol)", ""]
+    stem = "rhfe_benzenes_sage" if (results / "rhfe_benzenes_sage.json").exists() else "rhfe"
+    data = _load(results, stem)
     if data is None:
         return [*out, 'Not run yet: `python benchmarks/rhfe.py --protocol fast --fep-args "--workers 2"`.', ""]
     span = data.get("run_span") or {}
     out += [
-        f"Source: `benchmarks/results/rhfe.json` / `rhfe.md`. {data['edges_done']} of {data['edges_total']} edges "
+        f"Source: `benchmarks/results/{stem}.json` / `{stem}.md`. {data['edges_done']} of {data['edges_total']} edges "
         f"finished with protocol `{data['protocol']}`"
         + (f"; failed: {', '.join(data['edges_failed'])}" if data["edges_failed"] else "")
         + ".",
     ]
     if span.get("span_s"):
+        ran = span.get("active_s") if len(span.get("invocations", [])) > 1 else None
         out.append(
-            f"Wall time {span['span_s'] / 3600:.2f} h on {data.get('cpu_count')} CPU cores "
-            f"({span['start_utc']} → {span['last_result_utc']} UTC); median MM edge σ "
-            f"{_f(data['median_edge_sigma_mm'])} kcal/mol."
+            (
+                f"Ran {ran / 3600:.2f} h over {len(span['invocations'])} invocations"
+                if ran
+                else f"Wall time {span['span_s'] / 3600:.2f} h"
+            )
+            + f" on {data.get('cpu_count')} CPU cores ({span['start_utc']} → {span['last_result_utc']} UTC); median MM "
+            f"edge σ {_f(data['median_edge_sigma_mm'])} kcal/mol."
         )
     out += [
         "",
@@ -83,6 +91,38 @@ def rhfe_section(data: dict | None) -> list[str]:
             "",
             f"Cycle closures (MM): {len(closures)} independent cycles, RMS {rms:.2f} kcal/mol, largest "
             f"{worst['closure']:+.2f} ± {worst['sigma']:.2f} ({' → '.join(worst['cycle'])}).",
+        ]
+    cal = data.get("sigma_calibration")
+    if cal:
+        r = cal["ratio"]
+        out += [
+            "",
+            f"σ calibration: over {cal['n_edges']} edges with two independent repeats, the spread of the repeats / the "
+            f"σ they reported = {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] (1 = honest; target "
+            f"0.8-1.25; per-edge table in `{stem}.md`).",
+        ]
+    for path in sorted(results.glob("rhfe_benzenes_previous-*_vs_*.json")):
+        cmp = json.loads(path.read_text())
+        res = cmp.get("paired_with_errors") or cmp.get("paired_edges_only")
+        if res:
+            d = res["delta_rmse"]
+            out += [
+                "",
+                f"Against the previous fast tier (`{cmp['files'][0] if cmp.get('files') else cmp['a']}`: LJ cut hard at "
+                f"0.7 nm, one repeat, smaller boxes, every dummy term kept) on the same {res['n']} edges (`{path.name}`): "
+                f"RMSE {_f(res['rmse_a'])} then, {_f(res['rmse_b'])} now; paired ΔRMSE (now − then) {d['value']:+.2f} "
+                f"[{d['ci_low']:+.2f}, {d['ci_high']:+.2f}] kcal/mol.",
+            ]
+    cut = _load(results, "cutoff_benzenes")
+    if cut and cut.get("summary"):
+        c, p = cut["summary"], cut.get("paired") or {}
+        out += [
+            "",
+            f"LJ cutoff (`cutoff_benzenes.json`): reweighting every edge from the tier's {cut['scheme_sampled']} to Sage's "
+            f"{cut['scheme_reweighted_to']} (EXP over the solvent legs' end-state snapshots) moves ΔΔG by at most "
+            f"{c['max_abs_change']:.2f} kcal/mol (RMS {c['rms_change']:.2f}; median edge σ "
+            f"{c['median_edge_sigma']:.2f}), within the edge's own σ on {c['n_within_edge_sigma']} of {c['n_edges']} "
+            "edges" + (f"; RMSE {_f(p['rmse_a'])} → {_f(p['rmse_b'])}" if p else "") + ".",
         ]
     return [*out, ""]
 
@@ -239,6 +279,7 @@ def page(results: Path) -> str:
         "",
         "```bash",
         'python benchmarks/rhfe.py --protocol fast --fep-args "--workers 2"   # FreeSolv benzene series, CPU',
+        "python benchmarks/cutoff_change.py --run-dir runs/rhfe_benzenes_sage  # the same edges with Sage's LJ cutoff",
         "python benchmarks/rhfe.py --set flexible --ligand-ff sage --protocol fast --fep-args '--workers 2'",
         "python benchmarks/rhfe.py --set flexible --ligand-ff ani2x-torsions --protocol fast --fep-args '--workers 2'",
         "python benchmarks/rhfe_compare.py --set flexible --a sage --b ani2x-torsions  # paired ΔRMSE",
@@ -250,7 +291,7 @@ def page(results: Path) -> str:
         "python benchmarks/results_page.py            # this page",
         "```",
         "",
-        *rhfe_section(_load(results, "rhfe")),
+        *rhfe_section(results),
         *ml_forcefield_section(results),
         *rbfe_section(_load(results, "rbfe")),
         *speed_section(results),

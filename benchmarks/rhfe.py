@@ -330,7 +330,8 @@ BULKY = (
 def archive(run_dir: Path, path: Path) -> dict:
     """A resumable ``.tar.gz`` of a stopped run (run folders do not outlive a session here): every file of an
     unfinished leg, and of a finished leg (``leg_result.json`` newer than its checkpoint, which is how a resume
-    recognises it) only what the resume and the analysis read. Unpack with ``tar -xzf PATH -C <parent of run_dir>``;
+    recognises it) only what the resume and the analysis read; the run's report folder is left out (it is made
+    again from the results). Unpack with ``tar -xzf PATH -C <parent of run_dir>``;
     modification times are kept, so finished legs stay finished."""
     import tarfile
 
@@ -339,6 +340,9 @@ def archive(run_dir: Path, path: Path) -> dict:
     with tarfile.open(path.with_suffix(".part"), "w:gz") as tar:
         for file in sorted(p for p in run_dir.rglob("*") if p.is_file()):
             rel = file.relative_to(run_dir)
+            if rel.parts[0] == "report":  # `fep report`'s pages and plots, made again from the results
+                skipped += 1
+                continue
             leg_dir = run_dir.joinpath(*rel.parts[:4]) if rel.parts[0] == "edges" and len(rel.parts) > 4 else None
             if leg_dir is not None and _leg_done(leg_dir):
                 inner = file.relative_to(leg_dir).as_posix()

@@ -40,10 +40,23 @@ def _estimate(row: dict, option: str) -> tuple[float | None, float | None]:
     return row["ddg_mm"], row["ddg_mm_err"]
 
 
-def compare(series: str, a: str, b: str, results: Path) -> dict:
+def compare(
+    series: str,
+    a: str,
+    b: str,
+    results: Path,
+    files: tuple[Path | None, Path | None] = (None, None),
+    labels: tuple[str | None, str | None] = (None, None),
+) -> dict:
+    """Pair option ``a``'s and ``b``'s edges; ``files`` overrides their result files (e.g. an earlier run of the
+    same option), ``labels`` their names in the output."""
     from analysis.stats import paired_comparison
 
-    data = {opt: json.loads(result_path(results, series, opt).read_text()) for opt in (a, b)}
+    paths = [f or result_path(results, series, opt) for f, opt in zip(files, (a, b), strict=True)]
+    raw = [json.loads(path.read_text()) for path in paths]
+    options = (a, b)
+    a, b = (label or opt for label, opt in zip(labels, options, strict=True))
+    data = {a: raw[0], b: raw[1]}
     with open(FREESOLV / f"rhfe_{series}_ligands.csv", newline="") as handle:
         exp_err = {r["name"]: float(r["expt_dg_err_kcal_mol"] or 0.0) for r in csv.DictReader(handle)}
     rows_b = {r["edge"]: r for r in data[b]["edges"]}
@@ -52,7 +65,7 @@ def compare(series: str, a: str, b: str, results: Path) -> dict:
         row_b = rows_b.get(row_a["edge"])
         if row_b is None:
             continue
-        (va, sa), (vb, sb) = _estimate(row_a, a), _estimate(row_b, b)
+        (va, sa), (vb, sb) = _estimate(row_a, options[0]), _estimate(row_b, options[1])
         if va is None or vb is None:
             continue
         la, lb = row_a["edge"].split("~")
@@ -76,6 +89,7 @@ def compare(series: str, a: str, b: str, results: Path) -> dict:
         "edges_b": data[b]["edges_done"],
         "edges_total": data[a]["edges_total"],
         "protocol": {a: data[a]["protocol"], b: data[b]["protocol"]},
+        "files": [str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path) for path in paths],
         "edges": paired,
         "cost_b": data[b].get("torsion_cost") or data[b].get("nnp_cost"),
     }
@@ -137,18 +151,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--a", default="sage", choices=OPTIONS)
     parser.add_argument("--b", default="ani2x-torsions", choices=OPTIONS)
     parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--a-file", type=Path, help="result file of A instead of rhfe_<set>_<a>.json")
+    parser.add_argument("--b-file", type=Path, help="result file of B instead of rhfe_<set>_<b>.json")
+    parser.add_argument("--label-a", help="A's name in the output (default: --a)")
+    parser.add_argument("--label-b", help="B's name in the output (default: --b)")
     args = parser.parse_args(argv)
-    if args.a == args.b:
-        parser.error("--a and --b must differ")
-    for opt in (args.a, args.b):
-        if not result_path(args.results, args.series, opt).exists():
+    label_a, label_b = args.label_a or args.a, args.label_b or args.b
+    if label_a == label_b:
+        parser.error("A and B must differ (give --label-a/--label-b to compare two runs of one option)")
+    for path in (args.a_file, args.b_file):
+        if path is not None and not path.exists():
+            parser.error(f"{path} not found")
+    for opt, path in ((args.a, args.a_file), (args.b, args.b_file)):
+        if path is None and not result_path(args.results, args.series, opt).exists():
             parser.error(
                 f"{args.results}/rhfe_{args.series}_{opt}.json not found: run benchmarks/rhfe.py --set {args.series} --ligand-ff {opt} first"
             )
     command = "python benchmarks/rhfe_compare.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    data = compare(args.series, args.a, args.b, args.results)
+    data = compare(args.series, args.a, args.b, args.results, (args.a_file, args.b_file), (args.label_a, args.label_b))
     data["command"] = command
-    stem = f"rhfe_{args.series}_{args.a}_vs_{args.b}"
+    stem = f"rhfe_{args.series}_{label_a}_vs_{label_b}"
     (args.results / f"{stem}.json").write_text(json.dumps(data, indent=2) + "\n")
     (args.results / f"{stem}.md").write_text(markdown(data, command))
     print(markdown(data, command))
