@@ -8,10 +8,10 @@ function to the physical geometry (a second angle at the junction depends on the
 frame atoms, a second dihedral on the physical torsion between the two references): then the dummies bias the
 end state, by up to about kT in Fleck's examples, and the bias does not cancel between legs.
 
-The rule here is the one that makes the dummies' contribution a constant factor: place every dummy atom as in a
-Z-matrix, by one bond, one angle and one dihedral to atoms placed before it, with the physical atoms restricted to
-one rigid frame per junction, and the other angles at the junction atom, so that the dummy has one well and no
-free rotation at its end state (see the last point):
+The rule here makes the dummies' contribution a constant factor up to terms that cancel between environments:
+place every dummy atom as in a Z-matrix, by one bond, one angle and one dihedral to atoms placed before it, with
+the physical atoms restricted to one rigid frame per junction, and keep the other angles at the junction atom, so
+that the dummy has one well and no free rotation at its end state (see the last point):
 
 * **groups and anchors**: dummy groups are the connected components of the dummies; a group bonded to the physical
   part through several junction bonds (a ring that opens, a group on two anchors) keeps its *primary* junction
@@ -20,8 +20,9 @@ free rotation at its end state (see the last point):
 * **the frame** of a bridge atom X: X, its physical neighbour p1 (heavy first, then best anchored, then lowest
   index) and a reference r for the rotation about X–p1: a physical neighbour q of p1 when X–p1 is not rotatable
   (in a ring or a multiple bond: the dihedral d–X–p1–q), else an improper term over {d, X, p1, p2} when the force
-  field has one at X. Otherwise there is no reference: the group turns freely about X–p1 (a constant factor 2π in
-  its partition function), so no dihedral spans a rotatable bond.
+  field has one at X. Otherwise there is no reference, and no dihedral spans the rotatable bond X–p1: the group
+  turns with X's other substituents (the angles below) or, where X has no other physical neighbour, freely (a
+  constant factor 2π in its partition function).
 * **kept mixed terms**: the primary junction bond; angles whose only physical atom is X, and every d–X–p; dihedrals
   whose only physical atom is X, d′–d–X–p1, and d–X–p1–q (or the improper over {d, X, p1, p2}) for the reference.
   Terms that join dummies of groups on different bridges are switched off as well.
