@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-iterations", type=int, default=6)
     parser.add_argument("--run-dir", type=Path, default=None, help="Default: runs/adaptive_<set>")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--allow-changed", default=None, help="passed to fep run on a resume (e.g. 'versions' after a code change)"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
     args = parser.parse_args(argv)
     command = "python benchmarks/adaptive.py " + shlex.join(argv if argv is not None else sys.argv[1:])
@@ -122,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd += ["--target-sigma", f"{target:.4f}", "--block-ns", f"{block_ns:.6f}", "--workers", str(args.workers)]
     if (run_dir / "run.json").exists():
         cmd.append("--resume")
+        if args.allow_changed:
+            cmd += ["--allow-changed", args.allow_changed]
     rhfe.log_invocation(run_dir, command)
     print("+", " ".join(cmd), flush=True)
     start = time.perf_counter()
