@@ -27,9 +27,6 @@ from tables import fmt, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 
-KJ_PER_KCAL = 4.184
-R_KJ = 0.0083144626
-
 
 def leg_samples(leg_dir: Path, scheme) -> dict[str, dict]:
     """ΔU/kT series of both end states of one solvent leg: {'A' or 'B': {'ligand', 'w', 'kt_kcal'}}."""
@@ -38,11 +35,12 @@ def leg_samples(leg_dir: Path, scheme) -> dict[str, dict]:
     from fep.alchemy.hybrid import HybridLegInfo
     from fep.sampling.storage import load_samples
     from fep.systems.cutoffs import LJSchemeChange
+    from mlfep_core.constants import kt_kcal_mol, kt_kj_mol
 
     info = HybridLegInfo.from_json_file(leg_dir / "hybrid" / "leg.json")
     n_eq = json.loads((leg_dir / "leg_result.json").read_text())["n_equilibration"]
     data = load_samples(leg_dir / "sampler")
-    kt = R_KJ * data.temperature_k
+    kt, kt_kcal = kt_kj_mol(data.temperature_k), kt_kcal_mol(data.temperature_k)
     names = leg_dir.parents[1].name.split("~")
     out = {}
     for tag, state, name in (("a", 0, names[0]), ("b", -1, names[1])):
@@ -52,7 +50,7 @@ def leg_samples(leg_dir: Path, scheme) -> dict[str, dict]:
         system = openmm.XmlSerializer.deserialize((leg_dir / "end_states" / f"system_{tag}.xml").read_text())
         change = LJSchemeChange(system, scheme)
         du = change.energies(frames[keep], boxes[keep])
-        out[tag.upper()] = {"ligand": name, "w": (du / kt).tolist(), "kt_kcal": kt / KJ_PER_KCAL, "old": change.old}
+        out[tag.upper()] = {"ligand": name, "w": (du / kt).tolist(), "kt_kcal": kt_kcal, "old": change.old}
     return out
 
 

@@ -94,12 +94,10 @@ def rhfe_section(results: Path) -> list[str]:
         ]
     cal = data.get("sigma_calibration")
     if cal:
-        r = cal["ratio"]
         out += [
             "",
             f"σ calibration: over {cal['n_edges']} edges with two independent repeats, the spread of the repeats / the "
-            f"σ they reported = {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] (1 = honest; target "
-            f"0.8-1.25; per-edge table in `{stem}.md`).",
+            f"σ they reported = {ci(cal['ratio'])} (1 = honest; target 0.8-1.25; per-edge table in `{stem}.md`).",
         ]
     for path in sorted(results.glob("rhfe_benzenes_previous-*_vs_*.json")):
         cmp = json.loads(path.read_text())

@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from tables import fmt, statistics_rows, write_result
+from tables import ci, fmt, statistics_rows, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MLFEP_SHARED", REPO.parent / "shared"))
@@ -450,12 +450,10 @@ def markdown(data: dict) -> str:
         ]
     cal = data.get("sigma_calibration")
     if cal:
-        r = cal["ratio"]
         lines += [
             "",
             f"σ calibration (MM, {cal['n_edges']} edges with independent repeats): spread of the repeats / the σ "
-            f"they reported = {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] (1 = honest; target "
-            "0.8-1.25).",
+            f"they reported = {ci(cal['ratio'])} (1 = honest; target 0.8-1.25).",
             "",
             "| edge | repeats ΔΔG | σ reported | spread s | RMS σ | s / RMS σ |",
             "| --- | --- | --- | ---: | ---: | ---: |",

@@ -104,6 +104,20 @@ def _neighbours(hybrid, atom: int) -> list[int]:
     return out
 
 
+def _energy_at_b_end(hybrid):
+    """The hybrid's potential energy (kJ/mol) at λ = 1 (every λ parameter 1) of positions in nm, on Reference."""
+    ctx = openmm.Context(hybrid.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    for name in ctx.getParameters():
+        if name.startswith("lambda"):
+            ctx.setParameter(name, 1.0)
+
+    def energy(positions) -> float:
+        ctx.setPositions(positions)
+        return ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
+
+    return energy
+
+
 def test_aromatic_junction_dummy_has_one_well(edge):
     """benzene -> toluene: at B's end, A's hydrogen on the substituted carbon is a dummy. Bond, angle d–X–p1 and
     the 2-fold ring dihedral alone give it a second well of exactly the same energy, folded onto the bond to X's
@@ -113,10 +127,7 @@ def test_aromatic_junction_dummy_has_one_well(edge):
 
     end_states, hybrid, _ = edge("benzene", "toluene")
     role = _roles(hybrid)
-    ctx = openmm.Context(hybrid.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    for name in ctx.getParameters():
-        if name.startswith("lambda"):
-            ctx.setParameter(name, 1.0)
+    energy = _energy_at_b_end(hybrid)
     x = np.asarray(hybrid.positions, dtype=float)  # nm
     dummies = [a for a in range(len(role)) if role[a] == ROLE_UNIQUE_A]
     moved = []
@@ -127,13 +138,7 @@ def test_aromatic_junction_dummy_has_one_well(edge):
         rel = x[d] - x[bridge]
         folded = x.copy()
         folded[d] = x[bridge] + 2 * np.dot(rel, axis) * axis - rel  # 180° about X–p1
-        energies = []
-        for pos in (x, folded):
-            ctx.setPositions(pos)
-            energies.append(
-                ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole)
-            )
-        moved.append(energies[1] - energies[0])
+        moved.append(energy(folded) - energy(x))
     assert dummies and min(moved) > 40 * 2.479
     result = end_state_energy_check(end_states, hybrid, platform="Reference")
     assert result["passed"], result["max_abs_energy_difference"]
@@ -149,10 +154,7 @@ def test_rotatable_junction_dummy_turns_with_its_rotor(edge):
 
     end_states, hybrid, _ = edge("toluene", "ethylbenzene")
     role = _roles(hybrid)
-    ctx = openmm.Context(hybrid.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    for name in ctx.getParameters():
-        if name.startswith("lambda"):
-            ctx.setParameter(name, 1.0)
+    energy = _energy_at_b_end(hybrid)
     x = np.asarray(hybrid.positions, dtype=float)
     (d,) = [a for a in range(len(role)) if role[a] == ROLE_UNIQUE_A]
     bridge = next(a for a in _neighbours(hybrid, d) if role[a] == ROLE_CORE)
@@ -165,11 +167,7 @@ def test_rotatable_junction_dummy_turns_with_its_rotor(edge):
     turned = x.copy()
     c, s_ = np.cos(np.pi / 3), np.sin(np.pi / 3)
     turned[d] = x[bridge] + par + c * perp + s_ * np.cross(axis, perp)  # 60° about X–p1 (Rodrigues)
-    energies = []
-    for pos in (x, turned):
-        ctx.setPositions(pos)
-        energies.append(ctx.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
-    assert energies[1] - energies[0] > 10 * 2.479
+    assert energy(turned) - energy(x) > 10 * 2.479
     kept_angles = [a for k, a in _static_terms(hybrid) if k == "angle" and d in a]
     assert {a[1] for a in kept_angles} == {bridge} and len(kept_angles) == 3  # to p1 and X's two other hydrogens
     _assert_placement_terms_only(hybrid)
