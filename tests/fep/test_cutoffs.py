@@ -130,3 +130,17 @@ def test_a_cutoff_reaching_own_images_or_a_hybrid_is_refused(solvated):
     hybrid.addForce(openmm.CustomNonbondedForce("0"))
     with pytest.raises(InputError, match="CustomNonbondedForce"):
         LJSchemeChange(hybrid, LJScheme(0.8, 0.7))
+
+
+def test_a_system_without_periodic_cutoff_has_no_scheme_to_change(solvated):
+    import openmm
+
+    system, _, _ = solvated
+    vacuum = copy.deepcopy(system)
+    next(f for f in vacuum.getForces() if isinstance(f, openmm.NonbondedForce)).setNonbondedMethod(
+        openmm.NonbondedForce.NoCutoff
+    )
+    with pytest.raises(InputError, match="not periodic"):
+        lj_scheme(vacuum)
+    with pytest.raises(InputError, match="not periodic"):
+        LJSchemeChange(vacuum, LJScheme(0.9, 0.8))
