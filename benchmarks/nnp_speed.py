@@ -1,4 +1,4 @@
-"""Speed of the NNP (ANI-2x) endpoint correction and of its kernels, on the CPU.
+"""Speed of the NNP (ANI-2x) endpoint correction and of its kernels, on the CPU (or ``--platform CUDA --device cuda``).
 
 1. Kernels, frames per second, batched vs the per-frame reference path:
    - ``gpu_kernels.ani.ANIBatch.energies`` vs one frame at a time through torchani (toluene, 15 atoms);
@@ -29,6 +29,7 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TEMPERATURE_K = 298.15
+SETUP = {"platform": "CPU", "device": "cpu"}  # OpenMM platform and torch device, from --platform and --device
 
 
 def _clock():
@@ -66,7 +67,7 @@ def kernel_speeds(prepared, n_frames: int) -> dict:
     system, _, positions = ligand_system(prepared)
     x0 = np.asarray(positions.value_in_unit(openmm.unit.nanometer))
     frames = x0 + np.random.default_rng(0).normal(0.0, 0.005, size=(n_frames, *x0.shape))
-    delta_u = DeltaU(prepared, device="cpu", threads=1)
+    delta_u = DeltaU(prepared, device=SETUP["device"], threads=1)
     delta_u.ani.energies(frames[:2])  # warm-up
     out = {}
 
@@ -83,7 +84,9 @@ def kernel_speeds(prepared, n_frames: int) -> dict:
     out["mm_intra_reference"] = rate(lambda: openmm_reference_energies(system, frames[:n_ref]), n_ref)
     components = np.random.default_rng(1).normal(size=(n_frames, 1))
     coefficients = np.linspace(0.0, 1.0, 5)[:, None]
-    out["u_kn_batched"] = rate(lambda: reduced_potential_matrix(components, coefficients, 0.4, device="cpu"), n_frames)
+    out["u_kn_batched"] = rate(
+        lambda: reduced_potential_matrix(components, coefficients, 0.4, device=SETUP["device"]), n_frames
+    )
     out["u_kn_reference"] = rate(lambda: reduced_potential_matrix_reference(components, coefficients, 0.4), n_frames)
     for name in ("ani", "mm_intra", "u_kn"):
         out[f"{name}_speedup"] = out[f"{name}_batched"]["frames_per_s"] / out[f"{name}_reference"]["frames_per_s"]
@@ -99,7 +102,7 @@ def solvent_end_state(prepared):
     system, topology, positions, box = build_ligand_system(prepared, "solvent", tier("smoke").system)
     ligand_atoms = [a.index for a in topology.atoms() if a.residue.name == "LIG"]
     integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE_K, 1.0, 0.004)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(SETUP["platform"]))
     context.setPeriodicBoxVectors(*box)
     context.setPositions(positions)
     openmm.LocalEnergyMinimizer.minimize(context, 10.0, 300)
@@ -136,11 +139,11 @@ def ml_step_cost(system, ligand_atoms, prepared, frames, boxes, n_steps: int) ->
 
     from fep.nnp.system import LAMBDA_PARAMETER, DeltaU, add_nnp_force
 
-    delta_u = DeltaU(prepared, device="cpu", threads=1)
+    delta_u = DeltaU(prepared, device=SETUP["device"], threads=1)
     lam_system = openmm.XmlSerializer.clone(system)
     add_nnp_force(lam_system, ligand_atoms, delta_u, lam=0.5)
     integrator = openmm.LangevinMiddleIntegrator(TEMPERATURE_K, 1.0, 0.001)
-    context = openmm.Context(lam_system, integrator, openmm.Platform.getPlatformByName("CPU"))
+    context = openmm.Context(lam_system, integrator, openmm.Platform.getPlatformByName(SETUP["platform"]))
     context.setPeriodicBoxVectors(*boxes[-1])
     context.setPositions(frames[-1])
     context.setParameter(LAMBDA_PARAMETER, 0.5)
@@ -170,7 +173,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=500, help="Frames for the kernel timings.")
     parser.add_argument("--ml-steps", type=int, default=100, help="ML/MM steps for the per-step cost.")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--platform", default="CPU", help="OpenMM platform of the MM and ML/MM systems")
+    parser.add_argument("--device", default="cpu", help="torch device of the ANI-2x and batched kernels (cpu, cuda)")
     args = parser.parse_args(argv)
+    SETUP.update(platform=args.platform, device=args.device)
     os.environ.setdefault("TORCHANI_DATA_DIR", str(SHARED / "models" / "torchani"))
     os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
     logging.basicConfig(level=logging.WARNING)
@@ -189,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict:
     ml = ml_step_cost(system, ligand_atoms, prepared, frames, boxes, args.ml_steps)
     print(f"ML/MM: {ml['s_per_step'] * 1e3:.1f} ms/step", flush=True)
 
-    settings = smoke.nnp.model_copy(update={"platform": "CPU", "seed": 1})
+    settings = smoke.nnp.model_copy(update={"platform": SETUP["platform"], "seed": 1})
     start = _clock()
     result = endpoint_correction(
         system,
@@ -232,7 +238,9 @@ def main(argv: list[str] | None = None) -> dict:
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"platform": pyplatform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "molecule": "toluene (15 atoms), AM1-BCC, OpenFF 2.2.1",
-        "kernels_cpu": kernels,
+        "openmm_platform": SETUP["platform"],
+        "torch_device": SETUP["device"],
+        "kernels_cpu": kernels,  # the key predates --device: the kernels ran on torch_device
         "solvent_end_state": {
             "n_particles": system.getNumParticles(),
             "box": "smoke tier (0.8 nm padding, dodecahedron)",
@@ -264,7 +272,9 @@ def markdown(p: dict) -> str:
     se = p["solvent_end_state"]
     c = p["correction_smoke"]
     lines = [
-        "# NNP (ANI-2x) endpoint correction: speed on the CPU",
+        "# NNP (ANI-2x) endpoint correction: speed on the CPU"
+        if p.get("openmm_platform", "CPU") == "CPU" and p.get("torch_device", "cpu") == "cpu"
+        else f"# NNP (ANI-2x) endpoint correction: speed on OpenMM {p['openmm_platform']}, torch {p['torch_device']}",
         "",
         f"{p['date_utc']}, {p['machine']['platform']}, {p['machine']['cpus']} CPUs, load average at the end "
         f"{', '.join(f'{x:.1f}' for x in p['machine']['load_avg'])} (shared machine: absolute times are noisy; "
@@ -291,7 +301,7 @@ def markdown(p: dict) -> str:
         "",
         f"## Toluene solvent end state ({se['n_particles']} particles, {se['box']})",
         "",
-        f"- plain MM MD (4 fs, HMR, CPU platform): {se['mm']['ns_per_day']:.2f} ns/day, "
+        f"- plain MM MD (4 fs, HMR, {p.get('openmm_platform', 'CPU')} platform): {se['mm']['ns_per_day']:.2f} ns/day, "
         f"{se['mm']['s_per_step'] * 1e3:.1f} ms/step",
         f"- ML/MM MD at λ = 0.5 (1 fs, ANI-2x float32 forces through a PythonForce): "
         f"{se['ml_mm_step']['s_per_step'] * 1e3:.1f} ms/step ({se['ml_mm_step']['cpu_s_per_step'] * 1e3:.1f} ms CPU; "

@@ -210,7 +210,10 @@ def speed_section(results: Path) -> list[str]:
     if build:
         rows = ", ".join(f"{r['leg']} {r['n_atoms_a']} atoms {r['cpu_s']:.1f} CPU-s" for r in build["rows"])
         out += [f"**System building** (`system_build.json`, {build['edge']}): {rows}.", ""]
-    return out
+    from speed import gpu_section  # benchmarks/speed.py: the GPU suite's results, or that it was not run
+
+    gpu = gpu_section(results / "gpu")
+    return [*out, gpu[0].replace("## ", "**", 1) + "**", *gpu[1:]]
 
 
 def ml_forcefield_section(results: Path) -> list[str]:

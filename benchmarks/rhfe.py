@@ -327,13 +327,24 @@ BULKY = (
 )
 
 
-def archive(run_dir: Path, path: Path) -> dict:
+#: what a finished leg that may still be extended (``fep run --extend`` / ``--target-sigma``) can do without
+EXTENDABLE_LEAVES_OUT = ("sampler/snapshots", "end_states")
+
+
+def archive(run_dir: Path, path: Path, extendable: bool | None = None) -> dict:
     """A resumable ``.tar.gz`` of a stopped run (run folders do not outlive a session here): every file of an
     unfinished leg, and of a finished leg (``leg_result.json`` newer than its checkpoint, which is how a resume
     recognises it) only what the resume and the analysis read; the run's report folder is left out (it is made
     again from the results). Unpack with ``tar -xzf PATH -C <parent of run_dir>``;
-    modification times are kept, so finished legs stay finished."""
+    modification times are kept, so finished legs stay finished.
+
+    ``extendable`` (default: when the run is adaptive, i.e. has an ``adaptive.json``) keeps what extending a
+    finished leg reads (samples, replica state, hybrid system): larger, but ``--target-sigma`` can go on."""
     import tarfile
+
+    if extendable is None:
+        extendable = (run_dir / "adaptive.json").exists()
+    bulky = EXTENDABLE_LEAVES_OUT if extendable else BULKY
 
     path.parent.mkdir(parents=True, exist_ok=True)
     finished = skipped = 0
@@ -346,7 +357,7 @@ def archive(run_dir: Path, path: Path) -> dict:
             leg_dir = run_dir.joinpath(*rel.parts[:4]) if rel.parts[0] == "edges" and len(rel.parts) > 4 else None
             if leg_dir is not None and _leg_done(leg_dir):
                 inner = file.relative_to(leg_dir).as_posix()
-                if any(inner == b or inner.startswith(b + "/") for b in BULKY):
+                if any(inner == b or inner.startswith(b + "/") for b in bulky):
                     skipped += 1
                     continue
                 finished += inner == "leg_result.json"
@@ -355,7 +366,13 @@ def archive(run_dir: Path, path: Path) -> dict:
         if invocations.exists():
             tar.add(invocations, arcname=invocations.name)
     path.with_suffix(".part").replace(path)
-    return {"archive": str(path), "bytes": path.stat().st_size, "finished_legs": finished, "files_left_out": skipped}
+    return {
+        "archive": str(path),
+        "bytes": path.stat().st_size,
+        "finished_legs": finished,
+        "files_left_out": skipped,
+        "extendable": extendable,
+    }
 
 
 def _leg_done(leg_dir: Path) -> bool:
@@ -494,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--archive", type=Path, default=None, help="Only write a resumable .tar.gz of the (stopped) run to this path"
     )
+    parser.add_argument(
+        "--extendable",
+        action="store_true",
+        default=None,
+        help="With --archive: keep what extending a finished leg needs (default only for an adaptive run)",
+    )
     args = parser.parse_args(argv)
     command = "python benchmarks/rhfe.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.ligand_ff is None:
@@ -502,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_dir is None:
         args.run_dir = REPO / "runs" / f"rhfe_{args.series}_{option}"
     if args.archive is not None:
-        print(json.dumps(archive(args.run_dir, args.archive)))
+        print(json.dumps(archive(args.run_dir, args.archive, args.extendable)))
         return 0
     wall = None
     if not args.analyse_only:

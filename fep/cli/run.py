@@ -303,6 +303,8 @@ def run(
         check_disk_space(output, _disk_needed(cost, proto, extend_iterations))
     if resume:
         _check_sampled_legs(output, spec, allow_changed)
+        if extend is not None or target_sigma is not None:
+            _check_extendable(output)
     if "complex" in LEGS_FOR_MODE[net.mode] and protein_path is not None:  # fail now, not when a leg is built
         from fep.systems.protein import load_protein
 
@@ -458,6 +460,27 @@ def _check_sampled_legs(output: Path, spec, allow_changed: list[str]) -> None:
     names = {n for m in started.edges for n in (m.ligand_a, m.ligand_b)}
     prepared = prepare_ligands([lig for lig in held.ligands if lig.name in names], spec.protocol)  # cached
     check_leg_keys(output, started, spec, prepared, package_versions(), allow_changed=allow_changed, write=False)
+
+
+#: what extending a sampled leg reads besides its checkpoint: the hybrid, the replicas' state and every sample so far
+EXTEND_NEEDS = ("hybrid/system.xml", "hybrid/positions.npy", "sampler/state", "sampler/data")
+
+
+def _check_extendable(output: Path) -> None:
+    """Before --extend or --target-sigma samples anything: every sampled leg still holds what extending it needs
+    (an archive of finished legs, e.g. ``benchmarks/rhfe.py --archive`` of a plain run, leaves those files out)."""
+    from mlfep_core import InputError
+
+    for checkpoint in sorted((output / "edges").glob("*/repeat_*/*/sampler/checkpoint.json")):
+        leg_dir = checkpoint.parent.parent
+        missing = [need for need in EXTEND_NEEDS if not (leg_dir / need).exists()]
+        if missing:
+            edge, repeat, leg = leg_dir.parts[-3], leg_dir.parts[-2].removeprefix("repeat_"), leg_dir.name
+            raise InputError(
+                f"leg {edge} repeat {repeat} {leg} cannot be extended: {leg_dir} has no {', '.join(missing)} (an "
+                "archive that left a finished leg's samples out?); delete that folder to sample the leg again "
+                "on --resume, or extend a run directory that still holds them"
+            )
 
 
 def _check_allow_changed(fields: list[str], resume: bool) -> None:

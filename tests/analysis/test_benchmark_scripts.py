@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,66 @@ def test_speed_collect_gathers_the_parts_without_running_them(tmp_path):
         assert entry["collected"] and entry["result"] == json.loads((RESULTS / f"{part}.json").read_text())
     text = (tmp_path / "speed.md").read_text()
     assert all(f"## {part} (collected from {part}.md)" in text for part in PARTS)
+
+
+def test_speed_collect_says_the_gpu_suite_was_not_run_and_folds_it_in_once_it_was(tmp_path):
+    speed = _script("speed")
+    for part in PARTS:
+        for ext in ("json", "md"):
+            shutil.copy(RESULTS / f"{part}.{ext}", tmp_path)
+    assert speed.main(["--collect", "--out", str(tmp_path)]) == 0
+    assert "Not run: no GPU machine" in (tmp_path / "speed.md").read_text()
+    gpu = tmp_path / "gpu"
+    gpu.mkdir()
+    hybrid = json.loads((RESULTS / "hybrid_speed.json").read_text())
+    suite = {
+        "date": "2026-12-06 12:00 UTC",
+        "wall_s": 431.0,
+        "machine": {"gpus": ["NVIDIA H100 80GB HBM3, 580.159.04, 81559 MiB"]},
+        "parts": {"hybrid_speed": {"returncode": 0, "wall_s": 95.0, "result": hybrid}, "rbfe": {"returncode": 124}},
+    }
+    (gpu / "speed.json").write_text(json.dumps(suite))
+    assert speed.main(["--collect", "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "speed.md").read_text()
+    assert "## GPU suite (`benchmarks/gpu_suite.sh`, 2026-12-06 12:00 UTC, NVIDIA H100 80GB HBM3" in text
+    assert "| rbfe | 124 | nan |" in text  # a part stopped at its limit is shown as such, not dropped
+    case = hybrid["cases"][0]
+    assert f"| {case['case']} | {case['plain_ns_per_day']:.1f} | {case['hybrid_ns_per_day']:.1f} |" in text
+
+
+def test_gpu_suite_parts_pass_the_platform_and_fit_the_loan(tmp_path):
+    speed = _script("speed")
+    parts = dict(speed.parts("CUDA", quick=False, gpu_suite=True, out=tmp_path))
+    assert set(parts) == set(speed.GPU_SUITE_PART_LIMIT_S) == {"hybrid_speed", "sampler_speed", "nnp_speed", "rbfe"}
+    for name in ("hybrid_speed", "sampler_speed", "nnp_speed"):
+        assert parts[name][parts[name].index("--platform") + 1] == "CUDA"
+    edge = parts["rbfe"]
+    assert edge[edge.index("--edges") + 1] == "lig_ejm_31~lig_ejm_42" and "--platform CUDA" in edge[-1]
+    assert edge[edge.index("--run-root") + 1] == str(tmp_path / "runs")
+    assert sum(speed.GPU_SUITE_PART_LIMIT_S.values()) <= 8 * 60 - 30  # the 8 minutes, installs included
+    # every part script takes the arguments the suite gives it
+    for name in ("sampler_speed", "nnp_speed", "hybrid_speed"):
+        source = (REPO / "benchmarks" / f"{name}.py").read_text()
+        flags = [a for a in parts[name] if a.startswith("--")]
+        assert all(f'"{flag}"' in source for flag in flags), name
+
+
+def test_a_gpu_suite_part_past_its_limit_is_stopped_with_what_it_started(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    code = (
+        "import subprocess, sys, time; "
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(120)"
+    )
+    assert _script("speed")._run_part([sys.executable, "-c", code], limit=8) == 124  # time to start, loaded too
+    stat = Path(f"/proc/{int(pid_file.read_text())}/stat")  # rbfe.py's fep run would be such a grandchild
+    for _ in range(50):
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":  # gone, or a zombie
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the part's own child outlived the stopped part")
+    assert _script("speed")._run_part([sys.executable, "-c", "raise SystemExit(3)"], limit=30) == 3
 
 
 def test_speed_collect_fails_on_a_missing_part(tmp_path):
@@ -194,6 +255,17 @@ def test_rhfe_archive_keeps_unfinished_legs_whole_and_finished_legs_resumable(tm
     assert {f"{vacuum}/sampler/data/iter_0.npz", f"{vacuum}/hybrid/system.xml"} <= names
     back = tmp_path / "back" / solvent
     assert (back / "leg_result.json").stat().st_mtime >= (back / "sampler" / "checkpoint.json").stat().st_mtime
+
+    # an adaptive run extends finished legs: its archive keeps what an extension reads (fep run refuses without)
+    (run_dir / "adaptive.json").write_text("{}")
+    (legs["solvent"] / "sampler" / "snapshots").mkdir()
+    (legs["solvent"] / "sampler" / "snapshots" / "state_0.xtc").write_bytes(b"x" * 100)
+    out = _script("rhfe").archive(run_dir, tmp_path / "partial" / "adaptive_x.tar.gz")
+    assert out["extendable"] and out["files_left_out"] == 1  # the snapshots only
+    with tarfile.open(out["archive"]) as tar:
+        names = set(tar.getnames())
+    assert {f"{solvent}/sampler/data/iter_0.npz", f"{solvent}/hybrid/system.xml"} <= names
+    assert not _script("rhfe").archive(run_dir, tmp_path / "partial" / "y.tar.gz", extendable=False)["extendable"]
 
 
 def test_adaptive_table_reports_both_runs_and_the_saving():

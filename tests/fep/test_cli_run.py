@@ -183,6 +183,29 @@ def test_every_leg_stores_its_content_key_and_resume_refuses_a_leg_run_with_othe
     assert main(args) == 0 and checkpoint.stat().st_mtime_ns == before
 
 
+def test_extending_a_leg_whose_samples_were_archived_away_is_one_clear_error(
+    finished_run, tiny_inputs, tmp_path, capsys
+):
+    import shutil
+
+    run_dir = _copy_of(finished_run[1], tmp_path)
+    ligands, protocol = tiny_inputs
+    leg = run_dir / "edges" / "benzene~toluene" / "repeat_0" / "solvent"
+    shutil.rmtree(leg / "sampler" / "data")  # what benchmarks/rhfe.py --archive leaves out of a finished leg
+    checkpoint = leg / "sampler" / "checkpoint.json"
+    before = checkpoint.stat().st_mtime_ns
+    args = ["run", "--edge", "benzene,toluene", "--ligands", str(ligands), "--protocol", str(protocol)]
+    args += ["--mode", "hydration", "-o", str(run_dir), "--resume"]
+    for extra in (["--extend", "0.0002"], ["--target-sigma", "0.01", "--max-ns", "0.001"]):
+        assert main([*args, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert "leg benzene~toluene repeat 0 solvent cannot be extended: " in err[0] and "sampler/data" in err[0]
+        assert "delete that folder to sample the leg again on --resume" in err[0]
+    assert checkpoint.stat().st_mtime_ns == before  # nothing sampled
+    assert main(args) == 0  # a plain resume still reads the finished leg's result
+
+
 def test_resume_refuses_a_leg_with_other_charges_and_allow_changed_cannot_accept_it(
     finished_run, tiny_inputs, tmp_path, capsys
 ):
