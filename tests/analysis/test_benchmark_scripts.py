@@ -284,6 +284,12 @@ def test_adaptive_table_reports_both_runs_and_the_saving():
     text = adaptive.markdown(data)
     assert "| uniform | 15 | 10.00 |" in text and "| adaptive | 15 | 6.50 |" in text
     assert "Sampling saved: 35 %" in text and "met)" in text
+    data["uniform"]["replica_ns_per_edge"] = {"a~b": 5.0, "b~c": 5.0}
+    data["adaptive"]["replica_ns_per_edge"] = {"a~b": 1.5, "b~c": 5.0}
+    data["notes"] = ["two edges were sampled again"]
+    text = adaptive.markdown(data)
+    assert text.index("| b~c | 5.00 | 5.00 |") < text.index("| a~b | 5.00 | 1.50 |")  # most sampled first
+    assert text.rstrip().endswith("Note: two edges were sampled again")
 
 
 def test_cutoff_change_exp_per_ligand_and_the_edge_shift():
