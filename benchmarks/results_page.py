@@ -122,6 +122,19 @@ def rhfe_section(results: Path) -> list[str]:
             f"{c['median_edge_sigma']:.2f}), within the edge's own σ on {c['n_within_edge_sigma']} of {c['n_edges']} "
             "edges" + (f"; RMSE {_f(p['rmse_a'])} → {_f(p['rmse_b'])}" if p else "") + ".",
         ]
+    adaptive = _load(results, "adaptive_benzenes")
+    if adaptive and adaptive.get("stop_reason"):
+        u, a = adaptive["uniform"], adaptive["adaptive"]
+        out += [
+            "",
+            f"Adaptive compute (`adaptive_benzenes.json`, `fep run --target-sigma "
+            f"{adaptive['target_sigma_kcal_mol']:.3f}`, the uniform run's largest ligand σ): "
+            f"{a['replica_ns_total']:.1f} replica-ns of production against the uniform run's "
+            f"{u['replica_ns_total']:.1f} ({100 * adaptive['saving']:.0f} % saved), largest ligand σ "
+            f"{a['max_sigma_kcal_mol']:.3f} against {u['max_sigma_kcal_mol']:.3f}, edge RMSE "
+            f"{_f(a['edge_rmse_kcal_mol'])} against {_f(u['edge_rmse_kcal_mol'])}; stopped: {adaptive['stop_reason']}. "
+            f"Target (≥ 30 % less sampling at the same largest σ): {'met' if adaptive['target_met'] else 'not met'}.",
+        ]
     return [*out, ""]
 
 
