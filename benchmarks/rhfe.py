@@ -327,8 +327,12 @@ BULKY = (
 )
 
 
-#: what a finished leg that may still be extended (``fep run --extend`` / ``--target-sigma``) can do without
-EXTENDABLE_LEAVES_OUT = ("sampler/snapshots", "end_states")
+def _extendable_leaves_out() -> tuple[str, ...]:
+    """What a finished leg that may still be extended (``fep run --extend`` / ``--target-sigma``) can do without:
+    the bulky files less those fep run checks for before it extends (``fep.cli.run.EXTEND_NEEDS``)."""
+    from fep.cli.run import EXTEND_NEEDS
+
+    return tuple(b for b in BULKY if b not in EXTEND_NEEDS)
 
 
 def archive(run_dir: Path, path: Path, extendable: bool | None = None) -> dict:
@@ -344,7 +348,7 @@ def archive(run_dir: Path, path: Path, extendable: bool | None = None) -> dict:
 
     if extendable is None:
         extendable = (run_dir / "adaptive.json").exists()
-    bulky = EXTENDABLE_LEAVES_OUT if extendable else BULKY
+    bulky = _extendable_leaves_out() if extendable else BULKY
 
     path.parent.mkdir(parents=True, exist_ok=True)
     finished = skipped = 0

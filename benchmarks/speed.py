@@ -59,7 +59,7 @@ def _machine(platform: str) -> dict:
         import torch
 
         info["torch"] = torch.__version__
-        info["torch_cuda"] = bool(torch.cuda.is_available())
+        info["torch_cuda"] = _torch_sees_gpu()
     except ImportError:
         info["torch"] = None
     query = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
